@@ -1,0 +1,2 @@
+"""balanced-batches."""
+__version__ = "0.1.0"

@@ -1,0 +1,280 @@
+"""The SQLite catalog of a working directory: files, counts, plan and job states.
+
+Every stage of the pipeline finds what earlier stages did here, so reruns are
+incremental and resumable. Writes happen in transactions under WAL journaling;
+only the client process (never a worker) writes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CatalogError
+
+CATALOG_NAME = "balanced-batches.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    path TEXT UNIQUE NOT NULL,
+    name TEXT NOT NULL,
+    list_index INTEGER NOT NULL,
+    process TEXT,
+    pileup TEXT,
+    size INTEGER,
+    mtime REAL,
+    entries INTEGER,
+    bytes_per_entry REAL,
+    selection_hash TEXT,
+    status TEXT NOT NULL DEFAULT 'pending',
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS counts (
+    file_id INTEGER NOT NULL,
+    region INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (file_id, region)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS arrays (name TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS units (
+    kind TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    result TEXT,
+    PRIMARY KEY (kind, idx)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A row of the `files` table."""
+
+    id: int
+    path: str
+    name: str
+    list_index: int
+    process: str | None
+    pileup: str | None
+    size: int | None
+    mtime: float | None
+    entries: int | None
+    bytes_per_entry: float | None
+    selection_hash: str | None
+    status: str
+    error: str | None
+
+
+class Catalog:
+    """Narrow, typed access to the catalog file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        version = self.get_meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", SCHEMA_VERSION)
+        elif version != SCHEMA_VERSION:
+            raise CatalogError(f"{path}: catalog schema {version}, expected {SCHEMA_VERSION}")
+
+    @classmethod
+    def open(cls, workdir: Path, create: bool = False) -> Catalog:
+        """Opens the catalog of a working directory; without `create` it must exist."""
+        path = workdir / CATALOG_NAME
+        if not path.exists():
+            if not create:
+                raise CatalogError(
+                    f"{workdir}: no catalog ({CATALOG_NAME}); run 'balanced-batches count' first"
+                )
+            workdir.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    def close(self) -> None:
+        """Closes the connection."""
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All statements inside commit together or not at all."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- meta ---------------------------------------------------------------
+    def get_meta(self, key: str) -> Any:
+        """A JSON value stored under `key`, or None."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Stores a JSON value under `key`."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
+        )
+
+    def delete_meta(self, key: str) -> None:
+        """Removes `key`."""
+        self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+    # -- files and counts ---------------------------------------------------
+    def files(self) -> list[FileRecord]:
+        """All files, in list order."""
+        rows = self._db.execute(
+            f"SELECT {', '.join(FileRecord.__dataclass_fields__)} FROM files ORDER BY list_index"
+        ).fetchall()
+        return [FileRecord(*row) for row in rows]
+
+    def sync_file_list(self, entries: Sequence[tuple[str, str, str | None, str | None]]) -> None:
+        """Makes the file table follow the list: (path, name, process, pileup) in order.
+
+        Files no longer listed are removed with their counts; new files start as pending.
+        """
+        with self.transaction() as db:
+            known = {path: file_id for file_id, path in db.execute("SELECT id, path FROM files")}
+            listed = {entry[0] for entry in entries}
+            for path, file_id in known.items():
+                if path not in listed:
+                    db.execute("DELETE FROM counts WHERE file_id = ?", (file_id,))
+                    db.execute("DELETE FROM files WHERE id = ?", (file_id,))
+            for index, (path, name, process, pileup) in enumerate(entries):
+                if path in known:
+                    db.execute(
+                        "UPDATE files SET name=?, list_index=?, process=?, pileup=? WHERE path=?",
+                        (name, index, process, pileup, path),
+                    )
+                else:
+                    db.execute(
+                        "INSERT INTO files (path, name, list_index, process, pileup)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (path, name, index, process, pileup),
+                    )
+
+    def record_count(
+        self,
+        file_id: int,
+        *,
+        size: int,
+        mtime: float,
+        entries: int,
+        bytes_per_entry: float,
+        selection_hash: str,
+        counts: np.ndarray,
+    ) -> None:
+        """Stores a counted file and its non-zero region counts."""
+        nonzero = np.flatnonzero(counts)
+        with self.transaction() as db:
+            db.execute("DELETE FROM counts WHERE file_id = ?", (file_id,))
+            db.executemany(
+                "INSERT INTO counts (file_id, region, n) VALUES (?, ?, ?)",
+                [(file_id, int(region), int(counts[region])) for region in nonzero],
+            )
+            db.execute(
+                "UPDATE files SET size=?, mtime=?, entries=?, bytes_per_entry=?,"
+                " selection_hash=?, status='counted', error=NULL WHERE id=?",
+                (size, mtime, entries, bytes_per_entry, selection_hash, file_id),
+            )
+
+    def record_bad_file(self, file_id: int, error: str) -> None:
+        """Marks a file as unreadable, with the reason."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM counts WHERE file_id = ?", (file_id,))
+            db.execute("UPDATE files SET status='bad', error=? WHERE id=?", (error, file_id))
+
+    def counts_matrix(self, n_regions: int) -> tuple[np.ndarray, np.ndarray]:
+        """(file ids in list order, counts[file, region]) for counted files."""
+        rows = self._db.execute(
+            "SELECT id FROM files WHERE status='counted' ORDER BY list_index"
+        ).fetchall()
+        file_ids = np.array([row[0] for row in rows], dtype=np.int64)
+        matrix = np.zeros((len(file_ids), n_regions), dtype=np.int64)
+        position = {int(file_id): index for index, file_id in enumerate(file_ids)}
+        for file_id, region, n in self._db.execute(
+            "SELECT c.file_id, c.region, c.n FROM counts c JOIN files f ON f.id = c.file_id"
+            " WHERE f.status='counted'"
+        ):
+            matrix[position[file_id], region] = n
+        return file_ids, matrix
+
+    # -- arrays (the plan) --------------------------------------------------
+    def put_arrays(self, prefix: str, arrays: dict[str, np.ndarray]) -> None:
+        """Stores numpy arrays under `prefix.name`, replacing every array of that prefix."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM arrays WHERE name LIKE ?", (prefix + ".%",))
+            for name, array in arrays.items():
+                buffer = io.BytesIO()
+                np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+                db.execute(
+                    "INSERT INTO arrays (name, data) VALUES (?, ?)",
+                    (f"{prefix}.{name}", buffer.getvalue()),
+                )
+
+    def get_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """Arrays stored under a prefix, by short name."""
+        result = {}
+        for name, data in self._db.execute(
+            "SELECT name, data FROM arrays WHERE name LIKE ?", (prefix + ".%",)
+        ):
+            result[name[len(prefix) + 1 :]] = np.load(io.BytesIO(data), allow_pickle=False)
+        return result
+
+    # -- work units ---------------------------------------------------------
+    def reset_units(self, kinds: dict[str, int]) -> None:
+        """Starts the unit table afresh: `kinds` maps a kind to its number of units."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM units")
+            db.executemany(
+                "INSERT INTO units (kind, idx, status) VALUES (?, ?, 'pending')",
+                [(kind, index) for kind, count in kinds.items() for index in range(count)],
+            )
+
+    def unit_states(self, kind: str) -> dict[int, str]:
+        """Status of every unit of a kind."""
+        rows = self._db.execute("SELECT idx, status FROM units WHERE kind = ?", (kind,))
+        return {index: status for index, status in rows}
+
+    def unit_rows(self) -> list[tuple[str, int, str, int, str | None]]:
+        """(kind, index, status, attempts, error) of every unit."""
+        return list(
+            self._db.execute(
+                "SELECT kind, idx, status, attempts, error FROM units ORDER BY kind, idx"
+            )
+        )
+
+    def set_unit(
+        self, kind: str, index: int, status: str, error: str | None = None, result: Any = None
+    ) -> None:
+        """Records a unit's new state; a failure counts as one more attempt."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE units SET status=?, error=?, result=?,"
+                " attempts = attempts + (CASE WHEN ? = 'failed' THEN 1 ELSE 0 END)"
+                " WHERE kind=? AND idx=?",
+                (status, error, None if result is None else json.dumps(result), status, kind, index),
+            )
+
+    def unit_results(self, kind: str) -> dict[int, Any]:
+        """Result records of the finished units of a kind."""
+        rows = self._db.execute(
+            "SELECT idx, result FROM units WHERE kind = ? AND status = 'done'", (kind,)
+        )
+        return {index: json.loads(result) for index, result in rows if result is not None}

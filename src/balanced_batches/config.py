@@ -1,0 +1,291 @@
+"""Configuration: typed models, the original YAML files, and one-line error messages.
+
+The original workflow's `process_types.yaml` and `binning.yaml` are read unchanged.
+A project YAML can gather everything in one file; its `processes` and `binning`
+keys take either a path to an original file or the same content inline.
+Everything is validated here, once; later stages only see these models.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import model_validator
+
+from .errors import ConfigError
+
+PILEUP_SCENARIOS = ("NoPU", "PU140", "PU200")
+PileupChoice = Literal["NoPU", "PU140", "PU200", "all", "none"]
+OutputFormat = Literal["root", "rntuple", "parquet"]
+
+# The four true candidate types of the original workflow, in its order.
+STANDARD_TYPES: dict[str, str] = {
+    "electron": "genLepton_index >= 0 && (genLepton_kind == 1 || genLepton_kind == 3)",
+    "muon": "genLepton_index >= 0 && (genLepton_kind == 2 || genLepton_kind == 4)",
+    "jet": "genLepton_index == -1",
+    "genuine": "genLepton_index >= 0 && genLepton_kind == 5",
+}
+_TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+_COMPRESSION = re.compile(r"^(none|(zlib|lzma|lz4|zstd)(:\d{1,2})?)$", re.IGNORECASE)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Binning(_Model):
+    """pT and |eta| binning as `[start, stop, step]` triples, as in the original `binning.yaml`."""
+
+    pt: list[tuple[float, float, float]]
+    abseta: list[tuple[float, float, float]]
+
+    @field_validator("pt", "abseta")
+    @classmethod
+    def _valid_triples(
+        cls, triples: list[tuple[float, float, float]]
+    ) -> list[tuple[float, float, float]]:
+        if not triples:
+            raise ValueError("needs at least one [start, stop, step] triple")
+        for start, stop, step in triples:
+            if step <= 0:
+                raise ValueError(f"step must be positive in [{start}, {stop}, {step}]")
+            if stop <= start:
+                raise ValueError(f"stop must exceed start in [{start}, {stop}, {step}]")
+        edges = edges_from_triples(triples)
+        if np.any(np.diff(edges) <= 0):
+            raise ValueError(f"bin edges are not increasing: {edges.tolist()}")
+        return triples
+
+    def pt_edges(self) -> np.ndarray:
+        """Lower edges of the pT bins plus the start of the overflow bin."""
+        return edges_from_triples(self.pt)
+
+    def abseta_edges(self) -> np.ndarray:
+        """Lower edges of the |eta| bins plus the start of the overflow bin."""
+        return edges_from_triples(self.abseta)
+
+
+def edges_from_triples(triples: list[tuple[float, float, float]]) -> np.ndarray:
+    """`arange(start, stop, step)` of every triple, then the last stop (the original rule)."""
+    parts = [np.arange(start, stop, step) for start, stop, step in triples]
+    return np.concatenate([*parts, np.array([triples[-1][1]], dtype=np.float64)])
+
+
+class ProcessType(_Model):
+    """One entry of `process_types.yaml`."""
+
+    regex: str
+    active_types: list[str] = Field(default_factory=list)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str) -> str:
+        try:
+            re.compile(regex)
+        except re.error as err:
+            raise ValueError(f"regular expression does not compile: {err}") from err
+        return regex
+
+
+class InputsConfig(_Model):
+    """Where the input files are and how to name them."""
+
+    file_list: str | None = None
+    glob: str | None = None
+    tree: str = "taus"
+    replace_prefix: str | None = Field(default=None, description="OLD@NEW")
+    campaign: str | None = None
+
+    @field_validator("replace_prefix")
+    @classmethod
+    def _old_at_new(cls, value: str | None) -> str | None:
+        if value is not None and "@" not in value:
+            raise ValueError("must have the form OLD@NEW")
+        return value
+
+
+class RegionVariables(_Model):
+    """The expressions whose values are binned in pT and |eta|."""
+
+    pt: str = "tau_pt"
+    abseta: str = "abs(tau_eta)"
+
+
+class PlanConfig(_Model):
+    """How batches are planned."""
+
+    pileup: PileupChoice = "all"
+    events_per_batch_type: int | None = Field(default=None, gt=0)
+    batches: int | None = Field(default=None, gt=0)
+    max_reuse: int | None = Field(default=None, gt=0)
+    seed: int = Field(default=12345, ge=0)
+
+
+class OutputConfig(_Model):
+    """Where and how balanced batches are written."""
+
+    directory: str = "batches"
+    name: str = "batch{index}"
+    format: OutputFormat = "root"
+    compression: str = "zstd:5"
+    batches_per_file: int = Field(default=1, gt=0)
+
+    @field_validator("compression")
+    @classmethod
+    def _known_compression(cls, value: str) -> str:
+        if not _COMPRESSION.match(value):
+            raise ValueError("expected none, zlib, lzma, lz4 or zstd, optionally with :LEVEL")
+        return value.lower()
+
+    @field_validator("name")
+    @classmethod
+    def _has_index(cls, value: str) -> str:
+        if "{index}" not in value or "/" in value:
+            raise ValueError("must contain {index} and no '/'")
+        return value
+
+
+class ExecutionConfig(_Model):
+    """Resources of one worker and how many run at once."""
+
+    workers: int | None = Field(default=None, gt=0)
+    chunk_mb: int = Field(default=256, gt=0, description="uncompressed input read at once")
+    unit_memory_mb: int = Field(default=1024, gt=0, description="data one write unit holds")
+    scratch: str | None = None
+
+
+class ProjectConfig(_Model):
+    """Everything a production needs; every stage reads the part it uses."""
+
+    inputs: InputsConfig = Field(default_factory=InputsConfig)
+    processes: dict[str, ProcessType] = Field(default_factory=dict)
+    binning: Binning | None = None
+    types: dict[str, str] = Field(default_factory=lambda: dict(STANDARD_TYPES))
+    regions: RegionVariables = Field(default_factory=RegionVariables)
+    plan: PlanConfig = Field(default_factory=PlanConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+
+    @field_validator("types")
+    @classmethod
+    def _type_names(cls, types: dict[str, str]) -> dict[str, str]:
+        if not types:
+            raise ValueError("at least one type is needed")
+        for name in types:
+            if not _TYPE_NAME.match(name):
+                raise ValueError(f"type name {name!r} must be letters and digits only")
+        return types
+
+    @model_validator(mode="after")
+    def _active_types_exist(self) -> ProjectConfig:
+        for process, spec in self.processes.items():
+            for type_name in spec.active_types:
+                if type_name not in self.types:
+                    raise ValueError(
+                        f"processes.{process}.active_types: unknown type {type_name!r}; "
+                        f"defined types: {', '.join(self.types)}"
+                    )
+        return self
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line naming the source, the key and the offending value of the first problem."""
+    problems = err.errors()
+    first = problems[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    shown = "" if isinstance(value, Mapping) else f" = {value!r}"
+    more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+    return f"{source}: key '{key}'{shown}: {message}{more}"
+
+
+def read_yaml(path: Path) -> Any:
+    """Reads a YAML file, turning every failure into a one-line ConfigError."""
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from err
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from err
+
+
+def validate(model: Any, data: Any, source: str) -> Any:
+    """Validates `data` against a model or type, raising ConfigError with a one-line message."""
+    try:
+        return TypeAdapter(model).validate_python(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from err
+
+
+def load_process_types(path: Path) -> dict[str, ProcessType]:
+    """Reads an original `process_types.yaml`."""
+    data = read_yaml(path)
+    result: dict[str, ProcessType] = validate(dict[str, ProcessType], data, str(path))
+    return result
+
+
+def load_binning(path: Path) -> Binning:
+    """Reads an original `binning.yaml`."""
+    result: Binning = validate(Binning, read_yaml(path), str(path))
+    return result
+
+
+def _resolve_relative(value: str, base: Path) -> str:
+    if "://" in value or Path(value).is_absolute():
+        return value
+    return str((base / value).resolve())
+
+
+def load_project(path: Path) -> ProjectConfig:
+    """Reads a project YAML; `processes` and `binning` may name original files."""
+    data = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    base = path.resolve().parent
+    data = dict(data)
+    if isinstance(data.get("processes"), str):
+        processes_path = Path(_resolve_relative(data["processes"], base))
+        data["processes"] = _as_plain(load_process_types(processes_path))
+    if isinstance(data.get("binning"), str):
+        data["binning"] = load_binning(Path(_resolve_relative(data["binning"], base))).model_dump()
+    inputs = data.get("inputs")
+    if isinstance(inputs, dict) and isinstance(inputs.get("file_list"), str):
+        data["inputs"] = {**inputs, "file_list": _resolve_relative(inputs["file_list"], base)}
+    output = data.get("output")
+    if isinstance(output, dict) and isinstance(output.get("directory"), str):
+        data["output"] = {**output, "directory": _resolve_relative(output["directory"], base)}
+    result: ProjectConfig = validate(ProjectConfig, data, str(path))
+    return result
+
+
+def _as_plain(processes: dict[str, ProcessType]) -> dict[str, Any]:
+    return {name: spec.model_dump() for name, spec in processes.items()}
+
+
+def with_overrides(config: ProjectConfig, overrides: Mapping[str, Any], source: str) -> ProjectConfig:
+    """A copy of `config` with dotted keys (`plan.pileup`) replaced; `None` values are ignored."""
+    data = config.model_dump()
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        if key:
+            data[section] = {**data[section], key: value}
+        else:
+            data[section] = value
+    result: ProjectConfig = validate(ProjectConfig, data, source)
+    return result

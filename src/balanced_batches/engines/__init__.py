@@ -1,0 +1,62 @@
+"""Where work runs: in this process, on a local Dask cluster, or on an existing one.
+
+An engine maps a function over work items and yields results as they finish.
+Dask is imported only inside its engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Engine(Protocol):
+    """Runs a function over items; results arrive in completion order."""
+
+    def map(self, function: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """Yields `function(item)` for every item."""
+        ...
+
+    def close(self) -> None:
+        """Releases workers."""
+        ...
+
+
+class Reporter(Protocol):
+    """Shows progress; the library never prints."""
+
+    def track(self, results: Iterable[T], total: int, description: str) -> Iterator[T]:
+        """Passes results through while showing progress."""
+        ...
+
+
+class SilentReporter:
+    """Shows nothing."""
+
+    def track(self, results: Iterable[T], total: int, description: str) -> Iterator[T]:
+        """Passes results through."""
+        yield from results
+
+
+class InProcessEngine:
+    """Runs everything here, one item after another (used for single jobs and tests)."""
+
+    def map(self, function: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """Yields results in item order."""
+        for item in items:
+            yield function(item)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def make_engine(workers: int | None, scheduler: str | None = None) -> Any:
+    """A Dask engine for an address, a local Dask cluster for >1 worker, else in-process."""
+    if scheduler is None and (workers or 1) <= 1:
+        return InProcessEngine()
+    from .dask import DaskEngine
+
+    return DaskEngine(workers=workers, scheduler=scheduler)

@@ -1,0 +1,52 @@
+"""Dask distributed: a local cluster by default, or any cluster by scheduler address."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
+from distributed import Client, LocalCluster, as_completed
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger(__name__)
+
+
+class DaskEngine:
+    """Submits one task per item; yields results as workers finish them."""
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None) -> None:
+        self._cluster: LocalCluster | None = None
+        if scheduler is not None:
+            self._client = Client(scheduler, timeout="30s")
+        else:
+            self._cluster = LocalCluster(
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.WARNING,
+            )
+            self._client = Client(self._cluster)
+
+    def map(self, function: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """Yields results in completion order; a task's exception is raised here."""
+        if not items:
+            return
+        # pure=False: identical items must still run (reruns after a failure)
+        futures = self._client.map(function, items, pure=False, retries=0)
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        """Closes the client and, if we started it, the local cluster."""
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()

@@ -1,0 +1,154 @@
+"""The plan: which candidates of which files go to which batch, as a pure function of a few arrays.
+
+A *stream* is one (process key, region). Its candidates are those of its member files
+in list order; candidate c of a stream with C candidates sits at position
+`permute(c)` of a seeded random order, and reuse is that order repeated. Batch b
+takes positions [b*N, (b+1)*N). Only the stream table and its member files are
+stored; every assignment is recomputed where it is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .shuffle import permute, stream_key, unpermute
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A balanced-batch plan; arrays are indexed by stream or by member (stream, file) pair."""
+
+    seed: int
+    per_batch: int
+    n_batches: int
+    batches_per_file: int
+    files_per_unit: int
+    process_keys: tuple[str, ...]
+    region_names: tuple[str, ...]
+    stream_key_index: np.ndarray = field(repr=False)  # (S,) index into process_keys
+    stream_region: np.ndarray = field(repr=False)  # (S,) region index
+    member_ptr: np.ndarray = field(repr=False)  # (S+1,) members of stream s: ptr[s]:ptr[s+1]
+    member_file: np.ndarray = field(repr=False)  # (M,) catalog file id
+    member_count: np.ndarray = field(repr=False)  # (M,) candidates of the stream in the file
+
+    @property
+    def n_streams(self) -> int:
+        """Number of (process key, region) streams."""
+        return len(self.stream_region)
+
+    @cached_property
+    def member_offset(self) -> np.ndarray:
+        """Index of each member's first candidate within its stream."""
+        starts = np.cumsum(self.member_count) - self.member_count
+        stream_of_member = np.repeat(np.arange(self.n_streams), np.diff(self.member_ptr))
+        return starts - starts[self.member_ptr[:-1]][stream_of_member]
+
+    @cached_property
+    def member_stream(self) -> np.ndarray:
+        """Stream of each member."""
+        return np.repeat(np.arange(self.n_streams), np.diff(self.member_ptr))
+
+    @cached_property
+    def stream_total(self) -> np.ndarray:
+        """Candidates per stream."""
+        return np.add.reduceat(self.member_count, self.member_ptr[:-1]).astype(np.int64)
+
+    @property
+    def n_output_files(self) -> int:
+        """Output files: batches grouped `batches_per_file` at a time."""
+        return -(-self.n_batches // self.batches_per_file)
+
+    @property
+    def n_write_units(self) -> int:
+        """Write units: output files grouped `files_per_unit` at a time."""
+        return -(-self.n_output_files // self.files_per_unit)
+
+    @cached_property
+    def read_files(self) -> np.ndarray:
+        """Catalog ids of the files the plan reads, each once, ascending."""
+        return np.unique(self.member_file)
+
+    def stream_label(self, stream: int) -> tuple[str, str]:
+        """(process key, region name) of a stream."""
+        key = self.process_keys[int(self.stream_key_index[stream])]
+        return key, self.region_names[int(self.stream_region[stream])]
+
+    def keys_of(self, stream: int) -> np.ndarray:
+        """Round keys of a stream's random order."""
+        return stream_key(self.seed, *self.stream_label(stream))
+
+    def reuse(self) -> np.ndarray:
+        """How often, on average, each stream's candidates are used."""
+        return self.n_batches * self.per_batch / self.stream_total
+
+    def uses_of_member(self, member: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rank of the candidate within the member file's share, position in the stream) of every use."""
+        stream = int(self.member_stream[member])
+        return member_uses(
+            int(self.member_offset[member]),
+            int(self.member_count[member]),
+            int(self.stream_total[stream]),
+            self.n_batches * self.per_batch,
+            self.keys_of(stream),
+        )
+
+    def candidates_of_batch(self, stream: int, batch: int) -> np.ndarray:
+        """Stream candidate indices that batch `batch` takes from `stream`, by slot."""
+        total = int(self.stream_total[stream])
+        positions = np.arange(batch * self.per_batch, (batch + 1) * self.per_batch)
+        return unpermute(positions % total, total, self.keys_of(stream))
+
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON parameters, arrays) for the catalog."""
+        parameters = {
+            "seed": self.seed,
+            "per_batch": self.per_batch,
+            "n_batches": self.n_batches,
+            "batches_per_file": self.batches_per_file,
+            "files_per_unit": self.files_per_unit,
+            "process_keys": list(self.process_keys),
+            "region_names": list(self.region_names),
+        }
+        arrays = {
+            "stream_key_index": self.stream_key_index,
+            "stream_region": self.stream_region,
+            "member_ptr": self.member_ptr,
+            "member_file": self.member_file,
+            "member_count": self.member_count,
+        }
+        return parameters, arrays
+
+    @classmethod
+    def from_arrays(cls, parameters: dict[str, Any], arrays: dict[str, np.ndarray]) -> Plan:
+        """Inverse of `to_arrays`."""
+        return cls(
+            seed=parameters["seed"],
+            per_batch=parameters["per_batch"],
+            n_batches=parameters["n_batches"],
+            batches_per_file=parameters["batches_per_file"],
+            files_per_unit=parameters["files_per_unit"],
+            process_keys=tuple(parameters["process_keys"]),
+            region_names=tuple(parameters["region_names"]),
+            **arrays,
+        )
+
+
+def member_uses(
+    offset: int, count: int, total: int, needed: int, keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Uses of the candidates [offset, offset + count) of a stream of `total` candidates.
+
+    A candidate c is used at positions permute(c) + m*total below `needed`: a stream
+    with fewer candidates than needed repeats its shuffled order. Returns the rank
+    of each used candidate within [offset, offset + count) and the position it takes.
+    """
+    first = permute(np.arange(offset, offset + count), total, keys)
+    repeats = -(-needed // total)
+    positions = (first[None, :] + total * np.arange(repeats)[:, None]).ravel()
+    ranks = np.tile(np.arange(count, dtype=np.int64), repeats)
+    keep = positions < needed
+    return ranks[keep], positions[keep]

@@ -1,0 +1,163 @@
+"""Phase-space regions: true type x |eta| bin x pT bin, as integer indices.
+
+Region index = (type * n_abseta + abseta_bin) * n_pt + pt_bin; -1 means "no region".
+Bin j holds `edge[j] <= x < edge[j+1]`, the last bin is the overflow `x >= edge[-1]`,
+values below the first edge (or NaN) fall in no bin: exactly the original selections.
+Human-readable names (`jet_absetabin1_ptbin3`) appear only at the edges.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .config import ProjectConfig
+from .errors import ConfigError
+from .expressions import Expression, parse_expression
+
+_REGION_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9]*)_absetabin(\d+)_ptbin(\d+)$")
+
+
+def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin of every value (the overflow bin is `len(edges) - 1`); -1 below the first edge or NaN."""
+    index = np.searchsorted(edges, values, side="right").astype(np.int64) - 1
+    index[np.isnan(values)] = -1
+    return index
+
+
+@dataclass(frozen=True)
+class RegionSpace:
+    """The grid of regions; pure arithmetic between indices and names."""
+
+    type_names: tuple[str, ...]
+    pt_edges: tuple[float, ...]
+    abseta_edges: tuple[float, ...]
+
+    @property
+    def n_pt(self) -> int:
+        """pT bins, overflow included."""
+        return len(self.pt_edges)
+
+    @property
+    def n_abseta(self) -> int:
+        """|eta| bins, overflow included."""
+        return len(self.abseta_edges)
+
+    @property
+    def n_regions(self) -> int:
+        """Number of regions of the grid."""
+        return len(self.type_names) * self.n_abseta * self.n_pt
+
+    def region_index(self, type_index: int, abseta_bin: int, pt_bin: int) -> int:
+        """Index of one cell of the grid."""
+        return (type_index * self.n_abseta + abseta_bin) * self.n_pt + pt_bin
+
+    def split(self, region: int) -> tuple[int, int, int]:
+        """(type index, |eta| bin, pT bin) of a region index."""
+        rest, pt_bin = divmod(region, self.n_pt)
+        type_index, abseta_bin = divmod(rest, self.n_abseta)
+        return type_index, abseta_bin, pt_bin
+
+    def type_of(self, regions: np.ndarray) -> np.ndarray:
+        """Type index of every region index."""
+        return np.asarray(regions) // (self.n_abseta * self.n_pt)
+
+    def name(self, region: int) -> str:
+        """The original workflow's name of a region."""
+        type_index, abseta_bin, pt_bin = self.split(region)
+        return f"{self.type_names[type_index]}_absetabin{abseta_bin}_ptbin{pt_bin}"
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        """Names of all regions, by index."""
+        return tuple(self.name(region) for region in range(self.n_regions))
+
+    def parse_name(self, name: str) -> int:
+        """Region index of an original region name."""
+        match = _REGION_NAME.match(name)
+        if not match or match.group(1) not in self.type_names:
+            raise ValueError(f"not a region name of this binning: {name!r}")
+        abseta_bin, pt_bin = int(match.group(2)), int(match.group(3))
+        if abseta_bin >= self.n_abseta or pt_bin >= self.n_pt:
+            raise ValueError(f"not a region name of this binning: {name!r}")
+        return self.region_index(self.type_names.index(match.group(1)), abseta_bin, pt_bin)
+
+    def pt_label(self, pt_bin: int) -> str:
+        """`[20, 25)` or `>= 100` for a pT bin."""
+        return _interval_label(self.pt_edges, pt_bin)
+
+    def abseta_label(self, abseta_bin: int) -> str:
+        """`[0, 0.6)` or `>= 2.4` for an |eta| bin."""
+        return _interval_label(self.abseta_edges, abseta_bin)
+
+
+def _interval_label(edges: tuple[float, ...], index: int) -> str:
+    if index == len(edges) - 1:
+        return f">= {edges[-1]:g}"
+    return f"[{edges[index]:g}, {edges[index + 1]:g})"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Compiled type definitions and region variables; assigns regions to candidates."""
+
+    space: RegionSpace
+    type_expressions: tuple[Expression, ...]
+    pt: Expression
+    abseta: Expression
+
+    @property
+    def branches(self) -> frozenset[str]:
+        """Every branch the selection reads."""
+        names: set[str] = set(self.pt.branches | self.abseta.branches)
+        for expression in self.type_expressions:
+            names |= expression.branches
+        return frozenset(names)
+
+    def assign(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Region index of every candidate (int32, -1 for none).
+
+        Types are tried in their configured order and the first match wins, so
+        overlapping user definitions still give every candidate one region.
+        """
+        n = len(next(iter(arrays.values())))
+        type_index = np.full(n, -1, dtype=np.int64)
+        for index, expression in enumerate(self.type_expressions):
+            matches = np.broadcast_to(expression.evaluate(arrays), (n,))
+            type_index[(type_index < 0) & matches] = index
+        pt_bin = bin_index(_as_float(self.pt.evaluate(arrays), n), np.asarray(self.space.pt_edges))
+        abseta_bin = bin_index(
+            _as_float(self.abseta.evaluate(arrays), n), np.asarray(self.space.abseta_edges)
+        )
+        region = (type_index * self.space.n_abseta + abseta_bin) * self.space.n_pt + pt_bin
+        valid = (type_index >= 0) & (pt_bin >= 0) & (abseta_bin >= 0)
+        return np.where(valid, region, -1).astype(np.int32)
+
+
+def _as_float(values: np.ndarray, n: int) -> np.ndarray:
+    # float64 keeps the comparison with the edges identical to ROOT's float -> double promotion
+    return np.broadcast_to(np.asarray(values, dtype=np.float64), (n,))
+
+
+def build_selection(config: ProjectConfig) -> Selection:
+    """The selection a configuration defines."""
+    if config.binning is None:
+        raise ConfigError("no binning configured: pass --pt-abseta-bins or set 'binning'")
+    space = RegionSpace(
+        type_names=tuple(config.types),
+        pt_edges=tuple(float(edge) for edge in config.binning.pt_edges()),
+        abseta_edges=tuple(float(edge) for edge in config.binning.abseta_edges()),
+    )
+    types = tuple(
+        parse_expression(text, f"types.{name}") for name, text in config.types.items()
+    )
+    return Selection(
+        space=space,
+        type_expressions=types,
+        pt=parse_expression(config.regions.pt, "regions.pt"),
+        abseta=parse_expression(config.regions.abseta, "regions.abseta"),
+    )

@@ -1,0 +1,1 @@
+"""The pipeline's stages, one module each, in pipeline order: count, summary, plan, make, check."""

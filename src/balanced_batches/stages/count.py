@@ -1,0 +1,197 @@
+"""Count candidates per region in every input file; only new or changed files are read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..catalog import Catalog
+from ..config import ProjectConfig
+from ..engines import Engine, Reporter
+from ..errors import BalancedBatchesError, InputFileError
+from ..inputs import describe_inputs
+from ..regions import Selection, build_selection
+from ..storage import file_stat, open_tree, write_json
+
+log = logging.getLogger(__name__)
+
+SELECTION_CHUNK_ENTRIES = 2_000_000
+
+
+def selection_fingerprint(selection: Selection, tree: str) -> str:
+    """Identifies everything that decides a count; counts made under another one are stale."""
+    text = json.dumps(
+        {
+            "tree": tree,
+            "types": [e.text for e in selection.type_expressions],
+            "type_names": selection.space.type_names,
+            "pt": selection.pt.text,
+            "abseta": selection.abseta.text,
+            "pt_edges": selection.space.pt_edges,
+            "abseta_edges": selection.space.abseta_edges,
+        }
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CountTask:
+    """One file to count."""
+
+    file_id: int
+    path: str
+    tree: str
+    selection: Selection
+
+
+@dataclass(frozen=True)
+class CountResult:
+    """Counts of one file, or the reason it could not be counted."""
+
+    file_id: int
+    path: str
+    size: int = 0
+    mtime: float = 0.0
+    entries: int = 0
+    bytes_per_entry: float = 0.0
+    counts: np.ndarray | None = None
+    error: str | None = None
+
+
+def read_selection_arrays(tree: object, path: str, selection: Selection, start: int, stop: int) -> dict[str, np.ndarray]:
+    """The branches a selection needs for entries [start, stop), as flat numpy arrays."""
+    keys = set(tree.keys())  # type: ignore[attr-defined]
+    missing = sorted(selection.branches - keys)
+    if missing:
+        raise InputFileError(f"{path}: tree lacks branch(es) the selection needs: {', '.join(missing)}")
+    arrays = tree.arrays(  # type: ignore[attr-defined]
+        sorted(selection.branches), entry_start=start, entry_stop=stop, library="np"
+    )
+    for name, values in arrays.items():
+        if values.dtype == object or values.ndim != 1:
+            raise InputFileError(
+                f"{path}: branch {name!r} holds several values per candidate; selections need one"
+            )
+    return dict(arrays)
+
+
+def region_of_entries(tree: object, path: str, selection: Selection) -> np.ndarray:
+    """Region index of every entry of a tree, read in chunks of selection branches."""
+    n_entries = int(tree.num_entries)  # type: ignore[attr-defined]
+    parts = [np.zeros(0, dtype=np.int32)]
+    for start in range(0, n_entries, SELECTION_CHUNK_ENTRIES):
+        stop = min(start + SELECTION_CHUNK_ENTRIES, n_entries)
+        parts.append(selection.assign(read_selection_arrays(tree, path, selection, start, stop)))
+    return np.concatenate(parts)
+
+
+def count_file(task: CountTask) -> CountResult:
+    """Counts one file; user-caused failures come back as a result with `error` set."""
+    try:
+        size, mtime = file_stat(task.path)
+        tree = open_tree(task.path, task.tree)
+        regions = region_of_entries(tree, task.path, task.selection)
+        counts = np.bincount(regions[regions >= 0], minlength=task.selection.space.n_regions)
+        entries = int(tree.num_entries)
+        uncompressed = float(sum(branch.uncompressed_bytes for branch in tree.values()))
+    except BalancedBatchesError as err:
+        return CountResult(task.file_id, task.path, error=str(err))
+    except (OSError, ValueError) as err:  # decompression and I/O failures of damaged files
+        return CountResult(task.file_id, task.path, error=f"{task.path}: cannot read: {err}")
+    return CountResult(
+        task.file_id,
+        task.path,
+        size=size,
+        mtime=mtime,
+        entries=entries,
+        bytes_per_entry=uncompressed / entries if entries else 0.0,
+        counts=counts.astype(np.int64),
+    )
+
+
+@dataclass(frozen=True)
+class CountOutcome:
+    """What a count run did."""
+
+    counted: int
+    unchanged: int
+    failed: list[str]
+    unmatched: list[str]
+
+
+def count_inputs(
+    catalog: Catalog,
+    config: ProjectConfig,
+    engine: Engine,
+    workdir: Path,
+    reporter: Reporter,
+    on_bad_file: str = "fail",
+) -> CountOutcome:
+    """Counts every new or changed input file, updates the catalog and writes `counts.json`."""
+    selection = build_selection(config)
+    fingerprint = selection_fingerprint(selection, config.inputs.tree)
+    inputs = describe_inputs(config.inputs, config.processes)
+    catalog.sync_file_list([(f.path, f.name, f.process, f.pileup) for f in inputs])
+    catalog.set_meta("config", config.model_dump(mode="json"))
+    stale_selection = catalog.get_meta("selection") != fingerprint
+    tasks = []
+    unchanged = 0
+    for record in catalog.files():
+        if not stale_selection and record.status == "counted" and record.selection_hash == fingerprint:
+            try:
+                if file_stat(record.path) == (record.size, record.mtime):
+                    unchanged += 1
+                    continue
+            except InputFileError:
+                pass
+        tasks.append(CountTask(record.id, record.path, config.inputs.tree, selection))
+    if tasks and catalog.get_meta("plan") is not None:
+        log.warning("counts change: the stored plan is dropped, run 'plan' again")
+        catalog.delete_meta("plan")
+    catalog.set_meta("selection", fingerprint)
+    failed: list[str] = []
+    for result in reporter.track(engine.map(count_file, tasks), len(tasks), "counting files"):
+        if result.error is not None:
+            catalog.record_bad_file(result.file_id, result.error)
+            failed.append(result.error)
+            continue
+        assert result.counts is not None
+        catalog.record_count(
+            result.file_id,
+            size=result.size,
+            mtime=result.mtime,
+            entries=result.entries,
+            bytes_per_entry=result.bytes_per_entry,
+            selection_hash=fingerprint,
+            counts=result.counts,
+        )
+    unmatched = [f.path for f in inputs if f.process is None]
+    for path in unmatched:
+        log.warning("%s matches no process: not used", path)
+    write_counts_json(catalog, selection, workdir / "counts.json")
+    if failed and on_bad_file == "fail":
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise InputFileError(failed[0] + more)
+    return CountOutcome(len(tasks) - len(failed), unchanged, failed, unmatched)
+
+
+def write_counts_json(catalog: Catalog, selection: Selection, path: Path) -> None:
+    """The original `counts.json`: per file name its path, process, pile-up and every region's count."""
+    records = {record.id: record for record in catalog.files()}
+    file_ids, matrix = catalog.counts_matrix(selection.space.n_regions)
+    data: dict[str, dict[str, object]] = {}
+    for row, file_id in enumerate(file_ids):
+        record = records[int(file_id)]
+        if record.process is None:
+            continue
+        entry: dict[str, object] = {"path": record.path, "process": record.process}
+        if record.pileup is not None:
+            entry["pileup"] = record.pileup
+        entry.update(zip(selection.space.names, (int(n) for n in matrix[row]), strict=True))
+        data[record.name] = entry
+    write_json(path, data)

@@ -1,0 +1,209 @@
+"""Plan balanced batches from the counts: how many batches, which streams, which files."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..catalog import Catalog, FileRecord
+from ..config import PILEUP_SCENARIOS, ProjectConfig
+from ..errors import CatalogError, ConfigError, PlanError
+from ..plan_model import Plan
+from ..regions import RegionSpace, build_selection
+from ..storage import write_json
+from .count import selection_fingerprint
+
+log = logging.getLogger(__name__)
+
+BYTES_OVERHEAD = 3.0  # in-memory copies a write unit holds per row: buffers, shuffle, writer
+
+
+def process_key(file: FileRecord, pileup: str) -> str | None:
+    """The key under which a file's candidates are balanced, or None if the file is not used."""
+    if file.process is None:
+        return None
+    if pileup == "none":
+        return file.process
+    if file.pileup is None or (pileup != "all" and file.pileup != pileup):
+        return None
+    return f"{file.process}_{file.pileup}"
+
+
+def ordered_keys(config: ProjectConfig, pileup: str) -> list[str]:
+    """Process keys in configuration order, then pile-up order."""
+    if pileup == "none":
+        return list(config.processes)
+    scenarios = PILEUP_SCENARIOS if pileup == "all" else (pileup,)
+    return [f"{process}_{scenario}" for process in config.processes for scenario in scenarios]
+
+
+@dataclass(frozen=True)
+class CountTable:
+    """Counts of every process key and region, with the files behind them."""
+
+    space: RegionSpace
+    keys: tuple[str, ...]
+    totals: np.ndarray  # (keys, regions)
+    active: np.ndarray  # (keys, regions) bool: type active for the key's process
+    file_ids: np.ndarray  # counted files in list order
+    file_key: np.ndarray  # key index of each file, -1 if unused
+    file_counts: np.ndarray  # (files, regions)
+
+    @property
+    def streams(self) -> np.ndarray:
+        """(key index, region) of active regions with at least one candidate."""
+        return np.argwhere(self.active & (self.totals > 0))
+
+
+def count_table(catalog: Catalog, config: ProjectConfig, pileup: str) -> CountTable:
+    """Aggregates the catalog's counts for a pile-up choice."""
+    selection = build_selection(config)
+    space = selection.space
+    if catalog.get_meta("selection") != selection_fingerprint(selection, config.inputs.tree):
+        raise CatalogError("the counts were made with another binning or types; run 'count' again")
+    records = {record.id: record for record in catalog.files()}
+    file_ids, matrix = catalog.counts_matrix(space.n_regions)
+    keys = ordered_keys(config, pileup)
+    key_index = {key: index for index, key in enumerate(keys)}
+    file_key = np.array(
+        [key_index.get(process_key(records[int(i)], pileup) or "", -1) for i in file_ids],
+        dtype=np.int64,
+    )
+    totals = np.zeros((len(keys), space.n_regions), dtype=np.int64)
+    used = file_key >= 0
+    np.add.at(totals, file_key[used], matrix[used])
+    active = np.zeros_like(totals, dtype=bool)
+    region_type = space.type_of(np.arange(space.n_regions))
+    for index, key in enumerate(keys):
+        process = key if pileup == "none" else key.rsplit("_", 1)[0]
+        active_types = [space.type_names.index(t) for t in config.processes[process].active_types]
+        active[index] = np.isin(region_type, active_types)
+    return CountTable(space, tuple(keys), totals, active, file_ids, file_key, matrix)
+
+
+def choose_batch_count(
+    stream_totals: np.ndarray, per_batch: int, batches: int | None, max_reuse: int | None
+) -> int:
+    """The original rule `int(largest / N)`, or `batches`, capped so no candidate exceeds `max_reuse` uses."""
+    if stream_totals.size == 0:
+        raise PlanError("no active region has any candidate: check active_types and --pileup")
+    largest, smallest = int(stream_totals.max()), int(stream_totals.min())
+    count = batches if batches is not None else largest // per_batch
+    if max_reuse is not None:
+        limit = max_reuse * smallest // per_batch
+        if batches is not None and batches > limit:
+            raise PlanError(
+                f"--batches {batches} would use candidates of the sparsest region "
+                f"({smallest} candidates) more than --max-reuse {max_reuse} times; at most {limit}"
+            )
+        count = min(count, limit)
+        if count == 0:
+            raise PlanError(
+                f"--max-reuse {max_reuse} leaves zero batches: the sparsest active region has "
+                f"{smallest} candidates, fewer than events per batch type {per_batch} / {max_reuse}"
+            )
+    if count == 0:
+        raise PlanError(
+            f"the largest region has {largest} candidates, fewer than events per batch type "
+            f"{per_batch}: no batch can be made"
+        )
+    return count
+
+
+def build_plan(table: CountTable, config: ProjectConfig, bytes_per_entry: float) -> Plan:
+    """A plan over the active, non-empty streams of a count table."""
+    per_batch = config.plan.events_per_batch_type
+    if per_batch is None:
+        raise ConfigError("no events per batch type: pass --events-per-batch-type")
+    streams = table.streams
+    n_batches = choose_batch_count(
+        table.totals[streams[:, 0], streams[:, 1]], per_batch, config.plan.batches,
+        config.plan.max_reuse,
+    )
+    members_file: list[np.ndarray] = []
+    members_count: list[np.ndarray] = []
+    pointer = [0]
+    for key, region in streams:
+        in_stream = (table.file_key == key) & (table.file_counts[:, region] > 0)
+        members_file.append(table.file_ids[in_stream])
+        members_count.append(table.file_counts[in_stream, region])
+        pointer.append(pointer[-1] + int(in_stream.sum()))
+    rows_per_file = per_batch * len(streams) * config.output.batches_per_file
+    budget_rows = config.execution.unit_memory_mb * 2**20 / (bytes_per_entry * BYTES_OVERHEAD)
+    n_output_files = -(-n_batches // config.output.batches_per_file)
+    files_per_unit = int(max(1, min(budget_rows // max(rows_per_file, 1), n_output_files)))
+    if rows_per_file > budget_rows:
+        log.warning(
+            "one output file holds about %.0f MB in memory, more than execution.unit_memory_mb",
+            rows_per_file * bytes_per_entry * BYTES_OVERHEAD / 2**20,
+        )
+    return Plan(
+        seed=config.plan.seed,
+        per_batch=per_batch,
+        n_batches=n_batches,
+        batches_per_file=config.output.batches_per_file,
+        files_per_unit=files_per_unit,
+        process_keys=table.keys,
+        region_names=table.space.names,
+        stream_key_index=streams[:, 0].astype(np.int32),
+        stream_region=streams[:, 1].astype(np.int32),
+        member_ptr=np.array(pointer, dtype=np.int64),
+        member_file=np.concatenate(members_file).astype(np.int64),
+        member_count=np.concatenate(members_count).astype(np.int64),
+    )
+
+
+def summary_json(table: CountTable, catalog: Catalog) -> dict[str, dict[str, int]]:
+    """The original `summary.json`: per `<process>_<pileup>` the sum of every region's count."""
+    records = {record.id: record for record in catalog.files()}
+    summary: dict[str, dict[str, int]] = {}
+    for row, file_id in enumerate(table.file_ids):
+        record = records[int(file_id)]
+        if record.process is None:
+            continue
+        key = f"{record.process}_{record.pileup}" if record.pileup else record.process
+        totals = summary.setdefault(key, dict.fromkeys(table.space.names, 0))
+        for region in np.flatnonzero(table.file_counts[row]):
+            totals[table.space.names[region]] += int(table.file_counts[row, region])
+    return summary
+
+
+def mean_bytes_per_entry(catalog: Catalog, file_ids: np.ndarray) -> float:
+    """Uncompressed bytes per candidate over the given files (for sizing write units)."""
+    wanted = {int(i) for i in file_ids}
+    values = [
+        (record.bytes_per_entry or 0.0, record.entries or 0)
+        for record in catalog.files()
+        if record.id in wanted
+    ]
+    entries = sum(n for _, n in values)
+    return max(sum(b * n for b, n in values) / entries, 1.0) if entries else 1000.0
+
+
+def plan_batches(catalog: Catalog, config: ProjectConfig, workdir: Path) -> Plan:
+    """Makes the plan, stores it in the catalog and writes `summary.json`."""
+    table = count_table(catalog, config, config.plan.pileup)
+    write_json(workdir / "summary.json", summary_json(table, catalog))
+    plan = build_plan(table, config, mean_bytes_per_entry(catalog, table.file_ids))
+    parameters, arrays = plan.to_arrays()
+    catalog.put_arrays("plan", arrays)
+    catalog.set_meta("plan", parameters)
+    catalog.set_meta("plan_config", config.model_dump(mode="json"))
+    catalog.reset_units({"read": len(plan.read_files), "write": plan.n_write_units})
+    log.info(
+        "%d batches of %d candidates from each of %d streams (%d keys), %d output files",
+        plan.n_batches, plan.per_batch, plan.n_streams, len(set(plan.stream_key_index.tolist())),
+        plan.n_output_files,
+    )
+    return plan
+
+
+def load_plan(catalog: Catalog) -> Plan:
+    """The stored plan; a missing or stale plan is a CatalogError."""
+    parameters = catalog.get_meta("plan")
+    if parameters is None:
+        raise CatalogError("no plan in this working directory; run 'balanced-batches plan' first")
+    return Plan.from_arrays(parameters, catalog.get_arrays("plan"))

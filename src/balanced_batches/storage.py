@@ -1,0 +1,162 @@
+"""Reaching input trees and writing files safely.
+
+Paths may be local or any URL uproot understands (`root://` goes through fsspec-xrootd).
+A finished file only ever appears under its final name: it is written to a
+temporary name beside it, flushed to disk, then renamed.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uproot
+
+from .errors import InputFileError
+
+TEMPORARY_SUFFIX = ".part"
+
+
+def is_url(path: str) -> bool:
+    """True for `scheme://` paths."""
+    return "://" in path and not path.startswith("file://")
+
+
+def file_stat(path: str) -> tuple[int, float]:
+    """(size in bytes, modification time) of an input file."""
+    try:
+        if is_url(path):
+            import fsspec
+
+            info = fsspec.core.url_to_fs(path)[0].info(path)
+            return int(info.get("size", 0)), float(info.get("mtime", 0) or 0)
+        stat = os.stat(path.removeprefix("file://"))
+        return stat.st_size, stat.st_mtime
+    except FileNotFoundError as err:
+        raise InputFileError(f"{path}: file not found") from err
+    except OSError as err:
+        raise InputFileError(f"{path}: cannot access: {err}") from err
+
+
+def open_tree(path: str, tree_name: str) -> Any:
+    """The input tree; a missing file, corrupt file or missing tree is a one-line InputFileError."""
+    try:
+        handle = uproot.open(path)
+    except FileNotFoundError as err:
+        raise InputFileError(f"{path}: file not found") from err
+    except Exception as err:  # uproot raises many kinds for corrupt or non-ROOT files
+        raise InputFileError(f"{path}: not a readable ROOT file ({_short(err)})") from err
+    try:
+        tree = handle[tree_name]
+    except Exception as err:
+        raise InputFileError(f"{path}: no tree {tree_name!r} in file") from err
+    if not hasattr(tree, "num_entries") or not hasattr(tree, "iterate"):
+        raise InputFileError(f"{path}: {tree_name!r} is not a TTree")
+    return tree
+
+
+def _short(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:200]
+
+
+@dataclass(frozen=True)
+class BranchGroup:
+    """Counted-array branches sharing one counter, written back as one record (`outer_inner`)."""
+
+    outer: str
+    counter: str
+    members: tuple[str, ...]
+
+    def inner(self, branch: str) -> str:
+        """The member's field name inside the record."""
+        return branch[len(self.outer) + 1 :]
+
+
+@dataclass(frozen=True)
+class BranchLayout:
+    """How a tree's branches map onto arrays: scalars, counted groups, lone jagged branches."""
+
+    scalars: tuple[str, ...]
+    groups: tuple[BranchGroup, ...]
+    singles: tuple[str, ...]
+    counters: tuple[str, ...]
+
+    @property
+    def data_branches(self) -> tuple[str, ...]:
+        """Every branch holding data, counters excluded (writers recreate those)."""
+        members = tuple(name for group in self.groups for name in group.members)
+        return self.scalars + members + self.singles
+
+
+def branch_layout(tree: Any, path: str) -> BranchLayout:
+    """Classifies the branches of a tree; rejects types that cannot be copied."""
+    scalars: list[str] = []
+    counted: dict[str, list[str]] = {}
+    singles: list[str] = []
+    for branch in tree.values():
+        interpretation = branch.interpretation
+        if isinstance(interpretation, uproot.AsDtype) and interpretation.from_dtype.shape == ():
+            scalars.append(branch.name)
+            continue
+        if isinstance(interpretation, uproot.AsJagged) and isinstance(
+            interpretation.content, uproot.AsDtype
+        ):
+            leaves = branch.member("fLeaves")
+            leaf_count = leaves[0].member("fLeafCount") if leaves else None
+            if leaf_count is not None:
+                counted.setdefault(leaf_count.member("fName"), []).append(branch.name)
+            else:
+                singles.append(branch.name)
+            continue
+        raise InputFileError(
+            f"{path}: branch {branch.name!r} has type {branch.typename!r}, which cannot be copied"
+        )
+    groups: list[BranchGroup] = []
+    counters = [name for name in counted if name in scalars]
+    for counter, members in counted.items():
+        outer = counter[1:] if counter.startswith("n") else counter
+        if outer and all(member.startswith(outer + "_") for member in members):
+            groups.append(BranchGroup(outer, counter, tuple(members)))
+        else:
+            singles.extend(members)
+    scalars = [name for name in scalars if name not in counters]
+    return BranchLayout(tuple(scalars), tuple(groups), tuple(singles), tuple(counters))
+
+
+def adler32_of(path: Path) -> str:
+    """adler32 of a file as 8 hex digits (the checksum XRootD reports)."""
+    value = 1
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            value = zlib.adler32(chunk, value)
+    return f"{value & 0xFFFFFFFF:08x}"
+
+
+@contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yields a temporary path beside `final`; renames it to `final` only on success."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = final.with_name(f"{final.name}{TEMPORARY_SUFFIX}{os.getpid()}")
+    try:
+        yield temporary
+        with temporary.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: object) -> None:
+    """Writes JSON (sorted keys, indent 4, as the original did) atomically."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
+    temporary.write_text(json.dumps(data, sort_keys=True, indent=4))
+    os.replace(temporary, path)
