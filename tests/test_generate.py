@@ -72,6 +72,13 @@ def test_catalogue_holds_every_directory_once() -> None:
     for s in SAMPLES:
         assert s.request_dir.startswith("crab_") and s.request_dir.endswith(s.pileup)
         assert s.directory == f"{s.dataset}/{s.request_dir}/{s.timestamp}/0000"
+    physics = {s.request_dir: s.physics for s in SAMPLES}
+    assert physics["crab_VBFHToTauTau_M125_PU140"] == "HTauTau"
+    assert physics["crab_ZprimeToTauTau_M-500_NoPU"] == "ZprimeTauTau"
+    assert physics["crab_TTToSemiLepton_PU200"] == "TT"
+    assert physics["crab_SingleElectron_PT200to500_NoPU"] == "ElecGun"
+    assert physics["crab_Muplus_Pt1000-gun_PU140"] == "MuonGun"
+    assert {s.pileup for s in SAMPLES if s.request_dir == "crab_MinBias_ext1_NoPU"} == {"NoPU"}
     dy = first_sample("DY")
     assert (
         dy.directory

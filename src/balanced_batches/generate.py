@@ -335,7 +335,11 @@ def plan_files(options: GenerateOptions) -> tuple[FileTask, ...]:
 
 def generate_dataset(options: GenerateOptions, workers: int = 1) -> Path:
     """Writes the files and <output_dir>/flist.txt (absolute paths, one per line); returns the
-    file-list path. The files are the same whatever ``workers`` is."""
+    file-list path. The files are the same whatever ``workers`` is.
+
+    With ``workers > 1`` files are written by a spawn-started process pool, so a script that
+    calls this must guard its top level with ``if __name__ == "__main__":``.
+    """
     if workers < 1:
         raise GenerateOptionsError(f"workers must be >= 1, got {workers}")
     tasks = plan_files(options)

@@ -1,0 +1,401 @@
+"""The `balanced-batches` command: one subcommand per pipeline stage, each a thin call into the library."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+
+from . import __version__
+from .errors import BalancedBatchesError, CheckFailed, ConfigError
+
+log = logging.getLogger(__name__)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Balanced, shuffled training files from many ROOT n-tuples.\n\n"
+    "Pipeline: count -> summary -> plan -> run (or make --job) -> check.",
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+WorkdirOption = Annotated[
+    Path, typer.Option("--workdir", "-w", help="Working directory holding the catalog.")
+]
+ConfigOption = Annotated[
+    Optional[Path], typer.Option("--config", "-c", help="Project YAML (see README).")
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+def user_errors(command: F) -> F:
+    """Turns user-caused errors into one line on stderr and exit code 2 (1 for failed checks)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .display import configure_logging
+
+        configure_logging(bool(kwargs.get("verbose")))
+        try:
+            return command(*args, **kwargs)
+        except CheckFailed as err:
+            typer.echo(f"check failed: {err}", err=True)
+            raise typer.Exit(1) from None
+        except BalancedBatchesError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: rerun the same command to resume", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _resolved(path: Optional[str | Path]) -> Optional[str]:
+    if path is None:
+        return None
+    text = str(path)
+    return text if "://" in text else str(Path(text).resolve())
+
+
+def resolve_config(
+    workdir: Path, config_file: Optional[Path], overrides: dict[str, Any], stored_key: str = "config"
+) -> Any:
+    """The project YAML if given, else what the catalog stored, then command-line overrides."""
+    from .catalog import CATALOG_NAME, Catalog
+    from .config import ProjectConfig, load_binning, load_process_types, load_project, with_overrides
+
+    if config_file is not None:
+        config = load_project(config_file)
+    elif (workdir / CATALOG_NAME).exists():
+        catalog = Catalog.open(workdir)
+        stored = catalog.get_meta(stored_key) or catalog.get_meta("config")
+        catalog.close()
+        config = ProjectConfig.model_validate(stored) if stored else ProjectConfig()
+    else:
+        config = ProjectConfig()
+    overrides = dict(overrides)
+    process_types = overrides.pop("process_types", None)
+    if process_types is not None:
+        overrides["processes"] = {
+            name: spec.model_dump() for name, spec in load_process_types(Path(process_types)).items()
+        }
+    binning = overrides.pop("binning", None)
+    if binning is not None:
+        overrides["binning"] = load_binning(Path(binning)).model_dump()
+    return with_overrides(config, overrides, "command line")
+
+
+def _engine(workers: Optional[int], config: Any, scheduler: Optional[str] = None) -> Any:
+    from .engines import make_engine
+
+    return make_engine(workers or config.execution.workers or os.cpu_count(), scheduler)
+
+
+@app.command()
+@user_errors
+def generate(
+    output_dir: Annotated[Path, typer.Argument(help="Directory for the dataset and flist.txt.")],
+    files_per_sample: Annotated[int, typer.Option(min=1)] = 1,
+    entries_per_file: Annotated[int, typer.Option(min=1)] = 1000,
+    seed: int = 1,
+    compression: str = "zstd",
+    max_samples: Annotated[Optional[int], typer.Option(min=1, help="Keep only K samples.")] = None,
+    workers: Annotated[int, typer.Option(min=1)] = os.cpu_count() or 1,
+    verbose: VerboseOption = False,
+) -> None:
+    """Generate a synthetic TauTuple-like dataset (CMS crab layout) and its file list."""
+    from .generate import GenerateOptions, generate_dataset
+
+    options = GenerateOptions(
+        output_dir=output_dir.resolve(),
+        files_per_sample=files_per_sample,
+        entries_per_file=entries_per_file,
+        seed=seed,
+        compression=compression,
+        max_samples=max_samples,
+    )
+    file_list = generate_dataset(options, workers=workers)
+    typer.echo(f"file list: {file_list}")
+
+
+@app.command()
+@user_errors
+def count(
+    workdir: WorkdirOption = Path("."),
+    config: ConfigOption = None,
+    prod_campaign: Annotated[Optional[str], typer.Option(help="Campaign: file names start here.")] = None,
+    process_types: Annotated[Optional[Path], typer.Option(help="Original process_types.yaml.")] = None,
+    pt_abseta_bins: Annotated[Optional[Path], typer.Option(help="Original binning.yaml.")] = None,
+    input_file_list: Annotated[Optional[Path], typer.Option(help="Text file, one path per line.")] = None,
+    replace_file_prefix: Annotated[Optional[str], typer.Option(help="OLD@NEW for every path.")] = None,
+    tree: Annotated[Optional[str], typer.Option(help="Tree name (default taus).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "--parallel", min=1)] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address.")] = None,
+    on_bad_file: Annotated[str, typer.Option(help="fail or skip.")] = "fail",
+    recompute_infos: Annotated[bool, typer.Option(hidden=True)] = False,
+    files_per_job: Annotated[Optional[int], typer.Option(hidden=True)] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Count candidates per region in every new or changed input file."""
+    from .catalog import Catalog
+    from .display import RichReporter
+    from .stages.count import count_inputs
+
+    if on_bad_file not in ("fail", "skip"):
+        raise ConfigError(f"--on-bad-file = {on_bad_file!r}: expected fail or skip")
+    del recompute_infos, files_per_job  # original options: counting is always incremental here
+    workdir = workdir.resolve()
+    settings = resolve_config(
+        workdir,
+        config,
+        {
+            "inputs.campaign": prod_campaign,
+            "inputs.file_list": _resolved(input_file_list),
+            "inputs.replace_prefix": replace_file_prefix,
+            "inputs.tree": tree,
+            "process_types": process_types,
+            "binning": pt_abseta_bins,
+        },
+    )
+    if not settings.processes:
+        raise ConfigError("no processes configured: pass --process-types or set 'processes'")
+    catalog = Catalog.open(workdir, create=True)
+    engine = _engine(workers, settings, scheduler)
+    try:
+        outcome = count_inputs(catalog, settings, engine, workdir, RichReporter(), on_bad_file)
+    finally:
+        engine.close()
+    typer.echo(
+        f"counted {outcome.counted} files, {outcome.unchanged} unchanged, "
+        f"{len(outcome.failed)} unreadable, {len(outcome.unmatched)} matching no process; "
+        f"{workdir / 'counts.json'}"
+    )
+
+
+def _plan_overrides(
+    pileup: Optional[str], events_per_batch_type: Optional[int], batches: Optional[int],
+    max_reuse: Optional[int],
+) -> dict[str, Any]:
+    return {
+        "plan.pileup": pileup,
+        "plan.events_per_batch_type": events_per_batch_type,
+        "plan.batches": batches,
+        "plan.max_reuse": max_reuse,
+    }
+
+
+PileupOption = Annotated[Optional[str], typer.Option(help="NoPU, PU140, PU200, all or none.")]
+PerBatchOption = Annotated[
+    Optional[int], typer.Option(help="N: candidates of every region in every batch.")
+]
+BatchesOption = Annotated[Optional[int], typer.Option(help="Number of batches (default: int(max/N)).")]
+MaxReuseOption = Annotated[Optional[int], typer.Option(help="Use no candidate more than R times.")]
+
+
+@app.command()
+@user_errors
+def summary(
+    workdir: WorkdirOption = Path("."),
+    config: ConfigOption = None,
+    pileup: PileupOption = None,
+    events_per_batch_type: PerBatchOption = None,
+    batches: BatchesOption = None,
+    max_reuse: MaxReuseOption = None,
+    reuse: Annotated[bool, typer.Option("--reuse", help="Show reuse factors, not counts.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Counts per process key and region, and the batches and reuse a plan would give."""
+    from .catalog import Catalog
+    from .display import batches_line, stdout, summary_tables
+    from .stages.summary import summarize, write_summary_json
+
+    workdir = workdir.resolve()
+    settings = resolve_config(
+        workdir, config, _plan_overrides(pileup, events_per_batch_type, batches, max_reuse),
+        stored_key="plan_config",
+    )
+    catalog = Catalog.open(workdir)
+    result = summarize(catalog, settings)
+    for table in summary_tables(result, reuse):
+        stdout.print(table)
+    for path, error in result.bad_files:
+        stdout.print(f"[red]skipped[/] {error}")
+    for path in result.unmatched_files:
+        stdout.print(f"[yellow]matches no process[/] {path}")
+    stdout.print(batches_line(result))
+    write_summary_json(catalog, result, workdir / "summary.json")
+    stdout.print(f"summary: {workdir / 'summary.json'}")
+
+
+@app.command()
+@user_errors
+def plan(
+    workdir: WorkdirOption = Path("."),
+    config: ConfigOption = None,
+    pileup: PileupOption = None,
+    events_per_batch_type: PerBatchOption = None,
+    batches: BatchesOption = None,
+    max_reuse: MaxReuseOption = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed of the plan and shuffles.")] = None,
+    output_directory: Annotated[Optional[str], typer.Option(help="Where batches go.")] = None,
+    batches_per_file: Annotated[Optional[int], typer.Option(min=1)] = None,
+    output_format: Annotated[Optional[str], typer.Option("--format", help="root, rntuple or parquet.")] = None,
+    compression: Annotated[Optional[str], typer.Option(help="e.g. zstd:5, lz4:4, zlib:1, none.")] = None,
+    summary_only: Annotated[bool, typer.Option(help="Only write summary.json.")] = False,
+    prod_campaign: Annotated[Optional[str], typer.Option(hidden=True)] = None,
+    process_types: Annotated[Optional[Path], typer.Option(help="Original process_types.yaml.")] = None,
+    pt_abseta_bins: Annotated[Optional[Path], typer.Option(help="Original binning.yaml.")] = None,
+    jobconfigs_directory: Annotated[Optional[Path], typer.Option(hidden=True)] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Plan balanced batches from the counts (stored in the catalog)."""
+    from .catalog import Catalog
+    from .stages.plan import count_table, plan_batches, summary_json
+    from .storage import write_json
+
+    workdir = workdir.resolve()
+    if jobconfigs_directory is not None:
+        log.info("--jobconfigs-directory is not needed: the plan is kept in the catalog")
+    overrides = _plan_overrides(pileup, events_per_batch_type, batches, max_reuse)
+    overrides.update(
+        {
+            "plan.seed": seed,
+            "output.directory": _resolved(output_directory),
+            "output.batches_per_file": batches_per_file,
+            "output.format": output_format,
+            "output.compression": compression,
+            "inputs.campaign": prod_campaign,
+            "process_types": process_types,
+            "binning": pt_abseta_bins,
+        }
+    )
+    settings = resolve_config(workdir, config, overrides, stored_key="plan_config")
+    if settings.output.directory == "batches":
+        settings = resolve_config(
+            workdir, config, {**overrides, "output.directory": str(workdir / "batches")},
+            stored_key="plan_config",
+        )
+    catalog = Catalog.open(workdir)
+    if summary_only:
+        table = count_table(catalog, settings, settings.plan.pileup)
+        write_json(workdir / "summary.json", summary_json(table, catalog))
+        typer.echo(f"summary: {workdir / 'summary.json'}")
+        return
+    result = plan_batches(catalog, settings, workdir)
+    typer.echo(
+        f"planned {result.n_batches} batches x {result.n_streams} regions x {result.per_batch}"
+        f" candidates into {result.n_output_files} files in {settings.output.directory}; "
+        f"{len(result.read_files)} read jobs + {result.n_write_units} write jobs"
+    )
+
+
+@app.command()
+@user_errors
+def run(
+    workdir: WorkdirOption = Path("."),
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Local Dask workers.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address.")] = None,
+    keep_scratch: Annotated[bool, typer.Option(help="Keep intermediate parts.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Make every planned batch (resumes where an interrupted run stopped)."""
+    from .catalog import Catalog
+    from .display import RichReporter
+    from .stages.make import run_plan
+    from .stages.plan import load_plan
+
+    workdir = workdir.resolve()
+    catalog = Catalog.open(workdir)
+    stored_plan = load_plan(catalog)
+    settings = resolve_config(workdir, None, {}, stored_key="plan_config")
+    engine = _engine(workers, settings, scheduler)
+    try:
+        outcome = run_plan(catalog, stored_plan, settings, engine, workdir, RichReporter(), keep_scratch)
+    finally:
+        engine.close()
+    entries = sum(o["entries"] for o in outcome.outputs)
+    typer.echo(f"{len(outcome.outputs)} files, {entries} entries in {outcome.directory}")
+
+
+@app.command()
+@user_errors
+def make(
+    job: Annotated[Optional[int], typer.Option(help="Run this one job (read jobs first, then write jobs).")] = None,
+    list_jobs: Annotated[bool, typer.Option("--list", help="List the jobs of the plan.")] = False,
+    workdir: WorkdirOption = Path("."),
+    verbose: VerboseOption = False,
+) -> None:
+    """Run one unit of the plan the way a batch job does (`--job I`), or list the units."""
+    from .catalog import Catalog
+    from .stages.make import run_job
+    from .stages.plan import load_plan
+
+    workdir = workdir.resolve()
+    catalog = Catalog.open(workdir)
+    stored_plan = load_plan(catalog)
+    n_reads, n_writes = len(stored_plan.read_files), stored_plan.n_write_units
+    if list_jobs or job is None:
+        typer.echo(f"jobs 0-{n_reads - 1}: read one input file each (any order, in parallel)")
+        typer.echo(f"jobs {n_reads}-{n_reads + n_writes - 1}: write output files (after all reads)")
+        return
+    settings = resolve_config(workdir, None, {}, stored_key="plan_config")
+    typer.echo(run_job(catalog, stored_plan, settings, workdir, job))
+
+
+@app.command()
+@user_errors
+def check(
+    workdir: WorkdirOption = Path("."),
+    sample: Annotated[int, typer.Option(min=0, help="Rows compared with their source entry.")] = 1000,
+    verbose: VerboseOption = False,
+) -> None:
+    """Re-read the outputs: counts per file and region, plan membership, sampled rows vs sources."""
+    from .catalog import Catalog
+    from .stages.check import check_outputs
+    from .stages.plan import load_plan
+
+    workdir = workdir.resolve()
+    catalog = Catalog.open(workdir)
+    settings = resolve_config(workdir, None, {}, stored_key="plan_config")
+    report = check_outputs(catalog, load_plan(catalog), settings, sample)
+    typer.echo(
+        f"checked {report.files} files, {report.rows} rows, {report.sampled} rows compared "
+        "with their source entries"
+    )
+    if report.problems:
+        for problem in report.problems[:20]:
+            typer.echo(f"  {problem}", err=True)
+        raise CheckFailed(f"{len(report.problems)} problems")
+    typer.echo("all outputs match the plan")
+
+
+def version_callback(value: bool) -> None:
+    """Prints the version."""
+    if value:
+        typer.echo(f"balanced-batches {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True)
+    ] = False,
+) -> None:
+    """Balanced, shuffled training files from many ROOT n-tuples."""
+
+
+def main() -> None:
+    """Entry point of the `balanced-batches` command."""
+    app(prog_name="balanced-batches")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

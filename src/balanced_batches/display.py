@@ -1,0 +1,140 @@
+"""Terminal output: progress bars, summary tables and logging set-up (the CLI's edge)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+import numpy as np
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from .stages.summary import Summary
+
+T = TypeVar("T")
+console = Console(stderr=True)
+stdout = Console()
+
+
+def configure_logging(verbose: bool) -> None:
+    """Rich log lines on a terminal, plain lines in batch logs."""
+    level = logging.DEBUG if verbose else logging.INFO
+    if sys.stderr.isatty():
+        handler: logging.Handler = RichHandler(console=console, show_path=False, show_time=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("balanced_batches")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second."""
+
+    def render(self, task: Task) -> Text:
+        """The current rate, or nothing before the first item."""
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:.1f}/s", style="progress.data.speed")
+
+
+class RichReporter:
+    """A progress bar with counts, rate and remaining time."""
+
+    def track(self, results: Iterable[T], total: int, description: str) -> Iterator[T]:
+        """Passes results through while advancing a bar."""
+        if total == 0:
+            return
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+            task = progress.add_task(description, total=total)
+            for result in results:
+                progress.advance(task)
+                yield result
+        logging.getLogger("balanced_batches").info("%s: %d done", description, total)
+
+
+def summary_tables(summary: Summary, show_reuse: bool) -> list[Table]:
+    """One table per process key: rows type x |eta| bin, columns pT bins."""
+    table_data = summary.table
+    space = table_data.space
+    reuse = summary.reuse()
+    sparse_limit = summary.per_batch or 0
+    tables = []
+    for key_index, key in enumerate(table_data.keys):
+        totals = table_data.totals[key_index]
+        if not totals.any():
+            continue
+        active = table_data.active[key_index]
+        planned_reuse = reuse[key_index][active & (totals > 0)]
+        title = f"{key}: {int(totals.sum())} candidates"
+        if planned_reuse.size:
+            title += f", reuse up to x{planned_reuse.max():.1f}"
+        table = Table(title=title, title_justify="left", header_style="bold")
+        table.add_column("type")
+        table.add_column("|eta|")
+        for pt_bin in range(space.n_pt):
+            table.add_column(space.pt_label(pt_bin), justify="right")
+        for type_index, type_name in enumerate(space.type_names):
+            for abseta_bin in range(space.n_abseta):
+                cells = []
+                for pt_bin in range(space.n_pt):
+                    region = space.region_index(type_index, abseta_bin, pt_bin)
+                    cells.append(
+                        _cell(int(totals[region]), float(reuse[key_index, region]),
+                              bool(active[region]), sparse_limit, show_reuse)
+                    )
+                label = type_name if active[space.region_index(type_index, 0, 0)] else f"[dim]{type_name} (inactive)[/]"
+                table.add_row(label if abseta_bin == 0 else "", space.abseta_label(abseta_bin), *cells)
+        tables.append(table)
+    return tables
+
+
+def _cell(count: int, reuse: float, active: bool, sparse_limit: int, show_reuse: bool) -> str:
+    text = f"x{reuse:.1f}" if show_reuse and active and count else str(count)
+    if not active:
+        return f"[dim]{text}[/]"
+    if count == 0:
+        return "[bold red]0[/]"
+    if count < sparse_limit or reuse > 10:
+        return f"[yellow]{text}[/]"
+    return text
+
+
+def batches_line(summary: Summary) -> str:
+    """What the plan settings would give."""
+    if summary.per_batch is None:
+        return "pass --events-per-batch-type to see the number of batches and reuse"
+    if summary.n_batches is None:
+        return f"no plan possible: {summary.plan_problem}"
+    reuse = summary.reuse()
+    planned = reuse[reuse > 0]
+    return (
+        f"{summary.n_batches} batches of {summary.per_batch} candidates per region; "
+        f"{planned.size} regions planned, reuse median x{np.median(planned):.2f}, "
+        f"max x{planned.max():.1f}; {int((planned > 1).sum())} regions reused"
+    )

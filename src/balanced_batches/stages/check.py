@@ -1,0 +1,203 @@
+"""Re-read the outputs and compare them with the plan and with their source entries."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from ..catalog import Catalog
+from ..config import ProjectConfig
+from ..plan_model import Plan
+from ..regions import Selection, build_selection
+from ..shuffle import unpermute
+from ..storage import adler32_of, open_tree
+from .count import region_of_entries
+from .make import output_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckReport:
+    """What `check` looked at and every problem it found."""
+
+    files: int = 0
+    rows: int = 0
+    sampled: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def read_output(path: Path, file_format: str, tree: str) -> ak.Array:
+    """All rows of an output file."""
+    if file_format == "parquet":
+        return ak.from_parquet(path)
+    with uproot.open(path) as handle:
+        return handle[tree].arrays()
+
+
+class SourceIndex:
+    """Entries of each region in each source file, read once per file (selection branches only)."""
+
+    def __init__(self, paths: dict[int, str], tree: str, selection: Selection) -> None:
+        self._paths, self._tree, self._selection = paths, tree, selection
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def entries(self, file_id: int, region: int) -> np.ndarray:
+        """Entry numbers of a region's candidates in a file, ascending."""
+        if file_id not in self._cache:
+            path = self._paths[file_id]
+            regions = region_of_entries(open_tree(path, self._tree), path, self._selection)
+            order = np.argsort(regions, kind="stable")
+            bounds = np.searchsorted(regions[order], np.arange(self._selection.space.n_regions + 1))
+            self._cache[file_id] = (order, bounds)
+        order, bounds = self._cache[file_id]
+        return order[bounds[region] : bounds[region + 1]]
+
+
+def expected_sources(plan: Plan, stream: int, index: SourceIndex) -> tuple[np.ndarray, ...]:
+    """(batch, file id, entry) of every planned use of a stream."""
+    total = int(plan.stream_total[stream])
+    positions = np.arange(plan.n_batches * plan.per_batch)
+    candidates = unpermute(positions % total, total, plan.keys_of(stream))
+    lo, hi = plan.member_ptr[stream], plan.member_ptr[stream + 1]
+    offsets = plan.member_offset[lo:hi]
+    member = np.searchsorted(offsets, candidates, side="right") - 1
+    files = plan.member_file[lo:hi][member]
+    ranks = candidates - offsets[member]
+    entries = np.empty_like(ranks)
+    region = int(plan.stream_region[stream])
+    for local in range(hi - lo):
+        chosen = member == local
+        entries[chosen] = index.entries(int(plan.member_file[lo + local]), region)[ranks[chosen]]
+    return positions // plan.per_batch, files, entries
+
+
+def _same(a: ak.Array, b: ak.Array) -> bool:
+    if a.ndim > 1:
+        if not np.array_equal(ak.to_numpy(ak.num(a)), ak.to_numpy(ak.num(b))):
+            return False
+        a, b = ak.flatten(a), ak.flatten(b)
+    x, y = ak.to_numpy(a), ak.to_numpy(b)
+    if x.dtype.kind == "f":
+        return bool(np.all((x == y) | (np.isnan(x) & np.isnan(y))))
+    return bool(np.array_equal(x, y))
+
+
+def check_outputs(catalog: Catalog, plan: Plan, config: ProjectConfig, sample: int) -> CheckReport:
+    """Checks every output file against the plan; compares `sample` rows with their sources."""
+    report = CheckReport()
+    selection = build_selection(config)
+    paths = {record.id: record.path for record in catalog.files()}
+    recorded = {
+        output["index"]: output
+        for result in catalog.unit_results("write").values()
+        for output in result["outputs"]
+    }
+    stream_of = np.full((len(plan.process_keys), len(plan.region_names)), -1, dtype=np.int64)
+    stream_of[plan.stream_key_index, plan.stream_region] = np.arange(plan.n_streams)
+    rng = np.random.default_rng([plan.seed, 0xC8EC])
+    per_file_sample = math.ceil(sample / max(plan.n_output_files, 1))
+    uses: list[tuple[np.ndarray, ...]] = []
+    samples: list[ak.Array] = []
+    present = np.zeros(plan.n_batches, dtype=bool)
+    for index in range(plan.n_output_files):
+        path = output_path(config.output.directory, config.output.name, config.output.format, index)
+        first = index * plan.batches_per_file
+        stop = min(first + plan.batches_per_file, plan.n_batches)
+        if not path.exists():
+            report.problems.append(f"{path}: missing")
+            continue
+        record = recorded.get(index)
+        if record is not None and (
+            path.stat().st_size != record["size"] or adler32_of(path) != record["adler32"]
+        ):
+            report.problems.append(f"{path}: changed after it was written (size or adler32)")
+        try:
+            rows = read_output(path, config.output.format, config.inputs.tree)
+        except Exception as err:  # a damaged file can fail in many ways inside uproot
+            report.problems.append(f"{path}: unreadable ({type(err).__name__}: {err})")
+            continue
+        report.files += 1
+        report.rows += len(rows)
+        present[first:stop] = True
+        batch = ak.to_numpy(rows["bb_batch"])
+        stream = stream_of[ak.to_numpy(rows["bb_process_key"]), ak.to_numpy(rows["bb_region"])]
+        if np.any(stream < 0) or np.any((batch < first) | (batch >= stop)):
+            report.problems.append(f"{path}: rows of unplanned regions or batches")
+            continue
+        cells = np.bincount(
+            (batch - first) * plan.n_streams + stream, minlength=(stop - first) * plan.n_streams
+        )
+        wrong = np.flatnonzero(cells != plan.per_batch)
+        if wrong.size:
+            batch_offset, bad_stream = divmod(int(wrong[0]), plan.n_streams)
+            key, region = plan.stream_label(bad_stream)
+            report.problems.append(
+                f"{path}: batch {first + batch_offset} has {cells[wrong[0]]} candidates of "
+                f"{key} {region}, planned {plan.per_batch} ({wrong.size} such cells)"
+            )
+        region_now = selection.assign({b: ak.to_numpy(rows[b]) for b in selection.branches})
+        if not np.array_equal(region_now, ak.to_numpy(rows["bb_region"])):
+            report.problems.append(f"{path}: rows whose values do not belong to their region")
+        uses.append(
+            (stream, batch, ak.to_numpy(rows["bb_source_file"]), ak.to_numpy(rows["bb_source_entry"]))
+        )
+        if per_file_sample:
+            picked = rng.choice(len(rows), size=min(per_file_sample, len(rows)), replace=False)
+            samples.append(rows[np.sort(picked)])
+    if uses:
+        _check_membership(plan, uses, present, SourceIndex(paths, config.inputs.tree, selection), report)
+    if samples:
+        _compare_with_sources(ak.concatenate(samples), paths, config.inputs.tree, report)
+    return report
+
+
+def _check_membership(
+    plan: Plan, uses: list[tuple[np.ndarray, ...]], present: np.ndarray, index: SourceIndex,
+    report: CheckReport,
+) -> None:
+    stream, batch, files, entries = (np.concatenate(parts) for parts in zip(*uses, strict=True))
+    order = np.lexsort((entries, files, batch, stream))
+    stream, batch, files, entries = stream[order], batch[order], files[order], entries[order]
+    bounds = np.searchsorted(stream, np.arange(plan.n_streams + 1))
+    for s in range(plan.n_streams):
+        want_batch, want_files, want_entries = expected_sources(plan, s, index)
+        keep = present[want_batch]
+        want = np.lexsort((want_entries[keep], want_files[keep], want_batch[keep]))
+        got = slice(bounds[s], bounds[s + 1])
+        if not (
+            np.array_equal(want_batch[keep][want], batch[got])
+            and np.array_equal(want_files[keep][want], files[got])
+            and np.array_equal(want_entries[keep][want], entries[got])
+        ):
+            key, region = plan.stream_label(s)
+            report.problems.append(f"{key} {region}: candidates differ from the plan")
+
+
+def _compare_with_sources(
+    rows: ak.Array, paths: dict[int, str], tree_name: str, report: CheckReport
+) -> None:
+    source_file = ak.to_numpy(rows["bb_source_file"])
+    source_entry = ak.to_numpy(rows["bb_source_entry"])
+    for file_id in np.unique(source_file):
+        path = paths[int(file_id)]
+        tree = open_tree(path, tree_name)
+        branches = [name for name in rows.fields if name in tree.keys()]
+        mine = np.flatnonzero(source_file == file_id)
+        for row in mine:
+            entry = int(source_entry[row])
+            source = tree.arrays(branches, entry_start=entry, entry_stop=entry + 1)
+            for name in branches:
+                if not _same(rows[name][row : row + 1], source[name]):
+                    report.problems.append(
+                        f"output row from {path} entry {entry}: branch {name!r} differs"
+                    )
+                    break
+        report.sampled += len(mine)
