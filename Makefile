@@ -1,21 +1,42 @@
-# Every target creates the virtual environment on first use.
+# `make demo` and `make test` create the virtual environment on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+BB := $(BIN)/balanced-batches
 DEMO_DIR ?= demo
+EXAMPLE := examples/prod_Phase2_v2
 
 .PHONY: venv demo test test-slow lint bench clean
 
-$(BIN)/balanced-batches: pyproject.toml
+$(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[plots,test]'
 	touch $@
 
-venv: $(BIN)/balanced-batches
+venv: $(VENV)/.installed
 
+# The original prod_Phase2_v2 configuration and its 298-file list, applied to a generated
+# dataset laid out like the real one (the list's prefix is replaced, as on the grid).
 demo: venv
-	$(BIN)/python -m balanced_batches.demo $(DEMO_DIR)
+	rm -rf $(DEMO_DIR)
+	$(BB) generate $(DEMO_DIR)/data --like-file-list $(EXAMPLE)/flist.txt --entries-per-file 300 --seed 1
+	@date +%s > $(DEMO_DIR)/.start
+	$(BB) count --workdir $(DEMO_DIR)/work --prod-campaign prod_Phase2_v2 \
+		--process-types $(EXAMPLE)/process_types.yaml --pt-abseta-bins $(EXAMPLE)/binning.yaml \
+		--input-file-list $(EXAMPLE)/flist.txt \
+		--replace-file-prefix "/storage/gridka-nrg/aakhmets/TauML@$(abspath $(DEMO_DIR))/data"
+	$(BB) summary --workdir $(DEMO_DIR)/work --pileup PU200 --events-per-batch-type 15 \
+		> $(DEMO_DIR)/work/summary.txt
+	tail -n 2 $(DEMO_DIR)/work/summary.txt
+	$(BB) plan --workdir $(DEMO_DIR)/work --pileup PU200 --events-per-batch-type 15 \
+		--batches 8 --batches-per-file 2 --output-directory $(DEMO_DIR)/batches
+	$(BB) run --workdir $(DEMO_DIR)/work
+	$(BB) check --workdir $(DEMO_DIR)/work
+	@echo "pipeline (count to check) took $$(( $$(date +%s) - $$(cat $(DEMO_DIR)/.start) )) s"
+	@echo "input files:      $(DEMO_DIR)/data/flist.txt"
+	@echo "counts, summary:  $(DEMO_DIR)/work/counts.json, $(DEMO_DIR)/work/summary.json, $(DEMO_DIR)/work/summary.txt"
+	@echo "balanced batches: $(DEMO_DIR)/batches/batch*.root (tree taus), provenance.json"
 
 test: venv
 	$(BIN)/python -m pytest -m "not slow"
@@ -24,9 +45,9 @@ test-slow: venv
 	$(BIN)/python -m pytest -m slow
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

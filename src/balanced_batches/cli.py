@@ -107,6 +107,9 @@ def generate(
     seed: int = 1,
     compression: str = "zstd",
     max_samples: Annotated[Optional[int], typer.Option(min=1, help="Keep only K samples.")] = None,
+    like_file_list: Annotated[
+        Optional[Path], typer.Option(help="Make exactly the files of this CMS file list.")
+    ] = None,
     workers: Annotated[int, typer.Option(min=1)] = os.cpu_count() or 1,
     verbose: VerboseOption = False,
 ) -> None:
@@ -120,6 +123,7 @@ def generate(
         seed=seed,
         compression=compression,
         max_samples=max_samples,
+        like_file_list=like_file_list,
     )
     file_list = generate_dataset(options, workers=workers)
     typer.echo(f"file list: {file_list}")

@@ -27,7 +27,8 @@ from .stages.summary import Summary
 
 T = TypeVar("T")
 console = Console(stderr=True)
-stdout = Console()
+# wide enough for a pT x |eta| table when the output goes to a file or a pipe
+stdout = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def configure_logging(verbose: bool) -> None:
@@ -94,11 +95,11 @@ def summary_tables(summary: Summary, show_reuse: bool) -> list[Table]:
         title = f"{key}: {int(totals.sum())} candidates"
         if planned_reuse.size:
             title += f", reuse up to x{planned_reuse.max():.1f}"
-        table = Table(title=title, title_justify="left", header_style="bold")
-        table.add_column("type")
-        table.add_column("|eta|")
+        table = Table(title=title, title_justify="left", header_style="bold", caption=_CAPTION)
+        table.add_column("type", no_wrap=True)
+        table.add_column("|eta| \\ pT", no_wrap=True)
         for pt_bin in range(space.n_pt):
-            table.add_column(space.pt_label(pt_bin), justify="right")
+            table.add_column(_edge_label(space.pt_edges, pt_bin), justify="right")
         for type_index, type_name in enumerate(space.type_names):
             for abseta_bin in range(space.n_abseta):
                 cells = []
@@ -109,9 +110,18 @@ def summary_tables(summary: Summary, show_reuse: bool) -> list[Table]:
                               bool(active[region]), sparse_limit, show_reuse)
                     )
                 label = type_name if active[space.region_index(type_index, 0, 0)] else f"[dim]{type_name} (inactive)[/]"
-                table.add_row(label if abseta_bin == 0 else "", space.abseta_label(abseta_bin), *cells)
+                table.add_row(
+                    label if abseta_bin == 0 else "", _edge_label(space.abseta_edges, abseta_bin), *cells
+                )
         tables.append(table)
     return tables
+
+
+_CAPTION = "columns and rows start at the bin's lower edge; last = overflow; red: empty, yellow: sparse"
+
+
+def _edge_label(edges: tuple[float, ...], index: int) -> str:
+    return f"{edges[index]:g}" + ("+" if index == len(edges) - 1 else "")
 
 
 def _cell(count: int, reuse: float, active: bool, sparse_limit: int, show_reuse: bool) -> str:

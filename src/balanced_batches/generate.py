@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -249,6 +250,7 @@ class GenerateOptions:
     seed: int = 1
     compression: str = "zstd"  # "zlib" | "lzma" | "lz4" | "zstd" | "none"
     max_samples: int | None = None  # first K samples of the spread over physics kinds
+    like_file_list: Path | None = None  # make exactly the files of a CMS file list instead
 
     def __post_init__(self) -> None:
         compression_codec(self.compression)
@@ -316,9 +318,37 @@ def file_path(output_dir: Path, sample: Sample, file_index: int) -> Path:
     )
 
 
+_LISTED_FILE = re.compile(CAMPAIGN + r"/crab_output/(.+)/(eventTuple_[^/]+\.root)$")
+
+
+def files_like(file_list: Path) -> list[tuple[Sample, str]]:
+    """(sample, file name) of every path of a CMS file list, such as the original `flist.txt`."""
+    by_directory = {sample.directory: sample for sample in SAMPLES}
+    try:
+        lines = [line.strip() for line in file_list.read_text().splitlines() if line.strip()]
+    except OSError as err:
+        raise GenerateOptionsError(f"{file_list}: cannot read: {err.strerror or err}") from err
+    files = []
+    for line in lines:
+        match = _LISTED_FILE.search(line)
+        if match is None or match.group(1) not in by_directory:
+            raise GenerateOptionsError(f"{file_list}: no known sample in path {line!r}")
+        files.append((by_directory[match.group(1)], match.group(2)))
+    return files
+
+
 def plan_files(options: GenerateOptions) -> tuple[FileTask, ...]:
     """Every file of the dataset, in file-list order."""
     output_dir = Path(options.output_dir).resolve()
+    if options.like_file_list is not None:
+        # the file's line number seeds its content, so every listed file differs
+        return tuple(
+            FileTask(
+                file_path(output_dir, sample, 1).with_name(name), sample, line,
+                options.entries_per_file, options.seed, options.compression,
+            )
+            for line, (sample, name) in enumerate(files_like(options.like_file_list), start=1)
+        )
     return tuple(
         FileTask(
             file_path(output_dir, sample, k),

@@ -19,6 +19,7 @@ from .count import selection_fingerprint
 log = logging.getLogger(__name__)
 
 BYTES_OVERHEAD = 3.0  # in-memory copies a write unit holds per row: buffers, shuffle, writer
+MIN_WRITE_UNITS = 8  # enough units to keep several workers busy when there are enough files
 
 
 def process_key(file: FileRecord, pileup: str) -> str | None:
@@ -134,7 +135,9 @@ def build_plan(table: CountTable, config: ProjectConfig, bytes_per_entry: float)
     rows_per_file = per_batch * len(streams) * config.output.batches_per_file
     budget_rows = config.execution.unit_memory_mb * 2**20 / (bytes_per_entry * BYTES_OVERHEAD)
     n_output_files = -(-n_batches // config.output.batches_per_file)
-    files_per_unit = int(max(1, min(budget_rows // max(rows_per_file, 1), n_output_files)))
+    by_memory = budget_rows // max(rows_per_file, 1)
+    by_parallelism = -(-n_output_files // MIN_WRITE_UNITS)
+    files_per_unit = int(max(1, min(by_memory, by_parallelism)))
     if rows_per_file > budget_rows:
         log.warning(
             "one output file holds about %.0f MB in memory, more than execution.unit_memory_mb",
