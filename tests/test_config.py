@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -82,9 +83,7 @@ def test_reference_process_types_load_unchanged_in_file_order() -> None:
 
 @given(
     st.lists(
-        st.tuples(
-            st.integers(-3, 30), st.integers(-3, 30), st.sampled_from([-1, 0, 0.5, 1, 2, 3])
-        ),
+        st.tuples(st.integers(-3, 30), st.integers(-3, 30), st.sampled_from([-1, 0, 0.5, 1, 2, 3])),
         min_size=1,
         max_size=4,
     )
@@ -101,7 +100,7 @@ def test_binning_accepts_exactly_the_valid_triples(triples: list[tuple[int, int,
                 edges.append(value)
                 value += step
         edges.append(float(triples[-1][1]))
-        valid = all(a < b for a, b in zip(edges, edges[1:], strict=False))
+        valid = all(a < b for a, b in pairwise(edges))
     if valid:
         binning = Binning(pt=triples, abseta=[(0, 1, 1)])
         assert binning.pt_edges().tolist() == pytest.approx(edges)
@@ -140,7 +139,11 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         ("pt: [[60, 20, 5]]\nabseta: [[0, 2.4, 0.6]]", "'pt'", "60"),
         ("pt: [[20, 20, 5]]\nabseta: [[0, 2.4, 0.6]]", "'pt'", "20"),
         ("pt: [[20, 60, 5], [50, 100, 10]]\nabseta: [[0, 2.4, 0.6]]", "'pt'", "50"),
-        ("pt: [[20, 60, 5], [60, 100, 10]]\nabseta: [[0, 1.2, 0.6], [0.6, 2.4, 0.6]]", "abseta", "0.6"),
+        (
+            "pt: [[20, 60, 5], [60, 100, 10]]\nabseta: [[0, 1.2, 0.6], [0.6, 2.4, 0.6]]",
+            "abseta",
+            "0.6",
+        ),
         ("pt: [[20, 60]]\nabseta: [[0, 2.4, 0.6]]", "pt", "60"),
         ("pt: [[20, 60, five]]\nabseta: [[0, 2.4, 0.6]]", "pt", "five"),
         ("pt: [[20, 60, 5]]\nabseta: [[0, 2.4, 0.6]]\neta: [[0, 1, 1]]", "'eta'", "[[0, 1, 1]]"),
@@ -315,9 +318,7 @@ def test_bad_project_is_one_line_naming_key_and_value(
 
 
 @pytest.mark.parametrize("compression", ["none", "ZLIB", "lzma:9", "lz4:1", "zstd", "zstd:19"])
-def test_good_compression_strings_are_accepted_lower_case(
-    tmp_path: Path, compression: str
-) -> None:
+def test_good_compression_strings_are_accepted_lower_case(tmp_path: Path, compression: str) -> None:
     path = write(tmp_path / "project.yaml", f"output: {{compression: '{compression}'}}\n")
     assert load_project(path).output.compression == compression.lower()
 

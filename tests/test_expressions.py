@@ -19,18 +19,22 @@ Arrays = dict[str, np.ndarray]
 EQUIVALENTS: list[tuple[str, Callable[[Arrays], np.ndarray]]] = [
     (
         "genLepton_index >= 0 && (genLepton_kind == 1 || genLepton_kind == 3)",
-        lambda a: (a["genLepton_index"] >= 0)
-        & ((a["genLepton_kind"] == 1) | (a["genLepton_kind"] == 3)),
+        lambda a: (
+            (a["genLepton_index"] >= 0) & ((a["genLepton_kind"] == 1) | (a["genLepton_kind"] == 3))
+        ),
     ),
     ("genLepton_index == -1", lambda a: a["genLepton_index"] == -1),
     ("genLepton_kind != 5", lambda a: a["genLepton_kind"] != 5),
-    ("genLepton_kind!=5&&genLepton_index>=0", lambda a: (a["genLepton_kind"] != 5) & (a["genLepton_index"] >= 0)),
+    (
+        "genLepton_kind!=5&&genLepton_index>=0",
+        lambda a: (a["genLepton_kind"] != 5) & (a["genLepton_index"] >= 0),
+    ),
     ("!(genLepton_kind == 5)", lambda a: ~(a["genLepton_kind"] == 5)),
     ("!(genLepton_kind != 5)", lambda a: a["genLepton_kind"] == 5),
     ("!genLepton_kind", lambda a: a["genLepton_kind"] == 0),
     ("!!genLepton_kind", lambda a: a["genLepton_kind"] != 0),
     # C precedence: `!` binds tighter than `==`, so this is (!kind) == 1, i.e. kind == 0
-    ("!genLepton_kind == 1", lambda a: (a["genLepton_kind"] == 0)),
+    ("!genLepton_kind == 1", lambda a: a["genLepton_kind"] == 0),
     (
         "genLepton_kind == !genLepton_index",
         lambda a: a["genLepton_kind"] == (a["genLepton_index"] == 0).astype(np.int32),
@@ -38,13 +42,22 @@ EQUIVALENTS: list[tuple[str, Callable[[Arrays], np.ndarray]]] = [
     # && binds tighter than ||
     (
         "genLepton_kind == 1 || genLepton_kind == 2 && genLepton_index >= 0",
-        lambda a: (a["genLepton_kind"] == 1)
-        | ((a["genLepton_kind"] == 2) & (a["genLepton_index"] >= 0)),
+        lambda a: (
+            (a["genLepton_kind"] == 1) | ((a["genLepton_kind"] == 2) & (a["genLepton_index"] >= 0))
+        ),
     ),
     ("abs(tau_eta) < 1.5", lambda a: np.abs(a["tau_eta"]) < 1.5),
     ("fabs(tau_eta) >= 0.6", lambda a: np.abs(a["tau_eta"]) >= 0.6),
-    ("0.6 <= abs(tau_eta) < 1.2", lambda a: (np.abs(a["tau_eta"]) >= 0.6) & (np.abs(a["tau_eta"]) < 1.2)),
-    ("-1 < genLepton_index <= 2 != genLepton_kind", lambda a: (a["genLepton_index"] > -1) & (a["genLepton_index"] <= 2) & (a["genLepton_kind"] != 2)),
+    (
+        "0.6 <= abs(tau_eta) < 1.2",
+        lambda a: (np.abs(a["tau_eta"]) >= 0.6) & (np.abs(a["tau_eta"]) < 1.2),
+    ),
+    (
+        "-1 < genLepton_index <= 2 != genLepton_kind",
+        lambda a: (
+            (a["genLepton_index"] > -1) & (a["genLepton_index"] <= 2) & (a["genLepton_kind"] != 2)
+        ),
+    ),
     ("tau_pt * 2 - 10 > tau_eta ** 2 + 1", lambda a: a["tau_pt"] * 2 - 10 > a["tau_eta"] ** 2 + 1),
     ("-tau_eta > 0.5", lambda a: -a["tau_eta"] > 0.5),
     ("genLepton_kind % 2 == 1", lambda a: a["genLepton_kind"] % 2 == 1),

@@ -30,7 +30,11 @@ DATASET_PROCESS = {
     "SingleElectron_PT200to500": "ElecGun",
     "SingleElectron_PT2to200": "ElecGun",
     "DoubleMuon_gun_FlatPt-1To100": "MuonGun",
-    **{f"Mu{sign}_Pt{pt}-gun": "MuonGun" for sign in ("plus", "minus") for pt in (10, 50, 100, 500, 1000)},
+    **{
+        f"Mu{sign}_Pt{pt}-gun": "MuonGun"
+        for sign in ("plus", "minus")
+        for pt in (10, 50, 100, 500, 1000)
+    },
     "GluGluHToTauTau_M125_14TeV_powheg_pythia8_TuneCP5": "ggH",
     "GluGluHToTauTau_M125_TuneCP5_14TeV_powheg_pythia8": "ggH",
     "MinBias_TuneCP5_14TeV-pythia8": "MinBias",
@@ -102,7 +106,9 @@ def test_empty_old_prefix_prepends_once_unlike_the_original() -> None:
 # -- catalog_name --------------------------------------------------------------
 
 
-def test_catalog_name_starts_at_the_campaign_without_crab_output(reference_paths: list[str]) -> None:
+def test_catalog_name_starts_at_the_campaign_without_crab_output(
+    reference_paths: list[str],
+) -> None:
     assert catalog_name(reference_paths[0], CAMPAIGN) == (
         "prod_Phase2_v2/DoubleElectron_FlatPt-1To100/crab_DoubleElectron_FlatPt-1To100_NoPU"
         "/210317_190551/0000/eventTuple_1.root"
@@ -211,7 +217,9 @@ def test_list_paths_keeps_order_drops_blanks_comments_and_duplicates(
 def test_list_paths_dedups_after_replacing_the_prefix(tmp_path: Path) -> None:
     flist = tmp_path / "flist.txt"
     flist.write_text("/mnt/store/a.root\nroot://srv//store/a.root\n/mnt/store/b.root\n")
-    paths = list_paths(InputsConfig(file_list=str(flist), replace_prefix="/mnt/store@root://srv//store"))
+    paths = list_paths(
+        InputsConfig(file_list=str(flist), replace_prefix="/mnt/store@root://srv//store")
+    )
     assert paths == ["root://srv//store/a.root", "root://srv//store/b.root"]
 
 
@@ -266,7 +274,9 @@ def test_no_inputs_configured_is_a_config_error() -> None:
         list_paths(InputsConfig())
 
 
-def test_describe_reference_inputs(processes: dict[str, ProcessType], reference_paths: list[str]) -> None:
+def test_describe_reference_inputs(
+    processes: dict[str, ProcessType], reference_paths: list[str]
+) -> None:
     inputs = InputsConfig(
         file_list=str(FLIST),
         campaign=CAMPAIGN,

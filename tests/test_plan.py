@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from balanced_batches.catalog import Catalog, FileRecord
-from balanced_batches.config import Binning, ExecutionConfig, OutputConfig, PlanConfig, ProcessType, ProjectConfig
+from balanced_batches.config import (
+    Binning,
+    ExecutionConfig,
+    OutputConfig,
+    PlanConfig,
+    ProcessType,
+    ProjectConfig,
+)
 from balanced_batches.errors import CatalogError, ConfigError, PlanError
 from balanced_batches.plan_model import Plan
 from balanced_batches.regions import build_selection
@@ -48,7 +55,9 @@ def make_config(
     return ProjectConfig(
         binning=BINNING,
         types=TYPES,
-        processes={name: ProcessType(regex=name, active_types=act) for name, act in processes.items()},
+        processes={
+            name: ProcessType(regex=name, active_types=act) for name, act in processes.items()
+        },
         plan=PlanConfig(
             events_per_batch_type=per_batch,
             batches=batches,
@@ -115,14 +124,22 @@ def check_plan(plan: Plan, table: CountTable, config: ProjectConfig) -> None:
     """Every invariant of a plan against the table it was made from."""
     per_batch = config.plan.events_per_batch_type
     assert per_batch is not None
-    streams = [(k, r) for k in range(len(table.keys)) for r in range(SPACE.n_regions)
-               if table.active[k, r] and table.totals[k, r] > 0]
+    streams = [
+        (k, r)
+        for k in range(len(table.keys))
+        for r in range(SPACE.n_regions)
+        if table.active[k, r] and table.totals[k, r] > 0
+    ]
     assert plan.n_streams == len(streams)
     needed = plan.n_batches * per_batch
     for s, (k, r) in enumerate(streams):
         assert plan.stream_label(s) == (table.keys[k], SPACE.name(r))
         # members: the stream's files in list order, with their counts
-        rows = [i for i in range(len(table.file_ids)) if table.file_key[i] == k and table.file_counts[i, r] > 0]
+        rows = [
+            i
+            for i in range(len(table.file_ids))
+            if table.file_key[i] == k and table.file_counts[i, r] > 0
+        ]
         members = slice(plan.member_ptr[s], plan.member_ptr[s + 1])
         assert plan.member_file[members].tolist() == table.file_ids[rows].tolist()
         assert plan.member_count[members].tolist() == table.file_counts[rows, r].tolist()
@@ -148,22 +165,33 @@ def check_plan(plan: Plan, table: CountTable, config: ProjectConfig) -> None:
         at_position[uses.position] = uses.candidate
         for batch in range(plan.n_batches):
             taken = plan.candidates_of_batch(s, batch)
-            assert taken.tolist() == at_position[batch * per_batch : (batch + 1) * per_batch].tolist()
+            assert (
+                taken.tolist() == at_position[batch * per_batch : (batch + 1) * per_batch].tolist()
+            )
 
 
 @st.composite
 def tables(draw: st.DrawFn) -> tuple[CountTable, ProjectConfig]:
     n_keys = draw(st.integers(1, 3))
     n_files = draw(st.integers(1, 6))
-    file_key = draw(hnp.arrays(np.int64, n_files, elements=st.integers(-1, n_keys - 1)))
+    file_key = draw(
+        hnp.arrays(
+            np.int64,
+            n_files,
+            elements=st.integers(-1, 2 * n_keys - 1).map(lambda k: k % n_keys if k >= 0 else -1),
+            fill=st.nothing(),
+        )
+    )
     counts = draw(
         hnp.arrays(
             np.int64,
             (n_files, SPACE.n_regions),
             elements=st.integers(-40, 40).map(lambda v: max(v, 0)),
+            fill=st.nothing(),
         )
     )
-    active_types = draw(hnp.arrays(np.bool_, (n_keys, 2)))
+    active_types = draw(hnp.arrays(np.bool_, (n_keys, 2), fill=st.nothing()))
+    active_types[0, draw(st.integers(0, 1))] = True
     file_ids = np.array(draw(st.permutations(range(1, 30)))[:n_files], dtype=np.int64)
     config = make_config(
         draw(st.integers(1, 12)),
@@ -262,6 +290,29 @@ def test_plan_is_deterministic_for_a_seed_and_differs_for_another() -> None:
         )
 
 
+def test_a_streams_order_does_not_depend_on_other_streams() -> None:
+    table = example_table()
+    counts = np.vstack([table.file_counts, np.zeros((1, SPACE.n_regions), dtype=np.int64)])
+    counts[4, [0, 3, 9]] = [40, 2, 17]
+    bigger = make_table(
+        np.append(table.file_key, 2),
+        counts,
+        np.array([[True, True], [True, False], [True, True]]),
+        np.append(table.file_ids, 99),
+    )
+    one = build_plan(table, make_config(50), bytes_per_entry=100.0)
+    two = build_plan(bigger, make_config(50), bytes_per_entry=100.0)
+    assert two.n_batches == one.n_batches
+    assert two.n_streams == one.n_streams + 3
+    labels = [two.stream_label(s) for s in range(two.n_streams)]
+    for stream in range(one.n_streams):
+        same = labels.index(one.stream_label(stream))
+        for batch in range(one.n_batches):
+            assert np.array_equal(
+                one.candidates_of_batch(stream, batch), two.candidates_of_batch(same, batch)
+            )
+
+
 def test_plan_round_trips_through_the_catalog(tmp_path: Path) -> None:
     plan = build_plan(example_table(), make_config(50, seed=9), bytes_per_entry=100.0)
     parameters, arrays = plan.to_arrays()
@@ -278,7 +329,9 @@ def test_plan_round_trips_through_the_catalog(tmp_path: Path) -> None:
         assert np.array_equal(getattr(loaded, name), array)
         assert getattr(loaded, name).dtype == array.dtype
     for stream in range(plan.n_streams):
-        assert np.array_equal(plan.candidates_of_batch(stream, 3), loaded.candidates_of_batch(stream, 3))
+        assert np.array_equal(
+            plan.candidates_of_batch(stream, 3), loaded.candidates_of_batch(stream, 3)
+        )
 
 
 def test_max_reuse_caps_the_batches() -> None:
@@ -296,8 +349,13 @@ def test_no_events_per_batch_type_is_a_config_error() -> None:
 def test_no_active_stream_is_a_plan_error() -> None:
     table = example_table()
     inactive = CountTable(
-        table.space, table.keys, table.totals, np.zeros_like(table.active), table.file_ids,
-        table.file_key, table.file_counts,
+        table.space,
+        table.keys,
+        table.totals,
+        np.zeros_like(table.active),
+        table.file_ids,
+        table.file_key,
+        table.file_counts,
     )
     with pytest.raises(PlanError, match="active"):
         build_plan(inactive, make_config(5), bytes_per_entry=100.0)
@@ -387,8 +445,21 @@ def test_no_streams_is_a_plan_error() -> None:
 
 
 def record(process: str | None, pileup: str | None, file_id: int = 1) -> FileRecord:
-    return FileRecord(file_id, f"/f{file_id}.root", f"f{file_id}", file_id, process, pileup,
-                      None, None, None, None, None, "counted", None)
+    return FileRecord(
+        file_id,
+        f"/f{file_id}.root",
+        f"f{file_id}",
+        file_id,
+        process,
+        pileup,
+        None,
+        None,
+        None,
+        None,
+        None,
+        "counted",
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -407,14 +478,21 @@ def record(process: str | None, pileup: str | None, file_id: int = 1) -> FileRec
         ("ZprimeToEE_M-6000", "PU140", "all", "ZprimeToEE_M-6000_PU140"),
     ],
 )
-def test_process_key(process: str | None, pileup: str | None, choice: str, expected: str | None) -> None:
+def test_process_key(
+    process: str | None, pileup: str | None, choice: str, expected: str | None
+) -> None:
     assert process_key(record(process, pileup), choice) == expected
 
 
 def test_ordered_keys() -> None:
     config = make_config(processes={"DY": ["a"], "QCD": ["b"]})
     assert ordered_keys(config, "all") == [
-        "DY_NoPU", "DY_PU140", "DY_PU200", "QCD_NoPU", "QCD_PU140", "QCD_PU200",
+        "DY_NoPU",
+        "DY_PU140",
+        "DY_PU200",
+        "QCD_NoPU",
+        "QCD_PU140",
+        "QCD_PU200",
     ]
     assert ordered_keys(config, "PU140") == ["DY_PU140", "QCD_PU140"]
     assert ordered_keys(config, "none") == ["DY", "QCD"]
@@ -446,8 +524,15 @@ def filled_catalog(workdir: Path, config: ProjectConfig) -> Catalog:
         vector = np.zeros(selection.space.n_regions, dtype=np.int64)
         for region, n in counts.items():
             vector[region] = n
-        catalog.record_count(record_.id, size=1000, mtime=1.0, entries=int(vector.sum()) + 5,
-                             bytes_per_entry=200.0, selection_hash="h", counts=vector)
+        catalog.record_count(
+            record_.id,
+            size=1000,
+            mtime=1.0,
+            entries=int(vector.sum()) + 5,
+            bytes_per_entry=200.0,
+            selection_hash="h",
+            counts=vector,
+        )
     return catalog
 
 
@@ -466,7 +551,14 @@ def test_count_table_aggregates_by_process_key(tmp_path: Path) -> None:
     region_type = SPACE.type_of(np.arange(SPACE.n_regions))
     assert table.active[2].tolist() == [True] * SPACE.n_regions
     assert table.active[5].tolist() == (region_type == 1).tolist()
-    assert [tuple(s) for s in table.streams.tolist()] == [(0, 0), (2, 0), (2, 1), (2, 9), (2, 10), (5, 9)]
+    assert [tuple(s) for s in table.streams.tolist()] == [
+        (0, 0),
+        (2, 0),
+        (2, 1),
+        (2, 9),
+        (2, 10),
+        (5, 9),
+    ]
     catalog.close()
 
 
@@ -502,7 +594,9 @@ def test_plan_batches_end_to_end(tmp_path: Path) -> None:
     loaded = load_plan(catalog)
     assert loaded.to_arrays()[0] == plan.to_arrays()[0]
     for stream in range(plan.n_streams):
-        assert np.array_equal(loaded.candidates_of_batch(stream, 10), plan.candidates_of_batch(stream, 10))
+        assert np.array_equal(
+            loaded.candidates_of_batch(stream, 10), plan.candidates_of_batch(stream, 10)
+        )
     assert catalog.unit_states("read") == dict.fromkeys(range(len(plan.read_files)), "pending")
     assert catalog.unit_states("write") == dict.fromkeys(range(plan.n_write_units), "pending")
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -163,8 +163,12 @@ def test_build_selection_without_binning_is_a_config_error() -> None:
         (-7, 0, None),
     ],
 )
-def test_assign_types(selection: Selection, index: int, kind: int, expected_type: str | None) -> None:
-    arrays = candidates(genLepton_index=[index], genLepton_kind=[kind], tau_pt=[22.0], tau_eta=[0.1])
+def test_assign_types(
+    selection: Selection, index: int, kind: int, expected_type: str | None
+) -> None:
+    arrays = candidates(
+        genLepton_index=[index], genLepton_kind=[kind], tau_pt=[22.0], tau_eta=[0.1]
+    )
     region = int(selection.assign(arrays)[0])
     if expected_type is None:
         assert region == -1

@@ -18,7 +18,9 @@ def assert_bijection(positions: np.ndarray, n: int) -> None:
     assert np.array_equal(np.sort(positions), np.arange(n))
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 63, 64, 65, 255, 256, 257, 1000, 4099])
+@pytest.mark.parametrize(
+    "n", [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 63, 64, 65, 255, 256, 257, 1000, 4099]
+)
 def test_permute_is_a_bijection_and_unpermute_inverts_it(n: int) -> None:
     positions = permute(np.arange(n), n, KEYS)
     assert_bijection(positions, n)

@@ -11,6 +11,7 @@ complete. Results are therefore identical whatever ran where, and in what order.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,21 @@ class WriteResult:
 def output_path(directory: str, name: str, file_format: str, index: int) -> Path:
     """The path of output file `index` (pure: reruns find the same names)."""
     return Path(directory) / (name.format(index=index) + EXTENSIONS[file_format])
+
+
+def remove_stale_outputs(directory: str, name: str, file_format: str, n_files: int) -> list[Path]:
+    """Deletes output files of an earlier plan whose index this plan does not reach."""
+    prefix, _, suffix = name.partition("{index}")
+    pattern = re.compile(
+        re.escape(prefix) + r"(\d+)" + re.escape(suffix + EXTENSIONS[file_format]) + "$"
+    )
+    removed = []
+    for path in Path(directory).glob("*" + EXTENSIONS[file_format]):
+        match = pattern.match(path.name)
+        if match and int(match.group(1)) >= n_files:
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 # -- read units ---------------------------------------------------------------
@@ -478,6 +494,10 @@ def run_plan(
     jobs = build_jobs(catalog, plan, config, workdir)
     Path(config.output.directory).mkdir(parents=True, exist_ok=True)
     write_json(Path(config.output.directory) / "provenance.json", provenance_record(plan, catalog, config))
+    for path in remove_stale_outputs(
+        config.output.directory, config.output.name, config.output.format, plan.n_output_files
+    ):
+        log.info("removed %s, left by an earlier plan", path)
     pending_reads = [t for t in jobs.reads if catalog.unit_states("read").get(t.unit) != "done"]
     for result in reporter.track(engine.map(read_input, pending_reads), len(pending_reads), "reading inputs"):
         _record_read(catalog, result, jobs.reads[result.unit].path)
