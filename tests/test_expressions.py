@@ -162,7 +162,6 @@ def test_branches_lists_the_names_read(text: str, branches: set[str]) -> None:
         "f'{tau_pt}'",
         "tau_pt ^ 1",
         "tau_pt << 1",
-        "~tau_pt",
         "tau_pt in tau_eta",
         "tau_pt is None",
         "import os",

@@ -78,6 +78,11 @@ class FileRecord:
     error: str | None
 
 
+def _prefix_match(prefix: str) -> tuple[int, str]:
+    # compared literally: LIKE would treat "_" and "%" as wildcards and ignore case
+    return len(prefix) + 1, prefix + "."
+
+
 class Catalog:
     """Narrow, typed access to the catalog file."""
 
@@ -219,10 +224,10 @@ class Catalog:
     def put_arrays(self, prefix: str, arrays: dict[str, np.ndarray]) -> None:
         """Stores numpy arrays under `prefix.name`, replacing every array of that prefix."""
         with self.transaction() as db:
-            db.execute("DELETE FROM arrays WHERE name LIKE ?", (prefix + ".%",))
+            db.execute("DELETE FROM arrays WHERE substr(name, 1, ?) = ?", _prefix_match(prefix))
             for name, array in arrays.items():
                 buffer = io.BytesIO()
-                np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+                np.save(buffer, np.asarray(array), allow_pickle=False)
                 db.execute(
                     "INSERT INTO arrays (name, data) VALUES (?, ?)",
                     (f"{prefix}.{name}", buffer.getvalue()),
@@ -232,7 +237,7 @@ class Catalog:
         """Arrays stored under a prefix, by short name."""
         result = {}
         for name, data in self._db.execute(
-            "SELECT name, data FROM arrays WHERE name LIKE ?", (prefix + ".%",)
+            "SELECT name, data FROM arrays WHERE substr(name, 1, ?) = ?", _prefix_match(prefix)
         ):
             result[name[len(prefix) + 1 :]] = np.load(io.BytesIO(data), allow_pickle=False)
         return result

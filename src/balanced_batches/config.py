@@ -31,6 +31,7 @@ STANDARD_TYPES: dict[str, str] = {
     "jet": "genLepton_index == -1",
     "genuine": "genLepton_index >= 0 && genLepton_kind == 5",
 }
+MAX_BINS = 100_000
 _TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _COMPRESSION = re.compile(r"^(none|(zlib|lzma|lz4|zstd)(:\d{1,2})?)$", re.IGNORECASE)
 
@@ -52,11 +53,15 @@ class Binning(_Model):
     ) -> list[tuple[float, float, float]]:
         if not triples:
             raise ValueError("needs at least one [start, stop, step] triple")
+        n_edges = 0.0
         for start, stop, step in triples:
             if step <= 0:
                 raise ValueError(f"step must be positive in [{start}, {stop}, {step}]")
             if stop <= start:
                 raise ValueError(f"stop must exceed start in [{start}, {stop}, {step}]")
+            n_edges += (stop - start) / step
+        if not n_edges <= MAX_BINS:
+            raise ValueError(f"more than {MAX_BINS} bins")
         edges = edges_from_triples(triples)
         if np.any(np.diff(edges) <= 0):
             raise ValueError(f"bin edges are not increasing: {edges.tolist()}")

@@ -60,9 +60,13 @@ _CONSTANTS = {"true": True, "false": False, "True": True, "False": False}
 
 
 def _to_python_syntax(text: str) -> str:
-    """Maps ROOT/C++ boolean operators to Python ones (`&&`, `||`, `!`)."""
+    """Maps ROOT/C++ boolean operators to Python ones (`&&`, `||`, `!`).
+
+    `!` becomes `~`, which binds tighter than comparisons as `!` does in C++, and is
+    evaluated as a logical not.
+    """
     text = text.replace("&&", " and ").replace("||", " or ")
-    return re.sub(r"!(?!=)", " not ", text)
+    return re.sub(r"!(?!=)", " ~", text)
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ _ALLOWED_NODES = (
     ast.And,
     ast.Or,
     ast.Not,
+    ast.Invert,
     ast.USub,
     ast.UAdd,
     *_BINARY,
@@ -135,7 +140,7 @@ def _evaluate(node: ast.AST, arrays: Mapping[str, np.ndarray]) -> Any:
         return result
     if isinstance(node, ast.UnaryOp):
         operand = _evaluate(node.operand, arrays)
-        if isinstance(node.op, ast.Not):
+        if isinstance(node.op, ast.Not | ast.Invert):
             return np.logical_not(operand)
         return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.BinOp):

@@ -92,6 +92,11 @@ def choose_batch_count(
     if stream_totals.size == 0:
         raise PlanError("no active region has any candidate: check active_types and --pileup")
     largest, smallest = int(stream_totals.max()), int(stream_totals.min())
+    if batches is None and largest < per_batch:
+        raise PlanError(
+            f"the largest region has {largest} candidates, fewer than events per batch type "
+            f"{per_batch}: no batch can be made"
+        )
     count = batches if batches is not None else largest // per_batch
     if max_reuse is not None:
         limit = max_reuse * smallest // per_batch
@@ -106,11 +111,6 @@ def choose_batch_count(
                 f"--max-reuse {max_reuse} leaves zero batches: the sparsest active region has "
                 f"{smallest} candidates, fewer than events per batch type {per_batch} / {max_reuse}"
             )
-    if count == 0:
-        raise PlanError(
-            f"the largest region has {largest} candidates, fewer than events per batch type "
-            f"{per_batch}: no batch can be made"
-        )
     return count
 
 
