@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import shutil
+import sqlite3
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -304,14 +305,25 @@ def assert_same_provenance(first: Production, second: Production) -> None:
 
 
 def tree_digest(directory: Path) -> dict[str, str]:
-    """sha256 of every file below a directory (SQLite's transient -wal/-shm files excepted)."""
+    """sha256 of every file below a directory; of its SQL content for a SQLite database.
+
+    A database's bytes change when SQLite merely checkpoints its write-ahead log, so its
+    content is compared instead, and the transient -wal/-shm files are left out.
+    """
     if not directory.exists():
         return {}
-    return {
-        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(directory.rglob("*"))
-        if path.is_file() and not path.name.endswith(("-wal", "-shm"))
-    }
+    digests = {}
+    for path in sorted(directory.rglob("*")):
+        if not path.is_file() or path.name.endswith(("-wal", "-shm")):
+            continue
+        if path.suffix == ".sqlite":
+            connection = sqlite3.connect(path)
+            data = "\n".join(connection.iterdump()).encode()
+            connection.close()
+        else:
+            data = path.read_bytes()
+        digests[str(path.relative_to(directory))] = hashlib.sha256(data).hexdigest()
+    return digests
 
 
 # -- session fixtures ---------------------------------------------------------------------------

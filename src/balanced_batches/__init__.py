@@ -1,2 +1,3 @@
 """balanced-batches."""
+
 __version__ = "0.1.0"

@@ -274,7 +274,14 @@ class Catalog:
                 "UPDATE units SET status=?, error=?, result=?,"
                 " attempts = attempts + (CASE WHEN ? = 'failed' THEN 1 ELSE 0 END)"
                 " WHERE kind=? AND idx=?",
-                (status, error, None if result is None else json.dumps(result), status, kind, index),
+                (
+                    status,
+                    error,
+                    None if result is None else json.dumps(result),
+                    status,
+                    kind,
+                    index,
+                ),
             )
 
     def unit_results(self, kind: str) -> dict[int, Any]:

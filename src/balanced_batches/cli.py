@@ -1,14 +1,13 @@
-"""The `balanced-batches` command: one subcommand per pipeline stage, each a thin call into the library."""
+"""The `balanced-batches` command: one subcommand per stage, each a thin call into the library."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -29,7 +28,7 @@ WorkdirOption = Annotated[
     Path, typer.Option("--workdir", "-w", help="Working directory holding the catalog.")
 ]
 ConfigOption = Annotated[
-    Optional[Path], typer.Option("--config", "-c", help="Project YAML (see README).")
+    Path | None, typer.Option("--config", "-c", help="Project YAML (see README).")
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 
@@ -57,7 +56,7 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _resolved(path: Optional[str | Path]) -> Optional[str]:
+def _resolved(path: str | Path | None) -> str | None:
     if path is None:
         return None
     text = str(path)
@@ -65,11 +64,17 @@ def _resolved(path: Optional[str | Path]) -> Optional[str]:
 
 
 def resolve_config(
-    workdir: Path, config_file: Optional[Path], overrides: dict[str, Any], stored_key: str = "config"
+    workdir: Path, config_file: Path | None, overrides: dict[str, Any], stored_key: str = "config"
 ) -> Any:
     """The project YAML if given, else what the catalog stored, then command-line overrides."""
     from .catalog import CATALOG_NAME, Catalog
-    from .config import ProjectConfig, load_binning, load_process_types, load_project, with_overrides
+    from .config import (
+        ProjectConfig,
+        load_binning,
+        load_process_types,
+        load_project,
+        with_overrides,
+    )
 
     if config_file is not None:
         config = load_project(config_file)
@@ -84,7 +89,8 @@ def resolve_config(
     process_types = overrides.pop("process_types", None)
     if process_types is not None:
         overrides["processes"] = {
-            name: spec.model_dump() for name, spec in load_process_types(Path(process_types)).items()
+            name: spec.model_dump()
+            for name, spec in load_process_types(Path(process_types)).items()
         }
     binning = overrides.pop("binning", None)
     if binning is not None:
@@ -92,7 +98,7 @@ def resolve_config(
     return with_overrides(config, overrides, "command line")
 
 
-def _engine(workers: Optional[int], config: Any, scheduler: Optional[str] = None) -> Any:
+def _engine(workers: int | None, config: Any, scheduler: str | None = None) -> Any:
     from .engines import make_engine
 
     return make_engine(workers or config.execution.workers or os.cpu_count(), scheduler)
@@ -106,9 +112,9 @@ def generate(
     entries_per_file: Annotated[int, typer.Option(min=1)] = 1000,
     seed: int = 1,
     compression: str = "zstd",
-    max_samples: Annotated[Optional[int], typer.Option(min=1, help="Keep only K samples.")] = None,
+    max_samples: Annotated[int | None, typer.Option(min=1, help="Keep only K samples.")] = None,
     like_file_list: Annotated[
-        Optional[Path], typer.Option(help="Make exactly the files of this CMS file list.")
+        Path | None, typer.Option(help="Make exactly the files of this CMS file list.")
     ] = None,
     workers: Annotated[int, typer.Option(min=1)] = os.cpu_count() or 1,
     verbose: VerboseOption = False,
@@ -134,17 +140,21 @@ def generate(
 def count(
     workdir: WorkdirOption = Path("."),
     config: ConfigOption = None,
-    prod_campaign: Annotated[Optional[str], typer.Option(help="Campaign: file names start here.")] = None,
-    process_types: Annotated[Optional[Path], typer.Option(help="Original process_types.yaml.")] = None,
-    pt_abseta_bins: Annotated[Optional[Path], typer.Option(help="Original binning.yaml.")] = None,
-    input_file_list: Annotated[Optional[Path], typer.Option(help="Text file, one path per line.")] = None,
-    replace_file_prefix: Annotated[Optional[str], typer.Option(help="OLD@NEW for every path.")] = None,
-    tree: Annotated[Optional[str], typer.Option(help="Tree name (default taus).")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", "--parallel", min=1)] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address.")] = None,
+    prod_campaign: Annotated[
+        str | None, typer.Option(help="Campaign: file names start here.")
+    ] = None,
+    process_types: Annotated[Path | None, typer.Option(help="Original process_types.yaml.")] = None,
+    pt_abseta_bins: Annotated[Path | None, typer.Option(help="Original binning.yaml.")] = None,
+    input_file_list: Annotated[
+        Path | None, typer.Option(help="Text file, one path per line.")
+    ] = None,
+    replace_file_prefix: Annotated[str | None, typer.Option(help="OLD@NEW for every path.")] = None,
+    tree: Annotated[str | None, typer.Option(help="Tree name (default taus).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "--parallel", min=1)] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address.")] = None,
     on_bad_file: Annotated[str, typer.Option(help="fail or skip.")] = "fail",
     recompute_infos: Annotated[bool, typer.Option(hidden=True)] = False,
-    files_per_job: Annotated[Optional[int], typer.Option(hidden=True)] = None,
+    files_per_job: Annotated[int | None, typer.Option(hidden=True)] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Count candidates per region in every new or changed input file."""
@@ -184,8 +194,10 @@ def count(
 
 
 def _plan_overrides(
-    pileup: Optional[str], events_per_batch_type: Optional[int], batches: Optional[int],
-    max_reuse: Optional[int],
+    pileup: str | None,
+    events_per_batch_type: int | None,
+    batches: int | None,
+    max_reuse: int | None,
 ) -> dict[str, Any]:
     return {
         "plan.pileup": pileup,
@@ -195,12 +207,12 @@ def _plan_overrides(
     }
 
 
-PileupOption = Annotated[Optional[str], typer.Option(help="NoPU, PU140, PU200, all or none.")]
+PileupOption = Annotated[str | None, typer.Option(help="NoPU, PU140, PU200, all or none.")]
 PerBatchOption = Annotated[
-    Optional[int], typer.Option(help="N: candidates of every region in every batch.")
+    int | None, typer.Option(help="N: candidates of every region in every batch.")
 ]
-BatchesOption = Annotated[Optional[int], typer.Option(help="Number of batches (default: int(max/N)).")]
-MaxReuseOption = Annotated[Optional[int], typer.Option(help="Use no candidate more than R times.")]
+BatchesOption = Annotated[int | None, typer.Option(help="Number of batches (default: int(max/N)).")]
+MaxReuseOption = Annotated[int | None, typer.Option(help="Use no candidate more than R times.")]
 
 
 @app.command()
@@ -222,14 +234,16 @@ def summary(
 
     workdir = workdir.resolve()
     settings = resolve_config(
-        workdir, config, _plan_overrides(pileup, events_per_batch_type, batches, max_reuse),
+        workdir,
+        config,
+        _plan_overrides(pileup, events_per_batch_type, batches, max_reuse),
         stored_key="plan_config",
     )
     catalog = Catalog.open(workdir)
     result = summarize(catalog, settings)
     for table in summary_tables(result, reuse):
         stdout.print(table)
-    for path, error in result.bad_files:
+    for _path, error in result.bad_files:
         stdout.print(f"[red]skipped[/] {error}")
     for path in result.unmatched_files:
         stdout.print(f"[yellow]matches no process[/] {path}")
@@ -247,16 +261,20 @@ def plan(
     events_per_batch_type: PerBatchOption = None,
     batches: BatchesOption = None,
     max_reuse: MaxReuseOption = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed of the plan and shuffles.")] = None,
-    output_directory: Annotated[Optional[str], typer.Option(help="Where batches go.")] = None,
-    batches_per_file: Annotated[Optional[int], typer.Option(min=1)] = None,
-    output_format: Annotated[Optional[str], typer.Option("--format", help="root, rntuple or parquet.")] = None,
-    compression: Annotated[Optional[str], typer.Option(help="e.g. zstd:5, lz4:4, zlib:1, none.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed of the plan and shuffles.")] = None,
+    output_directory: Annotated[str | None, typer.Option(help="Where batches go.")] = None,
+    batches_per_file: Annotated[int | None, typer.Option(min=1)] = None,
+    output_format: Annotated[
+        str | None, typer.Option("--format", help="root, rntuple or parquet.")
+    ] = None,
+    compression: Annotated[
+        str | None, typer.Option(help="e.g. zstd:5, lz4:4, zlib:1, none.")
+    ] = None,
     summary_only: Annotated[bool, typer.Option(help="Only write summary.json.")] = False,
-    prod_campaign: Annotated[Optional[str], typer.Option(hidden=True)] = None,
-    process_types: Annotated[Optional[Path], typer.Option(help="Original process_types.yaml.")] = None,
-    pt_abseta_bins: Annotated[Optional[Path], typer.Option(help="Original binning.yaml.")] = None,
-    jobconfigs_directory: Annotated[Optional[Path], typer.Option(hidden=True)] = None,
+    prod_campaign: Annotated[str | None, typer.Option(hidden=True)] = None,
+    process_types: Annotated[Path | None, typer.Option(help="Original process_types.yaml.")] = None,
+    pt_abseta_bins: Annotated[Path | None, typer.Option(help="Original binning.yaml.")] = None,
+    jobconfigs_directory: Annotated[Path | None, typer.Option(hidden=True)] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Plan balanced batches from the counts (stored in the catalog)."""
@@ -283,7 +301,9 @@ def plan(
     settings = resolve_config(workdir, config, overrides, stored_key="plan_config")
     if settings.output.directory == "batches":
         settings = resolve_config(
-            workdir, config, {**overrides, "output.directory": str(workdir / "batches")},
+            workdir,
+            config,
+            {**overrides, "output.directory": str(workdir / "batches")},
             stored_key="plan_config",
         )
     catalog = Catalog.open(workdir)
@@ -304,8 +324,8 @@ def plan(
 @user_errors
 def run(
     workdir: WorkdirOption = Path("."),
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Local Dask workers.")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local Dask workers.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address.")] = None,
     keep_scratch: Annotated[bool, typer.Option(help="Keep intermediate parts.")] = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -321,7 +341,9 @@ def run(
     settings = resolve_config(workdir, None, {}, stored_key="plan_config")
     engine = _engine(workers, settings, scheduler)
     try:
-        outcome = run_plan(catalog, stored_plan, settings, engine, workdir, RichReporter(), keep_scratch)
+        outcome = run_plan(
+            catalog, stored_plan, settings, engine, workdir, RichReporter(), keep_scratch
+        )
     finally:
         engine.close()
     entries = sum(o["entries"] for o in outcome.outputs)
@@ -331,7 +353,9 @@ def run(
 @app.command()
 @user_errors
 def make(
-    job: Annotated[Optional[int], typer.Option(help="Run this one job (read jobs first, then write jobs).")] = None,
+    job: Annotated[
+        int | None, typer.Option(help="Run this one job (read jobs first, then write jobs).")
+    ] = None,
     list_jobs: Annotated[bool, typer.Option("--list", help="List the jobs of the plan.")] = False,
     workdir: WorkdirOption = Path("."),
     verbose: VerboseOption = False,
@@ -357,7 +381,9 @@ def make(
 @user_errors
 def check(
     workdir: WorkdirOption = Path("."),
-    sample: Annotated[int, typer.Option(min=0, help="Rows compared with their source entry.")] = 1000,
+    sample: Annotated[
+        int, typer.Option(min=0, help="Rows compared with their source entry.")
+    ] = 1000,
     verbose: VerboseOption = False,
 ) -> None:
     """Re-read the outputs: counts per file and region, plan membership, sampled rows vs sources."""
@@ -402,4 +428,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

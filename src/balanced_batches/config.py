@@ -15,8 +15,15 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
-from pydantic import model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -281,7 +288,9 @@ def _as_plain(processes: dict[str, ProcessType]) -> dict[str, Any]:
     return {name: spec.model_dump() for name, spec in processes.items()}
 
 
-def with_overrides(config: ProjectConfig, overrides: Mapping[str, Any], source: str) -> ProjectConfig:
+def with_overrides(
+    config: ProjectConfig, overrides: Mapping[str, Any], source: str
+) -> ProjectConfig:
     """A copy of `config` with dotted keys (`plan.pileup`) replaced; `None` values are ignored."""
     data = config.model_dump()
     for dotted, value in overrides.items():

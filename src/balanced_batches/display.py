@@ -106,18 +106,31 @@ def summary_tables(summary: Summary, show_reuse: bool) -> list[Table]:
                 for pt_bin in range(space.n_pt):
                     region = space.region_index(type_index, abseta_bin, pt_bin)
                     cells.append(
-                        _cell(int(totals[region]), float(reuse[key_index, region]),
-                              bool(active[region]), sparse_limit, show_reuse)
+                        _cell(
+                            int(totals[region]),
+                            float(reuse[key_index, region]),
+                            bool(active[region]),
+                            sparse_limit,
+                            show_reuse,
+                        )
                     )
-                label = type_name if active[space.region_index(type_index, 0, 0)] else f"[dim]{type_name} (inactive)[/]"
+                label = (
+                    type_name
+                    if active[space.region_index(type_index, 0, 0)]
+                    else f"[dim]{type_name} (inactive)[/]"
+                )
                 table.add_row(
-                    label if abseta_bin == 0 else "", _edge_label(space.abseta_edges, abseta_bin), *cells
+                    label if abseta_bin == 0 else "",
+                    _edge_label(space.abseta_edges, abseta_bin),
+                    *cells,
                 )
         tables.append(table)
     return tables
 
 
-_CAPTION = "columns and rows start at the bin's lower edge; last = overflow; red: empty, yellow: sparse"
+_CAPTION = (
+    "columns and rows start at the bin's lower edge; last = overflow; red: empty, yellow: sparse"
+)
 
 
 def _edge_label(edges: tuple[float, ...], index: int) -> str:

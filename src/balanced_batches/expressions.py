@@ -134,10 +134,10 @@ def _evaluate(node: ast.AST, arrays: Mapping[str, np.ndarray]) -> Any:
         return arrays[node.id]
     if isinstance(node, ast.BoolOp):
         combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
-        result = _evaluate(node.values[0], arrays)
+        combined = _evaluate(node.values[0], arrays)
         for value in node.values[1:]:
-            result = combine(result, _evaluate(value, arrays))
-        return result
+            combined = combine(combined, _evaluate(value, arrays))
+        return combined
     if isinstance(node, ast.UnaryOp):
         operand = _evaluate(node.operand, arrays)
         if isinstance(node.op, ast.Not | ast.Invert):

@@ -344,8 +344,12 @@ def plan_files(options: GenerateOptions) -> tuple[FileTask, ...]:
         # the file's line number seeds its content, so every listed file differs
         return tuple(
             FileTask(
-                file_path(output_dir, sample, 1).with_name(name), sample, line,
-                options.entries_per_file, options.seed, options.compression,
+                file_path(output_dir, sample, 1).with_name(name),
+                sample,
+                line,
+                options.entries_per_file,
+                options.seed,
+                options.compression,
             )
             for line, (sample, name) in enumerate(files_like(options.like_file_list), start=1)
         )

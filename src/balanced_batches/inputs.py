@@ -85,7 +85,9 @@ def list_paths(inputs: InputsConfig) -> list[str]:
     paths = [replace_prefix(path, inputs.replace_prefix) for path in paths]
     unique = list(dict.fromkeys(paths))
     if len(unique) != len(paths):
-        log.warning("%d duplicate paths in the input list are counted once", len(paths) - len(unique))
+        log.warning(
+            "%d duplicate paths in the input list are counted once", len(paths) - len(unique)
+        )
     return unique
 
 

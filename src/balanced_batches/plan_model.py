@@ -45,7 +45,8 @@ class Plan:
         """Index of each member's first candidate within its stream."""
         starts = np.cumsum(self.member_count) - self.member_count
         stream_of_member = np.repeat(np.arange(self.n_streams), np.diff(self.member_ptr))
-        return starts - starts[self.member_ptr[:-1]][stream_of_member]
+        offsets: np.ndarray = starts - starts[self.member_ptr[:-1]][stream_of_member]
+        return offsets
 
     @cached_property
     def member_stream(self) -> np.ndarray:
@@ -86,7 +87,7 @@ class Plan:
         return self.n_batches * self.per_batch / self.stream_total
 
     def uses_of_member(self, member: int) -> tuple[np.ndarray, np.ndarray]:
-        """(rank of the candidate within the member file's share, position in the stream) of every use."""
+        """(rank within the member file's share, position in the stream) of every use."""
         stream = int(self.member_stream[member])
         return member_uses(
             int(self.member_offset[member]),

@@ -152,9 +152,7 @@ def build_selection(config: ProjectConfig) -> Selection:
         pt_edges=tuple(float(edge) for edge in config.binning.pt_edges()),
         abseta_edges=tuple(float(edge) for edge in config.binning.abseta_edges()),
     )
-    types = tuple(
-        parse_expression(text, f"types.{name}") for name, text in config.types.items()
-    )
+    types = tuple(parse_expression(text, f"types.{name}") for name, text in config.types.items())
     return Selection(
         space=space,
         type_expressions=types,

@@ -36,7 +36,9 @@ def remove_parts_of_read_unit(scratch: Path, read_unit: int) -> None:
 def write_part(path: Path, rows: ak.Array) -> None:
     """Writes rows atomically."""
     with atomic_path(path) as temporary:
-        ak.to_parquet(rows, temporary, compression=SHARD_COMPRESSION, parquet_metadata_statistics=False)
+        ak.to_parquet(
+            rows, temporary, compression=SHARD_COMPRESSION, parquet_metadata_statistics=False
+        )
 
 
 def read_unit_parts(scratch: Path, write_unit: int) -> ak.Array | None:

@@ -24,7 +24,9 @@ def root_compression(spec: str) -> uproot.compression.Compression | None:
     return kinds[algorithm](int(level)) if level else kinds[algorithm]()
 
 
-def _tree_branches(rows: ak.Array, layout: BranchLayout, extra: tuple[str, ...]) -> dict[str, ak.Array]:
+def _tree_branches(
+    rows: ak.Array, layout: BranchLayout, extra: tuple[str, ...]
+) -> dict[str, ak.Array]:
     branches: dict[str, ak.Array] = {name: rows[name] for name in layout.scalars}
     for group in layout.groups:
         branches[group.outer] = ak.zip({group.inner(m): rows[m] for m in group.members})
@@ -34,20 +36,29 @@ def _tree_branches(rows: ak.Array, layout: BranchLayout, extra: tuple[str, ...])
 
 
 def write_ttree(
-    path: Path, rows: ak.Array, layout: BranchLayout, extra: tuple[str, ...], compression: str,
-    tree: str, provenance: str,
+    path: Path,
+    rows: ak.Array,
+    layout: BranchLayout,
+    extra: tuple[str, ...],
+    compression: str,
+    tree: str,
+    provenance: str,
 ) -> None:
-    """A TTree as the original writes; jagged branches become counted arrays (`pfCand_pt[npfCand]`)."""
+    """A TTree as the original writes; jagged branches become counted arrays (`x_pt[nx]`)."""
     branches = _tree_branches(rows, layout, extra)
     counters = {group.outer: group.counter for group in layout.groups}
     types = {name: _branch_type(values) for name, values in branches.items()}
-    with atomic_path(path) as temporary:
-        with uproot.recreate(temporary, compression=root_compression(compression)) as output:
-            output.mktree(tree, types, counter_name=lambda outer: counters.get(outer, "n" + outer))
-            for start in range(0, max(len(rows), 1), WRITE_CHUNK_ROWS):
-                chunk = {name: values[start : start + WRITE_CHUNK_ROWS] for name, values in branches.items()}
-                output[tree].extend(chunk)
-            output[PROVENANCE_OBJECT] = provenance
+    with (
+        atomic_path(path) as temporary,
+        uproot.recreate(temporary, compression=root_compression(compression)) as output,
+    ):
+        output.mktree(tree, types, counter_name=lambda outer: counters.get(outer, "n" + outer))
+        for start in range(0, max(len(rows), 1), WRITE_CHUNK_ROWS):
+            chunk = {
+                name: values[start : start + WRITE_CHUNK_ROWS] for name, values in branches.items()
+            }
+            output[tree].extend(chunk)
+        output[PROVENANCE_OBJECT] = provenance
 
 
 def _branch_type(values: ak.Array) -> object:
@@ -58,22 +69,34 @@ def _branch_type(values: ak.Array) -> object:
 
 
 def write_rntuple(
-    path: Path, rows: ak.Array, layout: BranchLayout, extra: tuple[str, ...], compression: str,
-    tree: str, provenance: str,
+    path: Path,
+    rows: ak.Array,
+    layout: BranchLayout,
+    extra: tuple[str, ...],
+    compression: str,
+    tree: str,
+    provenance: str,
 ) -> None:
     """An RNTuple; jagged branches become `std::vector` fields with their original names."""
     fields = {name: rows[name] for name in (*layout.data_branches, *extra)}
-    with atomic_path(path) as temporary:
-        with uproot.recreate(temporary, compression=root_compression(compression)) as output:
-            output[tree] = fields
-            output[PROVENANCE_OBJECT] = provenance
+    with (
+        atomic_path(path) as temporary,
+        uproot.recreate(temporary, compression=root_compression(compression)) as output,
+    ):
+        output[tree] = fields
+        output[PROVENANCE_OBJECT] = provenance
 
 
 def write_parquet(
-    path: Path, rows: ak.Array, layout: BranchLayout, extra: tuple[str, ...], compression: str,
-    tree: str, provenance: str,
+    path: Path,
+    rows: ak.Array,
+    layout: BranchLayout,
+    extra: tuple[str, ...],
+    compression: str,
+    tree: str,
+    provenance: str,
 ) -> None:
-    """A Parquet file with one column per branch; provenance goes to the file's key-value metadata."""
+    """A Parquet file with one column per branch (provenance: provenance.json beside it)."""
     algorithm, _, level = compression.partition(":")
     columns = ak.zip({name: rows[name] for name in (*layout.data_branches, *extra)}, depth_limit=1)
     with atomic_path(path) as temporary:

@@ -168,7 +168,12 @@ def check_outputs(catalog: Catalog, plan: Plan, config: ProjectConfig, sample: i
         if not np.array_equal(region_now, ak.to_numpy(rows["bb_region"])):
             report.problems.append(f"{path}: rows whose values do not belong to their region")
         uses.append(
-            (stream, batch, ak.to_numpy(rows["bb_source_file"]), ak.to_numpy(rows["bb_source_entry"]))
+            (
+                stream,
+                batch,
+                ak.to_numpy(rows["bb_source_file"]),
+                ak.to_numpy(rows["bb_source_entry"]),
+            )
         )
         if per_file_sample:
             picked = rng.choice(len(rows), size=min(per_file_sample, len(rows)), replace=False)
@@ -182,7 +187,10 @@ def check_outputs(catalog: Catalog, plan: Plan, config: ProjectConfig, sample: i
 
 
 def _check_membership(
-    plan: Plan, uses: list[tuple[np.ndarray, ...]], present: np.ndarray, index: SourceIndex,
+    plan: Plan,
+    uses: list[tuple[np.ndarray, ...]],
+    present: np.ndarray,
+    index: SourceIndex,
     report: CheckReport,
 ) -> None:
     stream, batch, files, entries = (np.concatenate(parts) for parts in zip(*uses, strict=True))

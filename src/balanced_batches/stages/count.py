@@ -63,12 +63,16 @@ class CountResult:
     error: str | None = None
 
 
-def read_selection_arrays(tree: object, path: str, selection: Selection, start: int, stop: int) -> dict[str, np.ndarray]:
+def read_selection_arrays(
+    tree: object, path: str, selection: Selection, start: int, stop: int
+) -> dict[str, np.ndarray]:
     """The branches a selection needs for entries [start, stop), as flat numpy arrays."""
     keys = set(tree.keys())  # type: ignore[attr-defined]
     missing = sorted(selection.branches - keys)
     if missing:
-        raise InputFileError(f"{path}: tree lacks branch(es) the selection needs: {', '.join(missing)}")
+        raise InputFileError(
+            f"{path}: tree lacks branch(es) the selection needs: {', '.join(missing)}"
+        )
     arrays = tree.arrays(  # type: ignore[attr-defined]
         sorted(selection.branches), entry_start=start, entry_stop=stop, library="np"
     )
@@ -142,7 +146,11 @@ def count_inputs(
     tasks = []
     unchanged = 0
     for record in catalog.files():
-        if not stale_selection and record.status == "counted" and record.selection_hash == fingerprint:
+        if (
+            not stale_selection
+            and record.status == "counted"
+            and record.selection_hash == fingerprint
+        ):
             try:
                 if file_stat(record.path) == (record.size, record.mtime):
                     unchanged += 1
@@ -181,7 +189,7 @@ def count_inputs(
 
 
 def write_counts_json(catalog: Catalog, selection: Selection, path: Path) -> None:
-    """The original `counts.json`: per file name its path, process, pile-up and every region's count."""
+    """The original `counts.json`: per file name its path, process, pile-up and region counts."""
     records = {record.id: record for record in catalog.files()}
     file_ids, matrix = catalog.counts_matrix(selection.space.n_regions)
     data: dict[str, dict[str, object]] = {}

@@ -193,8 +193,11 @@ def _plan_uses(task: ReadTask, regions: np.ndarray) -> _Uses:
     parts: dict[str, list[np.ndarray]] = {name: [] for name in _Uses.__dataclass_fields__}
     for member in range(len(share.streams)):
         ranks, positions = member_uses(
-            int(share.offsets[member]), int(share.counts[member]), int(share.totals[member]),
-            task.needed, share.round_keys[member],
+            int(share.offsets[member]),
+            int(share.counts[member]),
+            int(share.totals[member]),
+            task.needed,
+            share.round_keys[member],
         )
         entries = order[starts[member] : starts[member] + share.counts[member]]
         parts["entry"].append(entries[ranks])
@@ -283,7 +286,12 @@ def _read_input(task: ReadTask) -> ReadResult:
 
 
 def write_task(
-    plan: Plan, unit: int, config: ProjectConfig, scratch: Path, layout: BranchLayout, provenance: str
+    plan: Plan,
+    unit: int,
+    config: ProjectConfig,
+    scratch: Path,
+    layout: BranchLayout,
+    provenance: str,
 ) -> WriteTask:
     """The write task of a write unit."""
     first = unit * plan.files_per_unit
@@ -493,21 +501,28 @@ def run_plan(
     """Makes every unit not yet done: reads first, then writes; resumes after interruptions."""
     jobs = build_jobs(catalog, plan, config, workdir)
     Path(config.output.directory).mkdir(parents=True, exist_ok=True)
-    write_json(Path(config.output.directory) / "provenance.json", provenance_record(plan, catalog, config))
+    write_json(
+        Path(config.output.directory) / "provenance.json", provenance_record(plan, catalog, config)
+    )
     for path in remove_stale_outputs(
         config.output.directory, config.output.name, config.output.format, plan.n_output_files
     ):
         log.info("removed %s, left by an earlier plan", path)
-    pending_reads = [t for t in jobs.reads if catalog.unit_states("read").get(t.unit) != "done"]
-    for result in reporter.track(engine.map(read_input, pending_reads), len(pending_reads), "reading inputs"):
-        _record_read(catalog, result, jobs.reads[result.unit].path)
+    read_states = catalog.unit_states("read")
+    pending_reads = [t for t in jobs.reads if read_states.get(t.unit) != "done"]
+    for read in reporter.track(
+        engine.map(read_input, pending_reads), len(pending_reads), "reading inputs"
+    ):
+        _record_read(catalog, read, jobs.reads[read.unit].path)
     _raise_failures(catalog, "read")
     jobs = build_jobs(catalog, plan, config, workdir)
     assert jobs.writes is not None
     states = catalog.unit_states("write")
     pending_writes = [t for t in jobs.writes if states.get(t.unit) != "done"]
-    for result in reporter.track(engine.map(write_outputs, pending_writes), len(pending_writes), "writing batches"):
-        _record_write(catalog, result)
+    for written in reporter.track(
+        engine.map(write_outputs, pending_writes), len(pending_writes), "writing batches"
+    ):
+        _record_write(catalog, written)
     _raise_failures(catalog, "write")
     if not keep_scratch:
         shutil.rmtree(scratch_directory(config, workdir), ignore_errors=True)
@@ -516,7 +531,11 @@ def run_plan(
 
 
 def _raise_failures(catalog: Catalog, kind: str) -> None:
-    failures = [(index, error) for k, index, status, _, error in catalog.unit_rows() if k == kind and status == "failed"]
+    failures = [
+        (index, error)
+        for k, index, status, _, error in catalog.unit_rows()
+        if k == kind and status == "failed"
+    ]
     if failures:
         more = f" (and {len(failures) - 1} more failed {kind} units)" if len(failures) > 1 else ""
         raise BalancedBatchesError(f"{failures[0][1]}{more}")
@@ -535,7 +554,9 @@ def run_job(catalog: Catalog, plan: Plan, config: ProjectConfig, workdir: Path, 
     if not n_reads <= job < n_reads + n_writes:
         raise CatalogError(f"--job {job}: this plan has jobs 0 to {n_reads + n_writes - 1}")
     if jobs.writes is None:
-        raise CatalogError(f"--job {job} writes outputs: run the read jobs 0 to {n_reads - 1} first")
+        raise CatalogError(
+            f"--job {job} writes outputs: run the read jobs 0 to {n_reads - 1} first"
+        )
     Path(config.output.directory).mkdir(parents=True, exist_ok=True)
     write = write_outputs(jobs.writes[job - n_reads])
     _record_write(catalog, write)

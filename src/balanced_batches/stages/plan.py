@@ -88,7 +88,7 @@ def count_table(catalog: Catalog, config: ProjectConfig, pileup: str) -> CountTa
 def choose_batch_count(
     stream_totals: np.ndarray, per_batch: int, batches: int | None, max_reuse: int | None
 ) -> int:
-    """The original rule `int(largest / N)`, or `batches`, capped so no candidate exceeds `max_reuse` uses."""
+    """`int(largest / N)` (original rule) or `batches`; no candidate used over `max_reuse` times."""
     if stream_totals.size == 0:
         raise PlanError("no active region has any candidate: check active_types and --pileup")
     largest, smallest = int(stream_totals.max()), int(stream_totals.min())
@@ -121,7 +121,9 @@ def build_plan(table: CountTable, config: ProjectConfig, bytes_per_entry: float)
         raise ConfigError("no events per batch type: pass --events-per-batch-type")
     streams = table.streams
     n_batches = choose_batch_count(
-        table.totals[streams[:, 0], streams[:, 1]], per_batch, config.plan.batches,
+        table.totals[streams[:, 0], streams[:, 1]],
+        per_batch,
+        config.plan.batches,
         config.plan.max_reuse,
     )
     members_file: list[np.ndarray] = []
@@ -198,7 +200,10 @@ def plan_batches(catalog: Catalog, config: ProjectConfig, workdir: Path) -> Plan
     catalog.reset_units({"read": len(plan.read_files), "write": plan.n_write_units})
     log.info(
         "%d batches of %d candidates from each of %d streams (%d keys), %d output files",
-        plan.n_batches, plan.per_batch, plan.n_streams, len(set(plan.stream_key_index.tolist())),
+        plan.n_batches,
+        plan.per_batch,
+        plan.n_streams,
+        len(set(plan.stream_key_index.tolist())),
         plan.n_output_files,
     )
     return plan

@@ -45,7 +45,9 @@ def summarize(catalog: Catalog, config: ProjectConfig) -> Summary:
         streams = table.streams
         try:
             n_batches = choose_batch_count(
-                table.totals[streams[:, 0], streams[:, 1]], per_batch, config.plan.batches,
+                table.totals[streams[:, 0], streams[:, 1]],
+                per_batch,
+                config.plan.batches,
                 config.plan.max_reuse,
             )
         except BalancedBatchesError as err:
