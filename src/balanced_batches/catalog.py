@@ -7,8 +7,10 @@ only the client process (never a worker) writes.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ import numpy as np
 from .errors import CatalogError
 
 CATALOG_NAME = "balanced-batches.sqlite"
+LOCK_NAME = "balanced-batches.lock"
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -290,3 +293,29 @@ class Catalog:
             "SELECT idx, result FROM units WHERE kind = ? AND status = 'done'", (kind,)
         )
         return {index: json.loads(result) for index, result in rows if result is not None}
+
+
+@contextmanager
+def workdir_lock(workdir: Path) -> Iterator[None]:
+    """Holds the working directory for one command; a second one refuses to start."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / LOCK_NAME
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise CatalogError(
+                f"{workdir} is in use by {holder}; wait for it to finish (or stop it) and retry"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"balanced-batches pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from . import __version__
+from .catalog import workdir_lock
 from .errors import BalancedBatchesError, CheckFailed, ConfigError
 
 log = logging.getLogger(__name__)
@@ -180,12 +181,13 @@ def count(
     )
     if not settings.processes:
         raise ConfigError("no processes configured: pass --process-types or set 'processes'")
-    catalog = Catalog.open(workdir, create=True)
-    engine = _engine(workers, settings, scheduler)
-    try:
-        outcome = count_inputs(catalog, settings, engine, workdir, RichReporter(), on_bad_file)
-    finally:
-        engine.close()
+    with workdir_lock(workdir):
+        catalog = Catalog.open(workdir, create=True)
+        engine = _engine(workers, settings, scheduler)
+        try:
+            outcome = count_inputs(catalog, settings, engine, workdir, RichReporter(), on_bad_file)
+        finally:
+            engine.close()
     typer.echo(
         f"counted {outcome.counted} files, {outcome.unchanged} unchanged, "
         f"{len(outcome.failed)} unreadable, {len(outcome.unmatched)} matching no process; "
@@ -312,7 +314,8 @@ def plan(
         write_json(workdir / "summary.json", summary_json(table, catalog))
         typer.echo(f"summary: {workdir / 'summary.json'}")
         return
-    result = plan_batches(catalog, settings, workdir)
+    with workdir_lock(workdir):
+        result = plan_batches(catalog, settings, workdir)
     typer.echo(
         f"planned {result.n_batches} batches x {result.n_streams} regions x {result.per_batch}"
         f" candidates into {result.n_output_files} files in {settings.output.directory}; "
@@ -339,13 +342,14 @@ def run(
     catalog = Catalog.open(workdir)
     stored_plan = load_plan(catalog)
     settings = resolve_config(workdir, None, {}, stored_key="plan_config")
-    engine = _engine(workers, settings, scheduler)
-    try:
-        outcome = run_plan(
-            catalog, stored_plan, settings, engine, workdir, RichReporter(), keep_scratch
-        )
-    finally:
-        engine.close()
+    with workdir_lock(workdir):
+        engine = _engine(workers, settings, scheduler)
+        try:
+            outcome = run_plan(
+                catalog, stored_plan, settings, engine, workdir, RichReporter(), keep_scratch
+            )
+        finally:
+            engine.close()
     entries = sum(o["entries"] for o in outcome.outputs)
     typer.echo(f"{len(outcome.outputs)} files, {entries} entries in {outcome.directory}")
 
@@ -375,6 +379,43 @@ def make(
         return
     settings = resolve_config(workdir, None, {}, stored_key="plan_config")
     typer.echo(run_job(catalog, stored_plan, settings, workdir, job))
+
+
+@app.command()
+@user_errors
+def status(
+    workdir: WorkdirOption = Path("."),
+    verbose: VerboseOption = False,
+) -> None:
+    """States of the files and of the plan's jobs, with the reasons of failures."""
+    from rich.table import Table
+
+    from .catalog import Catalog
+    from .display import stdout
+
+    catalog = Catalog.open(workdir.resolve())
+    files = catalog.files()
+    file_states: dict[str, int] = {}
+    for record in files:
+        file_states[record.status] = file_states.get(record.status, 0) + 1
+    stdout.print("input files: " + ", ".join(f"{n} {state}" for state, n in file_states.items()))
+    for record in files:
+        if record.status == "bad":
+            stdout.print(f"  [red]bad[/] {record.error}")
+    rows = catalog.unit_rows()
+    if not rows:
+        stdout.print("no plan: run 'balanced-batches plan'")
+        return
+    table = Table(title="jobs", title_justify="left")
+    for column in ("kind", "pending", "done", "failed"):
+        table.add_column(column, justify="right")
+    for kind in ("read", "write"):
+        states = [status for k, _, status, _, _ in rows if k == kind]
+        table.add_row(kind, *(str(states.count(state)) for state in ("pending", "done", "failed")))
+    stdout.print(table)
+    for kind, index, state, attempts, error in rows:
+        if state == "failed":
+            stdout.print(f"  [red]failed[/] {kind} unit {index} ({attempts} attempts): {error}")
 
 
 @app.command()

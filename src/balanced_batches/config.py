@@ -170,6 +170,7 @@ class ExecutionConfig(_Model):
     chunk_mb: int = Field(default=256, gt=0, description="uncompressed input read at once")
     unit_memory_mb: int = Field(default=1024, gt=0, description="data one write unit holds")
     scratch: str | None = None
+    retries: int = Field(default=2, ge=0, description="extra attempts of a failed unit per run")
 
 
 class ProjectConfig(_Model):

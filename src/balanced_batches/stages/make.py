@@ -508,21 +508,31 @@ def run_plan(
         config.output.directory, config.output.name, config.output.format, plan.n_output_files
     ):
         log.info("removed %s, left by an earlier plan", path)
-    read_states = catalog.unit_states("read")
-    pending_reads = [t for t in jobs.reads if read_states.get(t.unit) != "done"]
-    for read in reporter.track(
-        engine.map(read_input, pending_reads), len(pending_reads), "reading inputs"
-    ):
-        _record_read(catalog, read, jobs.reads[read.unit].path)
+    for attempt in range(config.execution.retries + 1):
+        read_states = catalog.unit_states("read")
+        pending_reads = [t for t in jobs.reads if read_states.get(t.unit) != "done"]
+        if not pending_reads:
+            break
+        if attempt:
+            log.warning("retrying %d failed read units", len(pending_reads))
+        for read in reporter.track(
+            engine.map(read_input, pending_reads), len(pending_reads), "reading inputs"
+        ):
+            _record_read(catalog, read, jobs.reads[read.unit].path)
     _raise_failures(catalog, "read")
     jobs = build_jobs(catalog, plan, config, workdir)
     assert jobs.writes is not None
-    states = catalog.unit_states("write")
-    pending_writes = [t for t in jobs.writes if states.get(t.unit) != "done"]
-    for written in reporter.track(
-        engine.map(write_outputs, pending_writes), len(pending_writes), "writing batches"
-    ):
-        _record_write(catalog, written)
+    for attempt in range(config.execution.retries + 1):
+        write_states = catalog.unit_states("write")
+        pending_writes = [t for t in jobs.writes if write_states.get(t.unit) != "done"]
+        if not pending_writes:
+            break
+        if attempt:
+            log.warning("retrying %d failed write units", len(pending_writes))
+        for written in reporter.track(
+            engine.map(write_outputs, pending_writes), len(pending_writes), "writing batches"
+        ):
+            _record_write(catalog, written)
     _raise_failures(catalog, "write")
     if not keep_scratch:
         shutil.rmtree(scratch_directory(config, workdir), ignore_errors=True)
