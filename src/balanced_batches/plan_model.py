@@ -34,6 +34,7 @@ class Plan:
     member_ptr: np.ndarray = field(repr=False)  # (S+1,) members of stream s: ptr[s]:ptr[s+1]
     member_file: np.ndarray = field(repr=False)  # (M,) catalog file id
     member_count: np.ndarray = field(repr=False)  # (M,) candidates of the stream in the file
+    created: str = "2000-01-01T00:00:00"  # when the plan was made (ISO, UTC)
 
     @property
     def n_streams(self) -> int:
@@ -113,6 +114,7 @@ class Plan:
             "files_per_unit": self.files_per_unit,
             "process_keys": list(self.process_keys),
             "region_names": list(self.region_names),
+            "created": self.created,
         }
         arrays = {
             "stream_key_index": self.stream_key_index,
@@ -134,6 +136,7 @@ class Plan:
             files_per_unit=parameters["files_per_unit"],
             process_keys=tuple(parameters["process_keys"]),
             region_names=tuple(parameters["region_names"]),
+            created=parameters.get("created", cls.created),
             **arrays,
         )
 

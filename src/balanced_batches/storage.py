@@ -140,9 +140,15 @@ def adler32_of(path: Path) -> str:
 
 @contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
-    """Yields a temporary path beside `final`; renames it to `final` only on success."""
+    """Yields a temporary path for `final`; renames it to `final` only on success.
+
+    The temporary file has the final file's name inside a private directory beside
+    it, because ROOT files record their own name: a rerun then writes the same bytes.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final.with_name(f"{final.name}{TEMPORARY_SUFFIX}{os.getpid()}")
+    private = final.parent / f".{final.name}{TEMPORARY_SUFFIX}{os.getpid()}"
+    private.mkdir(exist_ok=True)
+    temporary = private / final.name
     try:
         yield temporary
         with temporary.open("rb+") as handle:
@@ -150,6 +156,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
         os.replace(temporary, final)
     finally:
         temporary.unlink(missing_ok=True)
+        private.rmdir()
 
 
 def write_json(path: Path, data: object) -> None:

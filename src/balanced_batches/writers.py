@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+import types
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import awkward as ak
@@ -13,6 +19,17 @@ from .storage import BranchLayout, atomic_path
 EXTENSIONS = {"root": ".root", "rntuple": ".root", "parquet": ".parquet"}
 PROVENANCE_OBJECT = "bb_provenance"
 WRITE_CHUNK_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """How output files are written."""
+
+    format: str
+    compression: str
+    tree: str
+    provenance: str  # JSON stored in every ROOT file as a string
+    created: str  # ISO time stamped into ROOT files, so reruns write identical bytes
 
 
 def root_compression(spec: str) -> uproot.compression.Compression | None:
@@ -36,13 +53,7 @@ def _tree_branches(
 
 
 def write_ttree(
-    path: Path,
-    rows: ak.Array,
-    layout: BranchLayout,
-    extra: tuple[str, ...],
-    compression: str,
-    tree: str,
-    provenance: str,
+    path: Path, rows: ak.Array, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
 ) -> None:
     """A TTree as the original writes; jagged branches become counted arrays (`x_pt[nx]`)."""
     branches = _tree_branches(rows, layout, extra)
@@ -50,15 +61,15 @@ def write_ttree(
     types = {name: _branch_type(values) for name, values in branches.items()}
     with (
         atomic_path(path) as temporary,
-        uproot.recreate(temporary, compression=root_compression(compression)) as output,
+        _reproducible_root_file(temporary, spec) as output,
     ):
-        output.mktree(tree, types, counter_name=lambda outer: counters.get(outer, "n" + outer))
+        output.mktree(spec.tree, types, counter_name=lambda outer: counters.get(outer, "n" + outer))
         for start in range(0, max(len(rows), 1), WRITE_CHUNK_ROWS):
             chunk = {
                 name: values[start : start + WRITE_CHUNK_ROWS] for name, values in branches.items()
             }
-            output[tree].extend(chunk)
-        output[PROVENANCE_OBJECT] = provenance
+            output[spec.tree].extend(chunk)
+        output[PROVENANCE_OBJECT] = spec.provenance
 
 
 def _branch_type(values: ak.Array) -> object:
@@ -69,35 +80,23 @@ def _branch_type(values: ak.Array) -> object:
 
 
 def write_rntuple(
-    path: Path,
-    rows: ak.Array,
-    layout: BranchLayout,
-    extra: tuple[str, ...],
-    compression: str,
-    tree: str,
-    provenance: str,
+    path: Path, rows: ak.Array, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
 ) -> None:
     """An RNTuple; jagged branches become `std::vector` fields with their original names."""
     fields = {name: rows[name] for name in (*layout.data_branches, *extra)}
     with (
         atomic_path(path) as temporary,
-        uproot.recreate(temporary, compression=root_compression(compression)) as output,
+        _reproducible_root_file(temporary, spec) as output,
     ):
-        output[tree] = fields
-        output[PROVENANCE_OBJECT] = provenance
+        output[spec.tree] = fields
+        output[PROVENANCE_OBJECT] = spec.provenance
 
 
 def write_parquet(
-    path: Path,
-    rows: ak.Array,
-    layout: BranchLayout,
-    extra: tuple[str, ...],
-    compression: str,
-    tree: str,
-    provenance: str,
+    path: Path, rows: ak.Array, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
 ) -> None:
     """A Parquet file with one column per branch (provenance: provenance.json beside it)."""
-    algorithm, _, level = compression.partition(":")
+    algorithm, _, level = spec.compression.partition(":")
     columns = ak.zip({name: rows[name] for name in (*layout.data_branches, *extra)}, depth_limit=1)
     with atomic_path(path) as temporary:
         ak.to_parquet(
@@ -109,7 +108,36 @@ def write_parquet(
             extensionarray=False,
             parquet_extra_options={"store_schema": False},
         )
-        _ = provenance  # recorded in the output directory's provenance.json
 
 
 WRITERS = {"root": write_ttree, "rntuple": write_rntuple, "parquet": write_parquet}
+
+
+# uproot stamps the current time into every ROOT file and a random UUID into every
+# directory; both are fixed here so that a rerun of the same plan writes the same bytes.
+_STAMPED_MODULES = ("_cascade", "_cascadetree", "_cascadentuple", "writable")
+
+
+@contextmanager
+def _reproducible_root_file(path: Path, spec: OutputSpec) -> Iterator[uproot.WritableDirectory]:
+    stamp = datetime.datetime.fromisoformat(spec.created).replace(tzinfo=None)
+
+    class _Stamp(datetime.datetime):
+        @classmethod
+        def now(cls, tz: datetime.tzinfo | None = None) -> datetime.datetime:  # type: ignore[override]
+            return stamp
+
+    file_uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"balanced-batches/{spec.created}/{path.name}")
+    modules = [getattr(uproot.writing, name, None) for name in _STAMPED_MODULES]
+    patched = [m for m in modules if m is not None and hasattr(m, "datetime")]
+    saved = [m.datetime for m in patched]
+    for module in patched:
+        module.datetime = types.SimpleNamespace(datetime=_Stamp)
+    try:
+        with uproot.recreate(
+            path, compression=root_compression(spec.compression), uuid_function=lambda: file_uuid
+        ) as output:
+            yield output
+    finally:
+        for module, original in zip(patched, saved, strict=True):
+            module.datetime = original

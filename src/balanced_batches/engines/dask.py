@@ -27,7 +27,7 @@ class DaskEngine:
                 n_workers=workers or os.cpu_count() or 1,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: a busy 8787 only warns
                 silence_logs=logging.WARNING,
             )
             self._client = Client(self._cluster)

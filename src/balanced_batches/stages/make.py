@@ -29,7 +29,7 @@ from ..plan_model import Plan, member_uses
 from ..regions import Selection, build_selection
 from ..shards import part_path, read_unit_parts, remove_parts_of_read_unit, write_part
 from ..storage import BranchLayout, adler32_of, branch_layout, open_tree, write_json
-from ..writers import EXTENSIONS, WRITERS
+from ..writers import EXTENSIONS, WRITERS, OutputSpec
 from .count import read_selection_arrays
 
 log = logging.getLogger(__name__)
@@ -95,11 +95,8 @@ class WriteTask:
     scratch: str
     directory: str
     name: str
-    format: str
-    compression: str
-    tree: str
     layout: BranchLayout
-    provenance: str = field(repr=False)
+    spec: OutputSpec = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -307,11 +304,14 @@ def write_task(
         scratch=str(scratch),
         directory=config.output.directory,
         name=config.output.name,
-        format=config.output.format,
-        compression=config.output.compression,
-        tree=config.inputs.tree,
         layout=layout,
-        provenance=provenance,
+        spec=OutputSpec(
+            format=config.output.format,
+            compression=config.output.compression,
+            tree=config.inputs.tree,
+            provenance=provenance,
+            created=plan.created,
+        ),
     )
 
 
@@ -349,10 +349,8 @@ def _write_outputs(task: WriteTask) -> WriteResult:
         )
         shuffle = np.random.default_rng([task.seed, index, 0x5EED]).permutation(hi - lo)
         selected = rows[lo:hi][shuffle]
-        path = output_path(task.directory, task.name, task.format, index)
-        WRITERS[task.format](
-            path, selected, task.layout, PROVENANCE, task.compression, task.tree, task.provenance
-        )
+        path = output_path(task.directory, task.name, task.spec.format, index)
+        WRITERS[task.spec.format](path, selected, task.layout, PROVENANCE, task.spec)
         outputs.append(
             {
                 "index": index,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,7 @@ def build_plan(table: CountTable, config: ProjectConfig, bytes_per_entry: float)
         member_ptr=np.array(pointer, dtype=np.int64),
         member_file=np.concatenate(members_file).astype(np.int64),
         member_count=np.concatenate(members_count).astype(np.int64),
+        created=datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
     )
 
 
