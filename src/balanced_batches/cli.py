@@ -227,6 +227,9 @@ def summary(
     batches: BatchesOption = None,
     max_reuse: MaxReuseOption = None,
     reuse: Annotated[bool, typer.Option("--reuse", help="Show reuse factors, not counts.")] = False,
+    plots: Annotated[
+        bool, typer.Option("--plots", help="Also write the report's input part to WORKDIR/report.")
+    ] = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Counts per process key and region, and the batches and reuse a plan would give."""
@@ -252,6 +255,11 @@ def summary(
     stdout.print(batches_line(result))
     write_summary_json(catalog, result, workdir / "summary.json")
     stdout.print(f"summary: {workdir / 'summary.json'}")
+    if plots:
+        from .stages.report import write_report
+
+        html = write_report(catalog, settings, workdir / "report", input_only=True)
+        stdout.print(f"report: {html}", soft_wrap=True)
 
 
 @app.command()
@@ -425,6 +433,9 @@ def check(
     sample: Annotated[
         int, typer.Option(min=0, help="Rows compared with their source entry.")
     ] = 1000,
+    with_report: Annotated[
+        bool, typer.Option("--report", help="After a successful check, write WORKDIR/report.")
+    ] = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Re-read the outputs: counts per file and region, plan membership, sampled rows vs sources."""
@@ -445,6 +456,29 @@ def check(
             typer.echo(f"  {problem}", err=True)
         raise CheckFailed(f"{len(report.problems)} problems")
     typer.echo("all outputs match the plan")
+    if with_report:
+        from .stages.report import write_report
+
+        typer.echo(f"report: {write_report(catalog, settings, workdir / 'report')}")
+
+
+@app.command()
+@user_errors
+def report(
+    workdir: WorkdirOption = Path("."),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Directory (default: WORKDIR/report).")
+    ] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Plots and one self-contained HTML page of the counts, the plan and the outputs."""
+    from .catalog import Catalog
+    from .stages.report import write_report
+
+    workdir = workdir.resolve()
+    catalog = Catalog.open(workdir)
+    settings = resolve_config(workdir, None, {}, stored_key="plan_config")
+    typer.echo(write_report(catalog, settings, (output or workdir / "report").resolve()))
 
 
 def version_callback(value: bool) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import awkward as ak
 
-from .storage import atomic_path
+from .storage import atomic_path, remove_temporaries
 
 SHARD_COMPRESSION = "lz4"
 
@@ -31,6 +31,8 @@ def remove_parts_of_read_unit(scratch: Path, read_unit: int) -> None:
     """Deletes what an earlier, interrupted attempt of a read unit left."""
     for path in scratch.glob(f"w*/r{read_unit:06d}-*.parquet"):
         path.unlink(missing_ok=True)
+    for directory in scratch.glob("w*"):
+        remove_temporaries(directory, f"r{read_unit:06d}-*")
 
 
 def write_part(path: Path, rows: ak.Array) -> None:

@@ -159,6 +159,18 @@ def atomic_path(final: Path) -> Iterator[Path]:
         private.rmdir()
 
 
+def remove_temporaries(directory: Path, pattern: str = "*") -> int:
+    """Deletes what interrupted atomic writes left in a directory (matching `pattern`)."""
+    removed = 0
+    for private in directory.glob(f".{pattern}{TEMPORARY_SUFFIX}*"):
+        if private.is_dir():
+            for leftover in private.iterdir():
+                leftover.unlink()
+            private.rmdir()
+            removed += 1
+    return removed
+
+
 def write_json(path: Path, data: object) -> None:
     """Writes JSON (sorted keys, indent 4, as the original did) atomically."""
     import json

@@ -29,7 +29,7 @@ class OutputSpec:
     compression: str
     tree: str
     provenance: str  # JSON stored in every ROOT file as a string
-    created: str  # ISO time stamped into ROOT files, so reruns write identical bytes
+    identity: str  # names the plan in file UUIDs (same plan and seed: same bytes)
 
 
 def root_compression(spec: str) -> uproot.compression.Compression | None:
@@ -114,20 +114,22 @@ WRITERS = {"root": write_ttree, "rntuple": write_rntuple, "parquet": write_parqu
 
 
 # uproot stamps the current time into every ROOT file and a random UUID into every
-# directory; both are fixed here so that a rerun of the same plan writes the same bytes.
+# directory; both are fixed here so that the same plan and seed always give the same bytes
+# (the time a plan was made is in the catalog and in provenance.json instead).
 _STAMPED_MODULES = ("_cascade", "_cascadetree", "_cascadentuple", "writable")
+ROOT_TIMESTAMP = datetime.datetime(2000, 1, 1)
 
 
 @contextmanager
 def _reproducible_root_file(path: Path, spec: OutputSpec) -> Iterator[uproot.WritableDirectory]:
-    stamp = datetime.datetime.fromisoformat(spec.created).replace(tzinfo=None)
+    stamp = ROOT_TIMESTAMP
 
     class _Stamp(datetime.datetime):
         @classmethod
         def now(cls, tz: datetime.tzinfo | None = None) -> datetime.datetime:  # type: ignore[override]
             return stamp
 
-    file_uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"balanced-batches/{spec.created}/{path.name}")
+    file_uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"balanced-batches/{spec.identity}/{path.name}")
     modules = [getattr(uproot.writing, name, None) for name in _STAMPED_MODULES]
     patched = [m for m in modules if m is not None and hasattr(m, "datetime")]
     saved = [m.datetime for m in patched]

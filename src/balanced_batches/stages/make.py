@@ -28,7 +28,14 @@ from ..errors import BalancedBatchesError, CatalogError, InputFileError
 from ..plan_model import Plan, member_uses
 from ..regions import Selection, build_selection
 from ..shards import part_path, read_unit_parts, remove_parts_of_read_unit, write_part
-from ..storage import BranchLayout, adler32_of, branch_layout, open_tree, write_json
+from ..storage import (
+    BranchLayout,
+    adler32_of,
+    branch_layout,
+    open_tree,
+    remove_temporaries,
+    write_json,
+)
 from ..writers import EXTENSIONS, WRITERS, OutputSpec
 from .count import read_selection_arrays
 
@@ -310,7 +317,7 @@ def write_task(
             compression=config.output.compression,
             tree=config.inputs.tree,
             provenance=provenance,
-            created=plan.created,
+            identity=f"seed {plan.seed}",
         ),
     )
 
@@ -380,6 +387,7 @@ def provenance_record(plan: Plan, catalog: Catalog, config: ProjectConfig) -> di
         "regions": list(plan.region_names),
         "source_files": {str(r.id): r.path for r in catalog.files() if r.id in wanted},
         "seed": plan.seed,
+        "plan_created": plan.created,
         "events_per_batch_type": plan.per_batch,
         "batches": plan.n_batches,
         "batches_per_file": plan.batches_per_file,
@@ -460,6 +468,7 @@ def _provenance_text(plan: Plan, catalog: Catalog, config: ProjectConfig) -> str
 
     record = provenance_record(plan, catalog, config)
     record.pop("config")
+    record.pop("plan_created")  # inside the files only what the plan and seed decide
     return json.dumps(record)
 
 
@@ -506,6 +515,8 @@ def run_plan(
         config.output.directory, config.output.name, config.output.format, plan.n_output_files
     ):
         log.info("removed %s, left by an earlier plan", path)
+    if remove_temporaries(Path(config.output.directory)):
+        log.info("removed partial files of an interrupted run")
     for attempt in range(config.execution.retries + 1):
         read_states = catalog.unit_states("read")
         pending_reads = [t for t in jobs.reads if read_states.get(t.unit) != "done"]

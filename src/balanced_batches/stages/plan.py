@@ -193,8 +193,8 @@ def mean_bytes_per_entry(catalog: Catalog, file_ids: np.ndarray) -> float:
 def plan_batches(catalog: Catalog, config: ProjectConfig, workdir: Path) -> Plan:
     """Makes the plan, stores it in the catalog and writes `summary.json`."""
     table = count_table(catalog, config, config.plan.pileup)
-    write_json(workdir / "summary.json", summary_json(table, catalog))
     plan = build_plan(table, config, mean_bytes_per_entry(catalog, table.file_ids))
+    write_json(workdir / "summary.json", summary_json(table, catalog))
     parameters, arrays = plan.to_arrays()
     catalog.put_arrays("plan", arrays)
     catalog.set_meta("plan", parameters)

@@ -1,0 +1,602 @@
+"""The report: PNG plots and one self-contained HTML page of the input, the plan and the output.
+
+Sections, each left out with a line saying what to run when its stage has not run:
+- input: counts per region as pT x |eta| heat maps, one per (process key, type);
+- planning: reuse factor per planned region, batches under every planning rule;
+- output: pT, |eta|, type and process-key distributions of the output against the input
+  they were drawn from, and the count of every stream in every batch.
+
+The input side of every comparison is the catalog's counts of the planned regions (exact,
+in the same region bins, without opening an input file). Output files are read one at a
+time, in chunks, with only the branches the selection and the provenance need; histograms
+are filled as chunks arrive, so memory does not grow with the size of the production.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .. import __version__
+from ..catalog import Catalog
+from ..config import ProjectConfig
+from ..errors import BalancedBatchesError, CatalogError, InputFileError, PlanError
+from ..plan_model import Plan
+from ..regions import RegionSpace, Selection, build_selection
+from ..report_html import Image, ReportPage, Section, TotalRow, render
+from .plan import CountTable, choose_batch_count, count_table, load_plan
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "report.html"
+REUSE_LIMITS = (1, 2, 5, 10, 20, 50, 100)
+HEAVY_REUSE = 10.0  # as in `summary`: regions reused more than this are marked
+CHUNK_ENTRIES = 1_000_000
+FIGURE_KINDS = ("counts", "reuse", "batches", "output")
+PROVENANCE_USED = ("bb_process_key", "bb_region", "bb_batch")
+
+
+def figure_name(kind: str, *parts: str) -> str:
+    """File name of a figure, a pure function of what it shows (reruns overwrite it)."""
+    words = (kind, *parts)
+    return "_".join(re.sub(r"[^A-Za-z0-9.+-]+", "-", word) for word in words) + ".png"
+
+
+def _plots() -> Any:
+    try:
+        from .. import plots
+    except ImportError as err:
+        raise BalancedBatchesError(
+            f"the report needs matplotlib, mplhep and hist ({err}): "
+            "pip install 'balanced-batches[plots]'"
+        ) from err
+    return plots
+
+
+# -- input --------------------------------------------------------------------------------------
+
+
+def _type_cells(space: RegionSpace, values: np.ndarray, type_index: int) -> np.ndarray:
+    """The (|eta|, pT) grid of one type from a vector over all regions."""
+    size = space.n_abseta * space.n_pt
+    return values[type_index * size : (type_index + 1) * size].reshape(space.n_abseta, space.n_pt)
+
+
+def input_section(table: CountTable, per_batch: int | None, out_dir: Path, plots: Any) -> Section:
+    """Count heat maps of every (process key, type) with candidates or active in a used key."""
+    space = table.space
+    images = []
+    for key_index, key in enumerate(table.keys):
+        totals = table.totals[key_index]
+        if not totals.any():
+            continue
+        for type_index, type_name in enumerate(space.type_names):
+            cells = _type_cells(space, totals, type_index)
+            active = bool(_type_cells(space, table.active[key_index], type_index).all())
+            if not cells.any() and not active:
+                continue
+            empty = active & (cells == 0)
+            sparse = active & (cells > 0) & (cells < (per_batch or 0))
+            state = "" if active else " (inactive: not used)"
+            title = f"{key}, {type_name}: {int(cells.sum())} candidates{state}"
+            path = plots.region_heatmap(
+                out_dir / figure_name("counts", key, type_name),
+                cells,
+                space.pt_edges,
+                space.abseta_edges,
+                title=title,
+                colour_label="candidates",
+                empty=empty,
+                sparse=sparse,
+                sparse_label=f"sparse (< N = {per_batch})",
+                muted=not active,
+            )
+            images.append(Image(path, title, group=key))
+    sparse_text = (
+        f"sparse ones (fewer than N = {per_batch} candidates) framed in orange"
+        if per_batch
+        else "pass --events-per-batch-type to mark sparse cells"
+    )
+    return Section(
+        "input",
+        "Input: candidates per region",
+        text=f"Candidates counted per pT x |eta| region, one map per process key and type "
+        f"(log colour scale; the last column and row are the overflow bins). Empty regions of "
+        f"active types are hatched with red crosses, {sparse_text}. Types a process does not "
+        "use are drawn in grey.",
+        images=tuple(images),
+        missing="" if images else "No process key has candidates.",
+    )
+
+
+def batch_counts_by_rule(stream_totals: np.ndarray, per_batch: int) -> list[tuple[str, int]]:
+    """Batches under the original rule and under every --max-reuse R; 0 where none is possible."""
+    rules: list[tuple[str, int | None]] = [("original", None)]
+    rules += [(f"R = {limit}", limit) for limit in REUSE_LIMITS]
+    result = []
+    for label, limit in rules:
+        try:
+            result.append((label, choose_batch_count(stream_totals, per_batch, None, limit)))
+        except PlanError:
+            result.append((label, 0))
+    return result
+
+
+def planning_section(
+    table: CountTable,
+    plan: Plan | None,
+    per_batch: int | None,
+    out_dir: Path,
+    plots: Any,
+    no_plan: str = "No plan: run 'balanced-batches plan' to see the reuse factor of every region.",
+) -> Section:
+    """Reuse factor per planned region and the batches every planning rule gives."""
+    title = "Planning: reuse and number of batches"
+    if per_batch is None:
+        return Section(
+            "planning", title, missing="Pass --events-per-batch-type (or run 'plan') to see these."
+        )
+    if plan is not None:
+        stream_totals = plan.stream_total
+    else:
+        streams = table.streams
+        stream_totals = table.totals[streams[:, 0], streams[:, 1]]
+    rules = batch_counts_by_rule(stream_totals, per_batch)
+    images = [
+        Image(
+            plots.batches_by_strategy(
+                out_dir / figure_name("batches", "by-rule"),
+                [label for label, _ in rules],
+                [count for _, count in rules],
+                None if plan is None else plan.n_batches,
+                per_batch,
+            ),
+            "Batches under the original rule int(largest region / N) and under --max-reuse R",
+        )
+    ]
+    rows = (("rule", "batches"), *((label, str(count)) for label, count in rules))
+    if plan is None:
+        return Section(
+            "planning",
+            title,
+            images=tuple(images),
+            table=rows,
+            missing=no_plan,
+        )
+    images.extend(_reuse_maps(plan, table.space, out_dir, plots))
+    reuse = plan.reuse()
+    return Section(
+        "planning",
+        title,
+        text=f"{plan.n_batches} batches of N = {plan.per_batch} candidates from each of "
+        f"{plan.n_streams} regions; reuse factor n_batches x N / candidates: median "
+        f"{np.median(reuse):.2f}, max {reuse.max():.1f}, {int((reuse > 1).sum())} regions "
+        f"reused. Regions reused more than {HEAVY_REUSE:g} times are framed in orange.",
+        images=tuple(images),
+        table=rows,
+    )
+
+
+def _reuse_maps(plan: Plan, space: RegionSpace, out_dir: Path, plots: Any) -> list[Image]:
+    reuse = np.full((len(plan.process_keys), space.n_regions), np.nan)
+    reuse[plan.stream_key_index, plan.stream_region] = plan.reuse()
+    images = []
+    for key_index in np.unique(plan.stream_key_index):
+        key = plan.process_keys[int(key_index)]
+        for type_index, type_name in enumerate(space.type_names):
+            cells = _type_cells(space, reuse[key_index], type_index)
+            if not np.isfinite(cells).any():
+                continue
+            title = f"{key}, {type_name}: reuse up to x{np.nanmax(cells):.1f}"
+            path = plots.region_heatmap(
+                out_dir / figure_name("reuse", key, type_name),
+                cells,
+                space.pt_edges,
+                space.abseta_edges,
+                title=title,
+                colour_label="uses per candidate",
+                sparse=np.nan_to_num(cells) > HEAVY_REUSE,
+                sparse_label=f"reused > {HEAVY_REUSE:g}x",
+                value_format="reuse",
+            )
+            images.append(Image(path, title, group=key))
+    return images
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def distribution_hist(space: RegionSpace, n_keys: int) -> Any:
+    """Candidates by process key, type, |eta| and pT in region bins (the overflow drawn finite)."""
+    import hist
+
+    plots = _plots()
+    return hist.Hist(
+        hist.axis.IntCategory(list(range(n_keys)), name="key"),
+        hist.axis.IntCategory(list(range(len(space.type_names))), name="type"),
+        hist.axis.Variable(plots.display_edges(space.abseta_edges), name="abseta", flow=False),
+        hist.axis.Variable(plots.display_edges(space.pt_edges), name="pt", flow=False),
+        storage=hist.storage.Int64(),
+    )
+
+
+def fill_distributions(
+    histogram: Any,
+    selection: Selection,
+    arrays: dict[str, np.ndarray],
+    regions: np.ndarray,
+    key_index: np.ndarray,
+    keep: np.ndarray,
+) -> None:
+    """Adds the kept candidates of a chunk: type from their region, pT and |eta| values."""
+    space, plots = selection.space, _plots()
+    n = len(regions)
+    keep = keep & (regions >= 0)
+    pt = np.broadcast_to(np.asarray(selection.pt.evaluate(arrays), dtype=np.float64), (n,))
+    abseta = np.broadcast_to(np.asarray(selection.abseta.evaluate(arrays), np.float64), (n,))
+    histogram.fill(
+        key=np.broadcast_to(key_index, (n,))[keep],
+        type=space.type_of(regions[keep]),
+        pt=plots.clip_to_display(pt[keep], space.pt_edges),
+        abseta=plots.clip_to_display(abseta[keep], space.abseta_edges),
+    )
+
+
+def _stream_table(plan: Plan) -> np.ndarray:
+    stream_of = np.full((len(plan.process_keys), len(plan.region_names)), -1, dtype=np.int64)
+    stream_of[plan.stream_key_index, plan.stream_region] = np.arange(plan.n_streams)
+    return stream_of
+
+
+def planned_input(plan: Plan, space: RegionSpace) -> np.ndarray:
+    """Candidates of every planned stream, as (key, type, |eta| bin, pT bin) counts.
+
+    These are the counts of the catalog, in the region bins the output histogram uses: the
+    pool every stream draws from, known exactly without opening an input file.
+    """
+    grid = np.zeros((len(plan.process_keys), space.n_regions), dtype=np.int64)
+    grid[plan.stream_key_index, plan.stream_region] = plan.stream_total
+    return grid.reshape(len(plan.process_keys), len(space.type_names), space.n_abseta, space.n_pt)
+
+
+def output_chunks(
+    path: Path, file_format: str, tree: str, branches: Sequence[str]
+) -> Iterator[dict[str, np.ndarray]]:
+    """The given branches of an output file, CHUNK_ENTRIES rows at a time.
+
+    A file that cannot be read raises InputFileError, whatever failed inside the reader.
+    """
+    try:
+        yield from _read_chunks(path, file_format, tree, list(branches))
+    except Exception as err:  # missing or damaged files fail in many ways inside the readers
+        raise InputFileError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
+
+
+def _read_chunks(
+    path: Path, file_format: str, tree: str, branches: list[str]
+) -> Iterator[dict[str, np.ndarray]]:
+    if file_format == "parquet":
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(path) as handle:
+            for batch in handle.iter_batches(batch_size=CHUNK_ENTRIES, columns=branches):
+                yield {name: batch.column(name).to_numpy(zero_copy_only=False) for name in branches}
+        return
+    import uproot
+
+    with uproot.open(path) as handle:
+        output_tree = handle[tree]
+        entries = int(output_tree.num_entries)
+        for start in range(0, entries, CHUNK_ENTRIES):
+            stop = min(start + CHUNK_ENTRIES, entries)
+            arrays = output_tree.arrays(branches, entry_start=start, entry_stop=stop, library="np")
+            yield {name: np.asarray(arrays[name]) for name in branches}
+
+
+@dataclass
+class BatchCounts:
+    """Smallest, summed and largest count of every stream over the batches seen so far."""
+
+    n_streams: int
+    batches: int = 0
+    minimum: np.ndarray = field(init=False)
+    maximum: np.ndarray = field(init=False)
+    total: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.minimum = np.full(self.n_streams, np.iinfo(np.int64).max, dtype=np.int64)
+        self.maximum = np.zeros(self.n_streams, dtype=np.int64)
+        self.total = np.zeros(self.n_streams, dtype=np.int64)
+
+    def add(self, cells: np.ndarray) -> None:
+        """Takes the (batches, streams) counts of complete batches."""
+        if not len(cells):
+            return
+        self.minimum = np.minimum(self.minimum, cells.min(axis=0))
+        self.maximum = np.maximum(self.maximum, cells.max(axis=0))
+        self.total += cells.sum(axis=0)
+        self.batches += len(cells)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean count of every stream."""
+        return self.total / max(self.batches, 1)
+
+
+@dataclass
+class OutputScan:
+    """What reading the outputs found."""
+
+    histogram: Any
+    batches: BatchCounts
+    files: int = 0
+    rows: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def scan_outputs(
+    outputs: list[dict[str, Any]], plan: Plan, config: ProjectConfig, selection: Selection
+) -> OutputScan:
+    """Fills the output distributions and the per-batch counts, one file at a time."""
+    scan = OutputScan(
+        distribution_hist(selection.space, len(plan.process_keys)), BatchCounts(plan.n_streams)
+    )
+    stream_of = _stream_table(plan)
+    branches = sorted(selection.branches | set(PROVENANCE_USED))
+    for output in outputs:
+        path = Path(output["path"])
+        first = int(output["index"]) * plan.batches_per_file
+        n_batches = min(first + plan.batches_per_file, plan.n_batches) - first
+        cells = np.zeros(n_batches * plan.n_streams, dtype=np.int64)
+        unplanned = 0
+        try:
+            for arrays in output_chunks(path, config.output.format, config.inputs.tree, branches):
+                keys = arrays["bb_process_key"].astype(np.int64)
+                region, batch = arrays["bb_region"].astype(np.int64), arrays["bb_batch"] - first
+                valid = (keys >= 0) & (keys < len(plan.process_keys))
+                valid &= (region >= 0) & (region < len(plan.region_names))
+                valid &= (batch >= 0) & (batch < n_batches)
+                stream = np.where(valid, stream_of[keys * valid, region * valid], -1)
+                good = stream >= 0
+                unplanned += int(np.count_nonzero(~good))
+                cells += np.bincount(
+                    batch[good] * plan.n_streams + stream[good], minlength=len(cells)
+                )
+                fill_distributions(
+                    scan.histogram, selection, arrays, selection.assign(arrays), keys, good
+                )
+                scan.rows += len(keys)
+        except InputFileError as err:
+            scan.problems.append(f"{err}; left out")
+            continue
+        if unplanned:
+            scan.problems.append(f"{path}: {unplanned} rows of unplanned regions or batches")
+        scan.batches.add(cells.reshape(n_batches, plan.n_streams))
+        scan.files += 1
+    return scan
+
+
+def output_section(
+    plan: Plan,
+    outputs: list[dict[str, Any]],
+    config: ProjectConfig,
+    out_dir: Path,
+    plots: Any,
+) -> Section:
+    """Output against input distributions, and the counts per batch of every stream."""
+    selection = build_selection(config)
+    space = selection.space
+    scan = scan_outputs(outputs, plan, config, selection)
+    into, out = planned_input(plan, space), scan.histogram.values()
+    images = []
+    for variable, edges, label, summed in (
+        ("pt", space.pt_edges, r"$p_T$ [GeV]", (0, 2)),
+        ("abseta", space.abseta_edges, r"$|\eta|$", (0, 3)),
+    ):
+        into_type, out_type = into.sum(axis=summed), out.sum(axis=summed)
+        shown = [t for t in range(len(space.type_names)) if into_type[t].any() or out_type[t].any()]
+        path = plots.binned_comparison(
+            out_dir / figure_name("output", variable),
+            edges,
+            [into_type[t] for t in shown],
+            [out_type[t] for t in shown],
+            [space.type_names[t] for t in shown],
+            label,
+            f"{label} per type, input vs output (normalised)",
+        )
+        images.append(Image(path, f"{variable} per type: fraction per bin, input vs output"))
+    categories: list[tuple[str, tuple[str, ...], tuple[int, ...]]] = [
+        ("type", space.type_names, (0, 2, 3)),
+        ("key", plan.process_keys, (1, 2, 3)),
+    ]
+    for axis, names, axes_summed in categories:
+        into_axis, out_axis = into.sum(axis=axes_summed), out.sum(axis=axes_summed)
+        shown = [i for i in range(len(names)) if into_axis[i] or out_axis[i]]
+        title = "process key" if axis == "key" else "type"
+        path = plots.category_comparison(
+            out_dir / figure_name("output", "process-keys" if axis == "key" else "types"),
+            [names[i] for i in shown],
+            into_axis[shown],
+            out_axis[shown],
+            title,
+            f"Candidates per {title}, input vs output (normalised)",
+        )
+        images.append(Image(path, f"fraction of candidates per {title}, input vs output"))
+    counts = scan.batches
+    if counts.batches:
+        path = plots.per_batch_counts(
+            out_dir / figure_name("output", "per-batch"),
+            counts.minimum,
+            counts.mean,
+            counts.maximum,
+            plan.per_batch,
+            counts.batches,
+        )
+        images.append(Image(path, "min, mean and max count of every stream over the batches"))
+        flat = bool(
+            (counts.minimum == plan.per_batch).all() and (counts.maximum == plan.per_batch).all()
+        )
+        verdict = "every stream has exactly N" if flat else "NOT every stream has exactly N"
+    else:
+        verdict = "no batch could be read"
+    return Section(
+        "output",
+        "Output: balance of the batches",
+        text=f"{scan.files} of {plan.n_output_files} output files read, {scan.rows} rows in "
+        f"{counts.batches} batches: {verdict} = {plan.per_batch} candidates in every batch. "
+        "Input: the counted candidates of the planned regions, which the batches draw from.",
+        images=tuple(images),
+        problems=tuple(scan.problems[:20]),
+        missing=""
+        if scan.files == plan.n_output_files
+        else "Not every output file exists: run 'balanced-batches run' to make the rest.",
+    )
+
+
+# -- totals and the page ------------------------------------------------------------------------
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.3g} {unit}" if unit != "B" else f"{size} B"
+        value /= 1000
+    return f"{size} B"  # pragma: no cover
+
+
+def totals_rows(
+    catalog: Catalog, table: CountTable, plan: Plan | None, outputs: list[dict[str, Any]]
+) -> list[TotalRow]:
+    """The numbers of the totals table, straight from the catalog."""
+    files = catalog.files()
+    statuses = [f.status for f in files]
+    _, matrix = catalog.counts_matrix(table.space.n_regions)
+    used_keys = table.totals.sum(axis=1) > 0
+    rows = [
+        TotalRow("files_listed", "files listed", len(files)),
+        TotalRow("files_counted", "files counted", statuses.count("counted")),
+        TotalRow("files_skipped", "files skipped (unreadable)", statuses.count("bad")),
+        TotalRow("files_pending", "files not counted yet", statuses.count("pending")),
+        TotalRow(
+            "files_unmatched", "files matching no process", sum(f.process is None for f in files)
+        ),
+        TotalRow(
+            "entries",
+            "entries in counted files",
+            sum(f.entries or 0 for f in files if f.status == "counted"),
+        ),
+        TotalRow("candidates", "candidates in regions (counted files)", int(matrix.sum())),
+        TotalRow("candidates_keys", "candidates of the process keys", int(table.totals.sum())),
+        TotalRow(
+            "candidates_active",
+            "candidates in active regions",
+            int(table.totals[table.active].sum()),
+        ),
+        TotalRow("process_keys", "process keys with candidates", int(used_keys.sum())),
+        TotalRow("active_regions", "active regions with candidates", len(table.streams)),
+        TotalRow(
+            "empty_active_regions",
+            "active regions without candidates (keys with candidates)",
+            int((table.active & (table.totals == 0))[used_keys].sum()),
+        ),
+    ]
+    if plan is not None:
+        reuse = plan.reuse()
+        rows += [
+            TotalRow("batches", "batches", plan.n_batches),
+            TotalRow("per_batch", "candidates per region per batch (N)", plan.per_batch),
+            TotalRow("streams", "planned regions (streams)", plan.n_streams),
+            TotalRow("batch_size", "candidates per batch", plan.n_streams * plan.per_batch),
+            TotalRow("input_files_read", "input files the plan reads", len(plan.read_files)),
+            TotalRow("output_files_planned", "output files planned", plan.n_output_files),
+            TotalRow("reuse_max", "largest reuse factor", float(reuse.max()), f"{reuse.max():.2f}"),
+        ]
+    if outputs:
+        size = sum(int(o["size"]) for o in outputs)
+        rows += [
+            TotalRow("output_files", "output files written", len(outputs)),
+            TotalRow("output_entries", "output entries", sum(int(o["entries"]) for o in outputs)),
+            TotalRow("output_size", "output size", size, _human_bytes(size)),
+        ]
+    return rows
+
+
+def _remove_old_figures(out_dir: Path) -> None:
+    for kind in FIGURE_KINDS:
+        for path in out_dir.glob(f"{kind}_*.png"):
+            path.unlink()
+
+
+def write_report(
+    catalog: Catalog, config: ProjectConfig, out_dir: Path, *, input_only: bool = False
+) -> Path:
+    """Writes the PNG plots and `report.html` into `out_dir`; returns the HTML path.
+
+    `input_only` leaves out the plan and the outputs (what `summary --plots` writes).
+    """
+    plots = _plots()
+    if not any(record.status == "counted" for record in catalog.files()):
+        raise CatalogError(
+            f"{catalog.path.parent}: no counted files; run 'balanced-batches count' first"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_old_figures(out_dir)
+    plan: Plan | None = None
+    if not input_only:
+        try:
+            plan = load_plan(catalog)
+        except CatalogError:
+            log.info("no plan: the report shows the input only")
+    table = count_table(catalog, config, config.plan.pileup)
+    per_batch = plan.per_batch if plan is not None else config.plan.events_per_batch_type
+    sections = [input_section(table, per_batch, out_dir, plots)]
+    outputs: list[dict[str, Any]] = []
+    if input_only:
+        missing = "Written by 'summary --plots': run 'balanced-batches report' for the plan and "
+        sections.append(
+            planning_section(table, None, per_batch, out_dir, plots, missing + "reuse factors.")
+        )
+        sections.append(Section("output", "Output", missing=missing + "the outputs."))
+    else:
+        sections.append(planning_section(table, plan, per_batch, out_dir, plots))
+        outputs = sorted(
+            (o for r in catalog.unit_results("write").values() for o in r["outputs"]),
+            key=lambda o: int(o["index"]),
+        )
+        if plan is None:
+            missing = "No plan: run 'balanced-batches plan' and 'run' to see the outputs."
+        elif not outputs:
+            missing = "No output files yet: run 'balanced-batches run' to see the outputs."
+        else:
+            missing = ""
+            sections.append(output_section(plan, outputs, config, out_dir, plots))
+        if missing:
+            sections.append(Section("output", "Output: balance of the batches", missing=missing))
+    stored = None if plan is None else catalog.get_meta("plan_config")
+    page = ReportPage(
+        title="balanced-batches report",
+        subtitle=f"{catalog.path.parent} - pile-up {config.plan.pileup} - balanced-batches "
+        f"{__version__} - {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        totals=tuple(totals_rows(catalog, table, plan, outputs)),
+        sections=tuple(sections),
+        bad_files=tuple((f.path, f.error or "") for f in catalog.files() if f.status == "bad"),
+        config_yaml=yaml.safe_dump(
+            stored or config.model_dump(mode="json"), sort_keys=False, width=100
+        ),
+        config_source="The configuration stored with the plan."
+        if stored
+        else "The configuration used for this report.",
+    )
+    path = out_dir / REPORT_NAME
+    path.write_text(render(page), encoding="utf-8")
+    log.info("report: %s", path)
+    return path
