@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,9 +84,17 @@ class ReportPage:
     config_source: str
 
 
-def data_uri(path: Path) -> str:
-    """`data:image/png;base64,...` of a PNG file."""
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+def data_uri(data: bytes) -> str:
+    """`data:image/png;base64,...` of a PNG file's bytes."""
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG, from its IHDR chunk."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG file")
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
 
 
 def _e(text: object) -> str:
@@ -139,9 +148,12 @@ def _images(images: tuple[Image, ...], wide: bool) -> str:
                 lines.append(f"<h3>{_e(image.group)}</h3>")
             lines.append(f'<div class="{css}">')
             group = image.group
+        data = image.path.read_bytes()
+        width, height = png_size(data)
+        # the size keeps the layout stable while images are decoded
         lines.append(
-            f'<figure><img src="{data_uri(image.path)}" alt="{_e(image.caption)}" '
-            f'data-file="{_e(image.path.name)}" loading="lazy">'
+            f'<figure><img src="{data_uri(data)}" alt="{_e(image.caption)}" '
+            f'width="{width}" height="{height}" data-file="{_e(image.path.name)}">'
             f"<figcaption>{_e(image.caption)} ({_e(image.path.name)})</figcaption></figure>"
         )
     if group is not None:

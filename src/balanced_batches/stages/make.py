@@ -576,7 +576,9 @@ def run_job(catalog: Catalog, plan: Plan, config: ProjectConfig, workdir: Path, 
         raise CatalogError(
             f"--job {job} writes outputs: run the read jobs 0 to {n_reads - 1} first"
         )
-    Path(config.output.directory).mkdir(parents=True, exist_ok=True)
+    write_json(
+        Path(config.output.directory) / "provenance.json", provenance_record(plan, catalog, config)
+    )
     write = write_outputs(jobs.writes[job - n_reads])
     _record_write(catalog, write)
     _raise_failures(catalog, "write")
