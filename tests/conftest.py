@@ -16,7 +16,7 @@ import re
 import shutil
 import sqlite3
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,31 @@ from typer.testing import CliRunner
 
 from balanced_batches.cli import app
 
-REFERENCE = Path("/work/shared/reference/prod_Phase2_v2")
+# the original configuration, shipped with the examples
+REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "prod_Phase2_v2"
 PROCESS_TYPES = REFERENCE / "process_types.yaml"
 BINNING = REFERENCE / "binning.yaml"
 CAMPAIGN = "prod_Phase2_v2"
 TREE = "taus"
-PROVENANCE_BRANCHES = ("bb_process_key", "bb_region", "bb_source_file", "bb_source_entry", "bb_batch")
+PROVENANCE_BRANCHES = (
+    "bb_process_key",
+    "bb_region",
+    "bb_source_file",
+    "bb_source_entry",
+    "bb_batch",
+)
 EXECUTABLE = Path(sys.executable).parent / "balanced-batches"
+# what provenance.json must record (it may hold more, such as when the plan was made)
+PROVENANCE_KEYS = (
+    "version",
+    "process_keys",
+    "regions",
+    "source_files",
+    "seed",
+    "events_per_batch_type",
+    "batches",
+    "batches_per_file",
+)
 
 # The reference production: every test that compares outputs uses these settings.
 PILEUP = "PU200"
@@ -49,7 +67,7 @@ SEED = 7
 
 
 def cli(*args: object, expect: int | None = 0) -> Any:
-    """Runs `balanced-batches ARGS` in this process; asserts the exit code unless `expect` is None."""
+    """Runs `balanced-batches ARGS` in this process; checks the exit code unless expect=None."""
     result = CliRunner().invoke(app, [str(arg) for arg in args])
     # the CLI points the package's log handler at the runner's stream, closed from now on
     logging.getLogger("balanced_batches").handlers.clear()
@@ -64,18 +82,39 @@ def cli(*args: object, expect: int | None = 0) -> Any:
 def count_args(workdir: Path, file_list: Path, binning: Path = BINNING) -> list[object]:
     """Arguments of the original-style `count` over a file list, in this process, no Dask."""
     return [
-        "count", "--workdir", workdir, "--prod-campaign", CAMPAIGN,
-        "--process-types", PROCESS_TYPES, "--pt-abseta-bins", binning,
-        "--input-file-list", file_list, "--workers", 1,
-    ]  # fmt: skip
+        "count",
+        "--workdir",
+        workdir,
+        "--prod-campaign",
+        CAMPAIGN,
+        "--process-types",
+        PROCESS_TYPES,
+        "--pt-abseta-bins",
+        binning,
+        "--input-file-list",
+        file_list,
+        "--workers",
+        1,
+    ]
 
 
-def reference_plan_args(workdir: Path) -> list[object]:
-    """`plan` arguments of the reference production."""
+def reference_plan_args(
+    workdir: Path, *, batches: int = N_BATCHES, seed: int = SEED
+) -> list[object]:
+    """`plan` arguments of the reference production (or of one with other batches or seed)."""
     return [
-        "plan", "--workdir", workdir, "--pileup", PILEUP, "--events-per-batch-type", PER_BATCH,
-        "--batches", N_BATCHES, "--seed", SEED,
-    ]  # fmt: skip
+        "plan",
+        "--workdir",
+        workdir,
+        "--pileup",
+        PILEUP,
+        "--events-per-batch-type",
+        PER_BATCH,
+        "--batches",
+        batches,
+        "--seed",
+        seed,
+    ]
 
 
 @dataclass(frozen=True)
@@ -150,7 +189,9 @@ def region_counts(columns: Mapping[str, np.ndarray], binning: Path) -> dict[str,
     abseta = np.abs(np.asarray(columns["tau_eta"], dtype=np.float64))
     pt_bins = bin_masks(pt, bin_edges(spec["pt"]))
     eta_bins = bin_masks(abseta, bin_edges(spec["abseta"]))
-    types = type_masks(np.asarray(columns["genLepton_index"]), np.asarray(columns["genLepton_kind"]))
+    types = type_masks(
+        np.asarray(columns["genLepton_index"]), np.asarray(columns["genLepton_kind"])
+    )
     return {
         f"{name}_absetabin{i}_ptbin{j}": int(np.count_nonzero(is_type & in_eta & in_pt))
         for name, is_type in types.items()
@@ -165,8 +206,12 @@ def region_of_rows(columns: Mapping[str, np.ndarray], binning: Path) -> np.ndarr
     names = np.full(n, "", dtype=object)
     spec = yaml.safe_load(binning.read_text())
     pt_bins = bin_masks(np.asarray(columns["tau_pt"], np.float64), bin_edges(spec["pt"]))
-    eta_bins = bin_masks(np.abs(np.asarray(columns["tau_eta"], np.float64)), bin_edges(spec["abseta"]))
-    types = type_masks(np.asarray(columns["genLepton_index"]), np.asarray(columns["genLepton_kind"]))
+    eta_bins = bin_masks(
+        np.abs(np.asarray(columns["tau_eta"], np.float64)), bin_edges(spec["abseta"])
+    )
+    types = type_masks(
+        np.asarray(columns["genLepton_index"]), np.asarray(columns["genLepton_kind"])
+    )
     for name, is_type in types.items():
         for i, in_eta in enumerate(eta_bins):
             for j, in_pt in enumerate(pt_bins):
@@ -218,7 +263,11 @@ def expected_counts_json(paths: Iterable[str], binning: Path = BINNING) -> dict[
     expected: dict[str, Any] = {}
     for path in paths:
         name = catalog_name(path)
-        entry: dict[str, Any] = {"path": path, "process": process_of(name), "pileup": pileup_of(name)}
+        entry: dict[str, Any] = {
+            "path": path,
+            "process": process_of(name),
+            "pileup": pileup_of(name),
+        }
         entry.update(region_counts(read_selection_columns(path), binning))
         expected[name] = entry
     return expected
@@ -269,8 +318,16 @@ def row_keys(rows: ak.Array, provenance: Mapping[str, Any]) -> list[tuple[Any, .
     return [
         (int(b), keys[int(k)], regions[int(r)], files[str(int(f))], int(e))
         for b, k, r, f, e in zip(
-            *(ak.to_numpy(rows[name]) for name in ("bb_batch", "bb_process_key", "bb_region",
-                                                     "bb_source_file", "bb_source_entry")),
+            *(
+                ak.to_numpy(rows[name])
+                for name in (
+                    "bb_batch",
+                    "bb_process_key",
+                    "bb_region",
+                    "bb_source_file",
+                    "bb_source_entry",
+                )
+            ),
             strict=True,
         )
     ]
@@ -294,14 +351,15 @@ def assert_same_outputs(first: Production, second: Production) -> None:
 
 
 def assert_same_provenance(first: Production, second: Production) -> None:
-    """The provenance.json files agree on everything but the paths of the configuration."""
+    """The provenance.json files agree on what the provenance branches mean and the plan."""
     for production in (first, second):
         assert (production.outdir / "provenance.json").is_file(), (
             f"{production.outdir}: no provenance.json, so bb_source_file ids name no file"
         )
     one, two = first.provenance, second.provenance
-    assert one.pop("config")["plan"] == two.pop("config")["plan"]
-    assert one == two
+    assert one["config"]["plan"] == two["config"]["plan"]
+    for key in PROVENANCE_KEYS:
+        assert one[key] == two[key], key
 
 
 def tree_digest(directory: Path) -> dict[str, str]:
@@ -342,9 +400,19 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     """6 PU200 samples (DY, TT, QCD, ElecGun, MuonGun, ggH) x 2 files x 300 candidates."""
     root = tmp_path_factory.mktemp("dataset")
     cli(
-        "generate", root, "--files-per-sample", 2, "--entries-per-file", 300, "--seed", 3,
-        "--max-samples", 6, "--workers", 1,
-    )  # fmt: skip
+        "generate",
+        root,
+        "--files-per-sample",
+        2,
+        "--entries-per-file",
+        300,
+        "--seed",
+        3,
+        "--max-samples",
+        6,
+        "--workers",
+        1,
+    )
     file_list = root / "flist.txt"
     paths = tuple(file_list.read_text().split())
     assert len(paths) == 12
@@ -372,6 +440,23 @@ def reference(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> Pro
 
 
 @pytest.fixture(scope="session")
+def in_format(
+    tmp_path_factory: pytest.TempPathFactory, dataset: Dataset
+) -> Callable[[str], Production]:
+    """The reference production in another output format (`rntuple`, `parquet`), made once each."""
+    made: dict[str, Production] = {}
+
+    def production(file_format: str) -> Production:
+        if file_format not in made:
+            workdir = tmp_path_factory.mktemp(file_format) / "work"
+            plan = [*reference_plan_args(workdir), "--format", file_format]
+            made[file_format] = produce(workdir, dataset.file_list, plan)
+        return made[file_format]
+
+    return production
+
+
+@pytest.fixture(scope="session")
 def reference_outputs(reference: Production) -> dict[str, ak.Array]:
     """Rows of every reference output file, by file name."""
     return {path.name: read_output(path) for path in reference.outputs()}
@@ -381,7 +466,9 @@ def totals_by_key(counts: Mapping[str, Any], pileup: str) -> dict[str, dict[str,
     """Per process key (`<process>_<pileup>`, or the process for 'none'), each region's total."""
     totals: dict[str, dict[str, int]] = {}
     for entry in counts.values():
-        if entry["process"] is None or (pileup not in ("all", "none") and entry["pileup"] != pileup):
+        if entry["process"] is None or (
+            pileup not in ("all", "none") and entry["pileup"] != pileup
+        ):
             continue
         key = entry["process"] if pileup == "none" else f"{entry['process']}_{entry['pileup']}"
         sums = totals.setdefault(key, {})
@@ -391,7 +478,9 @@ def totals_by_key(counts: Mapping[str, Any], pileup: str) -> dict[str, dict[str,
     return totals
 
 
-def planned_streams(totals: Mapping[str, Mapping[str, int]], pileup: str) -> dict[tuple[str, str], int]:
+def planned_streams(
+    totals: Mapping[str, Mapping[str, int]], pileup: str
+) -> dict[tuple[str, str], int]:
     """(process key, region) -> candidates, for active regions with at least one candidate."""
     streams = {}
     for key, regions in totals.items():

@@ -1,4 +1,4 @@
-"""The command line: user errors are one line and exit code 2 and change nothing; --version; summary."""
+"""The command line: user errors (one line, exit code 2, nothing written), --version, summary."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import (
     BINNING,
     CAMPAIGN,
@@ -90,14 +91,18 @@ def test_a_file_list_naming_a_missing_file_is_one_line(tmp_path: Path, dataset: 
     ("options", "fragments"),
     [
         (["--pileup", "PU200", "--events-per-batch-type", "0"], ["events_per_batch_type", "0"]),
-        (["--pileup", "PU300", "--events-per-batch-type", "2"],
-         ["'PU300'", "NoPU", "PU140", "PU200", "all", "none"]),
-        (["--pileup", "PU200", "--events-per-batch-type", "2", "--max-reuse", "1"],
-         ["--max-reuse 1", "zero batches"]),
+        (
+            ["--pileup", "PU300", "--events-per-batch-type", "2"],
+            ["'PU300'", "NoPU", "PU140", "PU200", "all", "none"],
+        ),
+        (
+            ["--pileup", "PU200", "--events-per-batch-type", "2", "--max-reuse", "1"],
+            ["--max-reuse 1", "zero batches"],
+        ),
         (["--pileup", "PU200", "--events-per-batch-type", "2", "--format", "hdf5"], ["'hdf5'"]),
     ],
     ids=["zero-per-batch", "unknown-pileup", "max-reuse-leaves-no-batch", "unknown-format"],
-)  # fmt: skip
+)
 def test_bad_plan_options_are_one_line_and_write_nothing(
     counted_copy: Path, options: list[str], fragments: list[str]
 ) -> None:
@@ -138,8 +143,17 @@ def test_plan_before_count_is_one_line_and_writes_nothing(tmp_path: Path) -> Non
 
 
 def test_check_before_run_reports_missing_outputs(counted_copy: Path) -> None:
-    cli("plan", "--workdir", counted_copy, "--pileup", "PU200", "--events-per-batch-type", 2,
-        "--batches", 2)  # fmt: skip
+    cli(
+        "plan",
+        "--workdir",
+        counted_copy,
+        "--pileup",
+        "PU200",
+        "--events-per-batch-type",
+        2,
+        "--batches",
+        2,
+    )
     result = cli("check", "--workdir", counted_copy, expect=1)
     assert "batch0.root: missing" in result.stderr
     assert "batch1.root: missing" in result.stderr
@@ -164,9 +178,14 @@ def test_version() -> None:
 
 def test_a_user_error_in_a_real_process_is_one_line_without_traceback(tmp_path: Path) -> None:
     process = run_executable(
-        "plan", "--workdir", tmp_path / "nowhere", "--pileup", "PU200",
-        "--events-per-batch-type", 2,
-    )  # fmt: skip
+        "plan",
+        "--workdir",
+        tmp_path / "nowhere",
+        "--pileup",
+        "PU200",
+        "--events-per-batch-type",
+        2,
+    )
     assert process.returncode == 2
     assert process.stdout == ""
     assert len(process.stderr.splitlines()) == 1, process.stderr
@@ -223,4 +242,3 @@ def test_summary_prints_every_region_count_of_every_process_key(
 
 def test_summary_without_counts_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(cli("summary", "--workdir", tmp_path, expect=None), "count")
-

@@ -24,7 +24,8 @@ from balanced_batches.config import (
 )
 from balanced_batches.errors import ConfigError
 
-REFERENCE = Path("/work/shared/reference/prod_Phase2_v2")
+# the original configuration, shipped with the examples
+REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "prod_Phase2_v2"
 
 
 def write(path: Path, text: str) -> Path:

@@ -19,7 +19,8 @@ from balanced_batches.inputs import (
     replace_prefix,
 )
 
-REFERENCE = Path("/work/shared/reference/prod_Phase2_v2")
+# the original configuration, shipped with the examples
+REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "prod_Phase2_v2"
 FLIST = REFERENCE / "flist.txt"
 CAMPAIGN = "prod_Phase2_v2"
 

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import awkward as ak
 import numpy as np
 import pytest
 import uproot
+
 from conftest import (
     BINNING,
     EXECUTABLE,
@@ -26,6 +28,7 @@ from conftest import (
     PER_BATCH,
     PILEUP,
     PROVENANCE_BRANCHES,
+    PROVENANCE_KEYS,
     SEED,
     TREE,
     Dataset,
@@ -82,8 +85,13 @@ def test_summary_json_sums_every_region_per_process_key(
     expected = totals_by_key(expected_counts, "all")
     assert summary == expected
     assert set(summary) == {
-        "DY_PU200", "TTTo2L2Nu_PU200", "QCD_PU200", "ElecGun_PU200", "MuonGun_PU200", "ggH_PU200"
-    }  # fmt: skip
+        "DY_PU200",
+        "TTTo2L2Nu_PU200",
+        "QCD_PU200",
+        "ElecGun_PU200",
+        "MuonGun_PU200",
+        "ggH_PU200",
+    }
 
 
 @pytest.mark.parametrize("per_batch", [2, 5])
@@ -116,6 +124,26 @@ def test_every_batch_has_n_rows_of_every_planned_region(
         assert len(rows) == PER_BATCH * len(streams)
 
 
+def test_every_candidate_of_a_region_is_used_evenly(
+    reference: Production, reference_outputs: dict[str, ak.Array], expected_counts: dict[str, Any]
+) -> None:
+    streams = planned_streams(totals_by_key(expected_counts, PILEUP), PILEUP)
+    uses: Counter[tuple[str, str, str, int]] = Counter()
+    for rows in reference_outputs.values():
+        uses.update((k, r, f, e) for _, k, r, f, e in row_keys(rows, reference.provenance))
+    per_stream: dict[tuple[str, str], list[int]] = {}
+    for (key, region, _, _), n in uses.items():
+        per_stream.setdefault((key, region), []).append(n)
+    assert per_stream.keys() == streams.keys()
+    needed = N_BATCHES * PER_BATCH
+    for stream, total in streams.items():
+        counts = per_stream[stream]
+        # a sparse region is cycled through, a rich one sampled without repetition
+        assert len(counts) == min(total, needed), stream
+        assert sum(counts) == needed
+        assert max(counts) - min(counts) <= 1, stream
+
+
 def test_outputs_hold_every_input_branch_and_the_provenance(
     reference: Production, reference_outputs: dict[str, ak.Array], dataset: Dataset
 ) -> None:
@@ -125,11 +153,20 @@ def test_outputs_hold_every_input_branch_and_the_provenance(
     assert set(provenance["source_files"].values()) == set(dataset.paths)
     for name, rows in reference_outputs.items():
         assert set(rows.fields) == input_branches | set(PROVENANCE_BRANCHES), name
+    # a ROOT output file carries the same provenance, so it can travel alone
+    for path in reference.outputs():
+        with uproot.open(path) as handle:
+            embedded = json.loads(str(handle["bb_provenance"]))
+        assert {key: embedded[key] for key in PROVENANCE_KEYS} == {
+            key: provenance[key] for key in PROVENANCE_KEYS
+        }
     # the provenance branches mean what they say: the values fall in the named region, and the
     # source file belongs to the named process key
     for rows in reference_outputs.values():
-        columns = {b: ak.to_numpy(rows[b]) for b in ("tau_pt", "tau_eta", "genLepton_index",
-                                                      "genLepton_kind")}  # fmt: skip
+        columns = {
+            b: ak.to_numpy(rows[b])
+            for b in ("tau_pt", "tau_eta", "genLepton_index", "genLepton_kind")
+        }
         regions = np.asarray(provenance["regions"], dtype=object)[ak.to_numpy(rows["bb_region"])]
         assert np.array_equal(region_of_rows(columns, BINNING), regions)
         for key, file_id in zip(
@@ -169,7 +206,7 @@ def test_another_seed_gives_other_outputs(
     tmp_path: Path, dataset: Dataset, reference: Production, reference_outputs: dict[str, ak.Array]
 ) -> None:
     workdir = tmp_path / "work"
-    plan = [*reference_plan_args(workdir)[:-1], SEED + 1]
+    plan = reference_plan_args(workdir, seed=SEED + 1)
     other = produce(workdir, dataset.file_list, plan)
     assert [p.name for p in other.outputs()] == list(reference_outputs)
     for path in other.outputs():
@@ -214,6 +251,33 @@ def test_check_passes_then_finds_a_damaged_and_a_missing_output(
         assert f"{missing}: missing" in result.stderr
     finally:
         aside.rename(missing)
+
+
+def test_run_again_remakes_a_deleted_output(tmp_path: Path, dataset: Dataset) -> None:
+    binning = tmp_path / "coarse.yaml"
+    binning.write_text("pt: [[20.0, 50.0, 30.0]]\nabseta: [[0.0, 1.5, 1.5]]\n")
+    workdir = tmp_path / "work"
+    plan = [
+        "plan",
+        "--workdir",
+        workdir,
+        "--pileup",
+        PILEUP,
+        "--events-per-batch-type",
+        2,
+        "--batches",
+        2,
+        "--seed",
+        SEED,
+    ]
+    production = produce(workdir, dataset.file_list, plan, binning=binning)
+    lost = production.outputs()[1]
+    original = read_output(lost)
+    lost.unlink()
+    cli("run", "--workdir", workdir, "--workers", 1)
+    assert lost.is_file(), "run reported success but did not remake the missing planned output"
+    assert_same_arrays(read_output(lost), original, lost.name)
+    cli("check", "--workdir", workdir, "--sample", 0)
 
 
 # -- incremental counting -----------------------------------------------------------------------
@@ -275,8 +339,7 @@ def test_batches_per_file_groups_consecutive_batches(
     expected_counts: dict[str, Any],
 ) -> None:
     workdir = tmp_path / "work"
-    plan = [*reference_plan_args(workdir)[:-4], "--batches", 5, "--seed", SEED,
-            "--batches-per-file", 3]  # fmt: skip
+    plan = [*reference_plan_args(workdir, batches=5), "--batches-per-file", 3]
     grouped = produce(workdir, dataset.file_list, plan)
     streams = planned_streams(totals_by_key(expected_counts, PILEUP), PILEUP)
     assert [p.name for p in grouped.outputs()] == ["batch0.root", "batch1.root"]
@@ -299,14 +362,25 @@ def test_max_reuse_one_never_repeats_a_candidate(tmp_path: Path, dataset: Datase
     counts = expected_counts_json(dataset.paths, binning)
     streams = planned_streams(totals_by_key(counts, PILEUP), PILEUP)
     workdir = tmp_path / "work"
-    plan = ["plan", "--workdir", workdir, "--pileup", PILEUP, "--events-per-batch-type", 1,
-            "--max-reuse", 1, "--seed", SEED]  # fmt: skip
+    plan = [
+        "plan",
+        "--workdir",
+        workdir,
+        "--pileup",
+        PILEUP,
+        "--events-per-batch-type",
+        1,
+        "--max-reuse",
+        1,
+        "--seed",
+        SEED,
+    ]
     capped = produce(workdir, dataset.file_list, plan, binning=binning)
 
     n_batches = min(streams.values())
     assert 1 < n_batches < max(streams.values())  # fewer than the default int(largest / N)
     assert capped.provenance["batches"] == n_batches
-    keys = [key for path in capped.outputs() for key in row_keys(read_output(path), capped.provenance)]
+    keys = [k for path in capped.outputs() for k in row_keys(read_output(path), capped.provenance)]
     assert len(keys) == n_batches * len(streams)
     candidates = Counter((key, region, path, entry) for _, key, region, path, entry in keys)
     assert max(candidates.values()) == 1
@@ -317,16 +391,12 @@ def test_max_reuse_one_never_repeats_a_candidate(tmp_path: Path, dataset: Datase
 
 @pytest.mark.parametrize("file_format", ["parquet", "rntuple"])
 def test_other_formats_hold_the_same_rows_as_root(
-    tmp_path: Path,
-    dataset: Dataset,
+    in_format: Callable[[str], Production],
     reference: Production,
     reference_outputs: dict[str, ak.Array],
     file_format: str,
 ) -> None:
-    workdir = tmp_path / "work"
-    other = produce(
-        workdir, dataset.file_list, [*reference_plan_args(workdir), "--format", file_format]
-    )
+    other = in_format(file_format)
     extension = ".parquet" if file_format == "parquet" else ".root"
     paths = other.outputs(extension)
     assert [p.stem for p in paths] == [Path(n).stem for n in reference_outputs]
@@ -336,15 +406,23 @@ def test_other_formats_hold_the_same_rows_as_root(
         assert set(rows.fields) == set(before.fields) - COUNTERS, path.name
         assert_same_arrays(sorted_rows(rows), sorted_rows(before[rows.fields]), path.name)
     assert_same_provenance(reference, other)
-    result = cli("check", "--workdir", workdir, "--sample", 200)
+    result = cli("check", "--workdir", other.workdir, "--sample", 200)
     assert "all outputs match the plan" in result.stdout
 
 
 def sorted_rows(rows: ak.Array) -> ak.Array:
     """Rows in a canonical order of their provenance."""
     order = np.lexsort(
-        [ak.to_numpy(rows[name]) for name in ("bb_source_entry", "bb_source_file", "bb_region",
-                                                "bb_process_key", "bb_batch")]  # fmt: skip
+        [
+            ak.to_numpy(rows[name])
+            for name in (
+                "bb_source_entry",
+                "bb_source_file",
+                "bb_region",
+                "bb_process_key",
+                "bb_batch",
+            )
+        ]
     )
     return rows[order]
 

@@ -584,10 +584,22 @@ def test_count_table_refuses_counts_of_another_selection(tmp_path: Path) -> None
     catalog.close()
 
 
+def test_plan_refuses_unreadable_files_unless_they_are_skipped(tmp_path: Path) -> None:
+    config = make_config(5, seed=77, processes={"DY": ["a", "b"], "QCD": ["b"]})
+    catalog = filled_catalog(tmp_path, config)
+    catalog.set_meta("on_bad_file", "fail")
+    with pytest.raises(CatalogError, match=r"could not be counted.*--on-bad-file skip"):
+        plan_batches(catalog, config, tmp_path)
+    assert not (tmp_path / "summary.json").exists()
+    catalog.close()
+
+
 def test_plan_batches_end_to_end(tmp_path: Path) -> None:
     config = make_config(5, seed=77, processes={"DY": ["a", "b"], "QCD": ["b"]})
     catalog = filled_catalog(tmp_path, config)
+    catalog.set_meta("on_bad_file", "skip")
     plan = plan_batches(catalog, config, tmp_path)
+    assert (tmp_path / "batches").is_dir()  # a relative output directory is under the workdir
     # the largest active stream is DY_PU200 region 0 with 55 candidates: 11 batches of 5
     assert plan.n_batches == 11
     assert plan.n_streams == 6

@@ -15,7 +15,8 @@ from balanced_batches.config import STANDARD_TYPES, Binning, ProjectConfig, load
 from balanced_batches.errors import ConfigError
 from balanced_batches.regions import RegionSpace, Selection, bin_index, build_selection
 
-REFERENCE = Path("/work/shared/reference/prod_Phase2_v2")
+# the original configuration, shipped with the examples
+REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "prod_Phase2_v2"
 PT_EDGES = [20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 55.0, 60.0, 70.0, 80.0, 90.0, 100.0]
 ABSETA_EDGES = [0.0, 0.6, 1.2, 1.7999999999999998, 2.4]
 

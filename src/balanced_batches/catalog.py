@@ -152,16 +152,19 @@ class Catalog:
         ).fetchall()
         return [FileRecord(*row) for row in rows]
 
-    def sync_file_list(self, entries: Sequence[tuple[str, str, str | None, str | None]]) -> None:
+    def sync_file_list(self, entries: Sequence[tuple[str, str, str | None, str | None]]) -> int:
         """Makes the file table follow the list: (path, name, process, pileup) in order.
 
-        Files no longer listed are removed with their counts; new files start as pending.
+        Files no longer listed are removed with their counts (their number is returned);
+        new files start as pending.
         """
         with self.transaction() as db:
             known = {path: file_id for file_id, path in db.execute("SELECT id, path FROM files")}
             listed = {entry[0] for entry in entries}
+            removed = 0
             for path, file_id in known.items():
                 if path not in listed:
+                    removed += 1
                     db.execute("DELETE FROM counts WHERE file_id = ?", (file_id,))
                     db.execute("DELETE FROM files WHERE id = ?", (file_id,))
             for index, (path, name, process, pileup) in enumerate(entries):
@@ -176,6 +179,7 @@ class Catalog:
                         " VALUES (?, ?, ?, ?, ?)",
                         (path, name, index, process, pileup),
                     )
+        return removed
 
     def record_count(
         self,

@@ -96,5 +96,8 @@ def describe_inputs(inputs: InputsConfig, processes: dict[str, ProcessType]) -> 
     files = []
     for path in list_paths(inputs):
         name = catalog_name(path, inputs.campaign)
+        matches = [p for p, spec in processes.items() if re.search(spec.regex, name)]
+        if len(matches) > 1:
+            log.warning("%s matches processes %s: the first is used", name, ", ".join(matches))
         files.append(InputFile(path, name, detect_process(name, processes), detect_pileup(name)))
     return files

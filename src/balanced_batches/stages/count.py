@@ -99,6 +99,8 @@ def count_file(task: CountTask) -> CountResult:
     try:
         size, mtime = file_stat(task.path)
         tree = open_tree(task.path, task.tree)
+        if int(tree.num_entries) == 0:
+            raise InputFileError(f"{task.path}: tree {task.tree!r} has no entries")
         regions = region_of_entries(tree, task.path, task.selection)
         counts = np.bincount(regions[regions >= 0], minlength=task.selection.space.n_regions)
         entries = int(tree.num_entries)
@@ -140,8 +142,9 @@ def count_inputs(
     selection = build_selection(config)
     fingerprint = selection_fingerprint(selection, config.inputs.tree)
     inputs = describe_inputs(config.inputs, config.processes)
-    catalog.sync_file_list([(f.path, f.name, f.process, f.pileup) for f in inputs])
+    removed = catalog.sync_file_list([(f.path, f.name, f.process, f.pileup) for f in inputs])
     catalog.set_meta("config", config.model_dump(mode="json"))
+    catalog.set_meta("on_bad_file", on_bad_file)
     stale_selection = catalog.get_meta("selection") != fingerprint
     tasks = []
     unchanged = 0
@@ -158,7 +161,7 @@ def count_inputs(
             except InputFileError:
                 pass
         tasks.append(CountTask(record.id, record.path, config.inputs.tree, selection))
-    if tasks and catalog.get_meta("plan") is not None:
+    if (tasks or removed) and catalog.get_meta("plan") is not None:
         log.warning("counts change: the stored plan is dropped, run 'plan' again")
         catalog.delete_meta("plan")
     catalog.set_meta("selection", fingerprint)

@@ -27,7 +27,13 @@ from ..engines import Engine, Reporter
 from ..errors import BalancedBatchesError, CatalogError, InputFileError
 from ..plan_model import Plan, member_uses
 from ..regions import Selection, build_selection
-from ..shards import part_path, read_unit_parts, remove_parts_of_read_unit, write_part
+from ..shards import (
+    part_path,
+    read_unit_parts,
+    remove_parts_of_read_unit,
+    unit_directory,
+    write_part,
+)
 from ..storage import (
     BranchLayout,
     adler32_of,
@@ -517,6 +523,7 @@ def run_plan(
         log.info("removed %s, left by an earlier plan", path)
     if remove_temporaries(Path(config.output.directory)):
         log.info("removed partial files of an interrupted run")
+    _reopen_lost_outputs(catalog, scratch_directory(config, workdir))
     for attempt in range(config.execution.retries + 1):
         read_states = catalog.unit_states("read")
         pending_reads = [t for t in jobs.reads if read_states.get(t.unit) != "done"]
@@ -547,6 +554,30 @@ def run_plan(
         shutil.rmtree(scratch_directory(config, workdir), ignore_errors=True)
     outputs = [o for r in catalog.unit_results("write").values() for o in r["outputs"]]
     return RunOutcome(sorted(outputs, key=lambda o: o["index"]), config.output.directory)
+
+
+def _reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:
+    """Marks write units whose files vanished or changed as pending again.
+
+    Their rows come from the read units' parts; if those were cleaned up already,
+    the read units run again too (each input file is still read once in this run).
+    """
+    lost = [
+        unit
+        for unit, result in catalog.unit_results("write").items()
+        if any(
+            not Path(o["path"]).is_file() or Path(o["path"]).stat().st_size != o["size"]
+            for o in result["outputs"]
+        )
+    ]
+    if not lost:
+        return
+    log.warning("%d write units lost or changed output files: making them again", len(lost))
+    for unit in lost:
+        catalog.set_unit("write", unit, "pending")
+    if not all(any(unit_directory(scratch, unit).glob("r*.parquet")) for unit in lost):
+        for unit in catalog.unit_states("read"):
+            catalog.set_unit("read", unit, "pending")
 
 
 def _raise_failures(catalog: Catalog, kind: str) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..catalog import Catalog, FileRecord
-from ..config import PILEUP_SCENARIOS, ProjectConfig
+from ..config import PILEUP_SCENARIOS, ProjectConfig, with_overrides
 from ..errors import CatalogError, ConfigError, PlanError
 from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
@@ -178,6 +179,20 @@ def summary_json(table: CountTable, catalog: Catalog) -> dict[str, dict[str, int
     return summary
 
 
+def check_writable(directory: str) -> None:
+    """The output directory exists or can be made, and files can be created in it."""
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".balanced-batches-probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(
+            f"output.directory = {directory!r}: not writable ({err.strerror or err})"
+        ) from err
+
+
 def mean_bytes_per_entry(catalog: Catalog, file_ids: np.ndarray) -> float:
     """Uncompressed bytes per candidate over the given files (for sizing write units)."""
     wanted = {int(i) for i in file_ids}
@@ -192,6 +207,18 @@ def mean_bytes_per_entry(catalog: Catalog, file_ids: np.ndarray) -> float:
 
 def plan_batches(catalog: Catalog, config: ProjectConfig, workdir: Path) -> Plan:
     """Makes the plan, stores it in the catalog and writes `summary.json`."""
+    bad = [record for record in catalog.files() if record.status == "bad"]
+    if bad and catalog.get_meta("on_bad_file") != "skip":
+        raise CatalogError(
+            f"{len(bad)} input files could not be counted (first: {bad[0].error}); fix them and "
+            "run 'count' again, or count with --on-bad-file skip to plan without them"
+        )
+    if any(record.status == "pending" for record in catalog.files()):
+        raise CatalogError("some input files are not counted yet; run 'count' first")
+    directory = config.output.directory
+    if "://" not in directory and not Path(directory).is_absolute():
+        config = with_overrides(config, {"output.directory": str(workdir / directory)}, "plan")
+    check_writable(config.output.directory)
     table = count_table(catalog, config, config.plan.pileup)
     plan = build_plan(table, config, mean_bytes_per_entry(catalog, table.file_ids))
     write_json(workdir / "summary.json", summary_json(table, catalog))

@@ -1,0 +1,191 @@
+"""Where the work runs does not change the outputs: in process, local Dask cluster, remote Dask.
+
+The remote cluster is a real `dask scheduler` and `dask worker` started on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from distributed import Client
+
+from balanced_batches.catalog import Catalog
+from balanced_batches.config import ProjectConfig
+from balanced_batches.engines import SilentReporter, make_engine
+from balanced_batches.stages.count import count_inputs
+from balanced_batches.stages.make import run_plan
+from balanced_batches.stages.plan import load_plan, plan_batches
+from conftest import (
+    Dataset,
+    Production,
+    assert_same_outputs,
+    assert_same_provenance,
+    cli,
+    count_args,
+    reference_plan_args,
+)
+
+DASK = Path(sys.executable).parent / "dask"
+
+
+def counts_of(workdir: Path) -> object:
+    return json.loads((workdir / "counts.json").read_text())
+
+
+def finished_tasks(address: str) -> dict[str, int]:
+    """Tasks the scheduler has seen finish, by task prefix (the function's name)."""
+
+    def finished(dask_scheduler: object) -> dict[str, int]:
+        prefixes = dask_scheduler.task_prefixes  # type: ignore[attr-defined]
+        return {name: prefix.state_counts["memory"] for name, prefix in prefixes.items()}
+
+    with Client(address, timeout="10s") as client:
+        counts: dict[str, int] = client.run_on_scheduler(finished)
+    return counts
+
+
+def ran_remotely(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """How many tasks of each of the pipeline's functions the cluster ran in between."""
+    names = ("count_file", "read_input", "write_outputs")
+    return {name: after.get(name, 0) - before.get(name, 0) for name in names}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The address of a Dask scheduler with two single-threaded worker processes."""
+    logs = tmp_path_factory.mktemp("dask")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    port = address.rsplit(":", 1)[1]
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, log: str) -> None:
+        with (logs / log).open("wb") as out:
+            processes.append(
+                subprocess.Popen([str(DASK), *args], stdout=out, stderr=subprocess.STDOUT)
+            )
+
+    try:
+        start("scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard", log="s.log")
+        start(
+            "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard", log="w.log"
+        )
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        try:
+            with Client(address, timeout="5s") as client:
+                client.shutdown()
+        except OSError:
+            pass  # the scheduler never came up or is gone already
+        for process in reversed(processes):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                process.wait(timeout=20)
+
+
+def test_local_dask_cluster_gives_the_in_process_outputs(
+    tmp_path: Path, dataset: Dataset, reference: Production
+) -> None:
+    workdir = tmp_path / "work"
+    args = count_args(workdir, dataset.file_list)
+    args[args.index("--workers") + 1] = 2
+    cli(*args)
+    assert counts_of(workdir) == counts_of(reference.workdir)
+    cli(*reference_plan_args(workdir))
+    cli("run", "--workdir", workdir, "--workers", 2)
+    local = Production(workdir)
+    assert_same_outputs(reference, local)
+    assert_same_provenance(reference, local)
+    assert not (workdir / "scratch").exists()
+
+
+def test_one_plan_gives_byte_identical_files_on_every_engine(
+    tmp_path: Path, dataset: Dataset
+) -> None:
+    workdir = tmp_path / "work"
+    cli(*count_args(workdir, dataset.file_list))
+    cli(*reference_plan_args(workdir, batches=2))
+    # a copy of the working directory holds the same plan, whose outputs go to the same place
+    twin = Path(shutil.copytree(workdir, tmp_path / "twin"))
+    cli("run", "--workdir", twin, "--workers", 1)
+    outputs = Production(workdir).outputs()
+    assert [p.name for p in outputs] == ["batch0.root", "batch1.root"]
+    first = {path.name: path.read_bytes() for path in outputs}
+    shutil.rmtree(Production(workdir).outdir)
+    cli("run", "--workdir", workdir, "--workers", 2)
+    second = {path.name: path.read_bytes() for path in Production(workdir).outputs()}
+    assert second.keys() == first.keys()
+    for name, data in first.items():
+        assert second[name] == data, name
+
+
+def test_remote_cluster_through_the_cli(
+    tmp_path: Path, dataset: Dataset, reference: Production, scheduler: str
+) -> None:
+    workdir = tmp_path / "work"
+    before = finished_tasks(scheduler)
+    args = count_args(workdir, dataset.file_list)
+    cli(*args[: args.index("--workers")], "--scheduler", scheduler)
+    assert counts_of(workdir) == counts_of(reference.workdir)
+    cli(*reference_plan_args(workdir))
+    cli("run", "--workdir", workdir, "--scheduler", scheduler)
+    expected = {"count_file": 12, "read_input": 12, "write_outputs": 3}
+    assert ran_remotely(before, finished_tasks(scheduler)) == expected
+    remote = Production(workdir)
+    assert_same_outputs(reference, remote)
+    assert_same_provenance(reference, remote)
+    check = cli("check", "--workdir", workdir, "--sample", 100)
+    assert "all outputs match the plan" in check.stdout
+
+
+def test_remote_cluster_through_the_library(
+    tmp_path: Path, dataset: Dataset, reference: Production, scheduler: str
+) -> None:
+    # the configuration the reference production stored, pointed at this working directory
+    stored = Catalog.open(reference.workdir)
+    settings = ProjectConfig.model_validate(stored.get_meta("plan_config"))
+    stored.close()
+    workdir = tmp_path / "work"
+    output = settings.output.model_copy(update={"directory": str(workdir / "batches")})
+    settings = settings.model_copy(update={"output": output})
+    catalog = Catalog.open(workdir, create=True)
+    before = finished_tasks(scheduler)
+    engine = make_engine(None, scheduler=scheduler)
+    try:
+        outcome = count_inputs(catalog, settings, engine, workdir, SilentReporter())
+        assert (outcome.counted, outcome.unchanged, outcome.failed) == (12, 0, [])
+        plan_batches(catalog, settings, workdir)
+        result = run_plan(catalog, load_plan(catalog), settings, engine, workdir, SilentReporter())
+    finally:
+        engine.close()
+        catalog.close()
+    expected = {"count_file": 12, "read_input": 12, "write_outputs": 3}
+    assert ran_remotely(before, finished_tasks(scheduler)) == expected
+    assert counts_of(workdir) == counts_of(reference.workdir)
+    assert [Path(o["path"]).name for o in result.outputs] == [p.name for p in reference.outputs()]
+    remote = Production(workdir)
+    assert_same_outputs(reference, remote)
+    assert_same_provenance(reference, remote)
+    # closing the engine leaves somebody else's cluster running
+    with Client(scheduler, timeout="10s") as client:
+        deadline = time.monotonic() + 10
+        while len(client.scheduler_info()["workers"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(client.scheduler_info()["workers"]) == 2
