@@ -97,12 +97,12 @@ def _figure(path: Path, width: float, height: float) -> Iterator[Figure]:
 
 def compact(value: float) -> str:
     """`987`, `12.3k`, `4.5M`: a count short enough for a heat-map cell."""
-    if value < 1000:
+    if value < 999.5:
         return f"{value:.0f}"
-    for limit, suffix in ((1e6, "k"), (1e9, "M"), (1e12, "G")):
-        if value < limit:
-            scaled = value / (limit / 1000)
-            return f"{scaled:.3g}{suffix}"
+    for power, suffix in ((3, "k"), (6, "M"), (9, "G"), (12, "T")):
+        scaled = float(f"{value / 10**power:.3g}")
+        if scaled < 1000:
+            return f"{scaled:g}{suffix}"
     return f"{value:.2g}"
 
 

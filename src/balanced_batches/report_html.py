@@ -28,6 +28,7 @@ tr:nth-child(even) { background: #f7f7f7; }
 .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr));
            gap: 1em; }
 .figures.wide { grid-template-columns: 1fr; }
+.figures.wide figure img { width: auto; max-width: 100%; }
 figure { margin: 0; }
 figure img { width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #555; }

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import awkward as ak
 
+from .errors import BalancedBatchesError
 from .storage import atomic_path, remove_temporaries
 
 SHARD_COMPRESSION = "lz4"
@@ -36,7 +37,16 @@ def remove_parts_of_read_unit(scratch: Path, read_unit: int) -> None:
 
 
 def write_part(path: Path, rows: ak.Array) -> None:
-    """Writes rows atomically."""
+    """Writes rows atomically; a full or unwritable scratch disk is a one-line error."""
+    try:
+        _write(path, rows)
+    except OSError as err:
+        raise BalancedBatchesError(
+            f"cannot write intermediate file {path}: {err.strerror or err}"
+        ) from err
+
+
+def _write(path: Path, rows: ak.Array) -> None:
     with atomic_path(path) as temporary:
         ak.to_parquet(
             rows, temporary, compression=SHARD_COMPRESSION, parquet_metadata_statistics=False

@@ -38,6 +38,7 @@ from ..storage import (
     BranchLayout,
     adler32_of,
     branch_layout,
+    file_stat,
     open_tree,
     remove_temporaries,
     write_json,
@@ -81,6 +82,7 @@ class ReadTask:
     files_per_unit: int
     scratch: str
     chunk_bytes: int
+    counted_stat: tuple[int, float] | None = None  # (size, mtime) when counted
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,14 @@ def remove_stale_outputs(directory: str, name: str, file_format: str, n_files: i
 # -- read units ---------------------------------------------------------------
 
 
-def read_task(plan: Plan, unit: int, path: str, config: ProjectConfig, scratch: Path) -> ReadTask:
+def read_task(
+    plan: Plan,
+    unit: int,
+    path: str,
+    config: ProjectConfig,
+    scratch: Path,
+    counted_stat: tuple[int, float] | None = None,
+) -> ReadTask:
     """The read task of the plan's `unit`-th input file."""
     file_id = int(plan.read_files[unit])
     members = np.flatnonzero(plan.member_file == file_id)
@@ -171,6 +180,7 @@ def read_task(plan: Plan, unit: int, path: str, config: ProjectConfig, scratch: 
         files_per_unit=plan.files_per_unit,
         scratch=str(scratch),
         chunk_bytes=config.execution.chunk_mb * 2**20,
+        counted_stat=counted_stat,
     )
 
 
@@ -234,6 +244,11 @@ def read_input(task: ReadTask) -> ReadResult:
 def _read_input(task: ReadTask) -> ReadResult:
     scratch = Path(task.scratch)
     remove_parts_of_read_unit(scratch, task.unit)
+    if task.counted_stat is not None and file_stat(task.path) != task.counted_stat:
+        raise InputFileError(
+            f"{task.path}: changed since it was counted (size or modification time); "
+            "run 'count' and 'plan' again"
+        )
     tree = open_tree(task.path, task.tree)
     layout = branch_layout(tree, task.path)
     n_entries = int(tree.num_entries)
@@ -335,7 +350,10 @@ def write_outputs(task: WriteTask) -> WriteResult:
     except BalancedBatchesError as err:
         return WriteResult(task.unit, error=str(err))
     except OSError as err:
-        return WriteResult(task.unit, error=f"write unit {task.unit}: {err}")
+        return WriteResult(
+            task.unit,
+            error=f"cannot write output files into {task.directory}: {err.strerror or err}",
+        )
 
 
 def _write_outputs(task: WriteTask) -> WriteResult:
@@ -453,11 +471,12 @@ def _store_layout(catalog: Catalog, layout: BranchLayout, path: str) -> None:
 def build_jobs(catalog: Catalog, plan: Plan, config: ProjectConfig, workdir: Path) -> Jobs:
     """Enumerates the plan's units of work (the only place that does)."""
     scratch = scratch_directory(config, workdir)
-    paths = {record.id: record.path for record in catalog.files()}
-    reads = [
-        read_task(plan, unit, paths[int(file_id)], config, scratch)
-        for unit, file_id in enumerate(plan.read_files)
-    ]
+    records = {record.id: record for record in catalog.files()}
+    reads = []
+    for unit, file_id in enumerate(plan.read_files):
+        record = records[int(file_id)]
+        stat = None if record.size is None else (record.size, record.mtime or 0.0)
+        reads.append(read_task(plan, unit, record.path, config, scratch, stat))
     layout = _layout(catalog)
     if layout is None:
         return Jobs(reads, None)

@@ -454,6 +454,7 @@ def output_section(
         f"{counts.batches} batches: {verdict} = {plan.per_batch} candidates in every batch. "
         "Input: the counted candidates of the planned regions, which the batches draw from.",
         images=tuple(images),
+        wide=True,
         problems=tuple(scan.problems[:20]),
         missing=""
         if scan.files == plan.n_output_files
@@ -530,6 +531,22 @@ def totals_rows(
     return rows
 
 
+class _ConfigDumper(yaml.SafeDumper):
+    """Block mappings, lists on one line (`pt: [[20.0, 60.0, 5.0]]`), as people write them."""
+
+
+def _flow_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+
+_ConfigDumper.add_representer(list, _flow_list)
+
+
+def config_yaml(data: dict[str, Any]) -> str:
+    """The configuration as YAML, in the order of its keys."""
+    return yaml.dump(data, Dumper=_ConfigDumper, sort_keys=False, width=100)
+
+
 def _remove_old_figures(out_dir: Path) -> None:
     for kind in FIGURE_KINDS:
         for path in out_dir.glob(f"{kind}_*.png"):
@@ -589,9 +606,7 @@ def write_report(
         totals=tuple(totals_rows(catalog, table, plan, outputs)),
         sections=tuple(sections),
         bad_files=tuple((f.path, f.error or "") for f in catalog.files() if f.status == "bad"),
-        config_yaml=yaml.safe_dump(
-            stored or config.model_dump(mode="json"), sort_keys=False, width=100
-        ),
+        config_yaml=config_yaml(stored or config.model_dump(mode="json")),
         config_source="The configuration stored with the plan."
         if stored
         else "The configuration used for this report.",
