@@ -33,10 +33,12 @@ demo: venv
 		--batches 8 --batches-per-file 2 --output-directory $(DEMO_DIR)/batches
 	$(BB) run --workdir $(DEMO_DIR)/work
 	$(BB) check --workdir $(DEMO_DIR)/work
-	@echo "pipeline (count to check) took $$(( $$(date +%s) - $$(cat $(DEMO_DIR)/.start) )) s"
+	$(BB) report --workdir $(DEMO_DIR)/work --output $(DEMO_DIR)/report
+	@echo "pipeline (count to report) took $$(( $$(date +%s) - $$(cat $(DEMO_DIR)/.start) )) s"
 	@echo "input files:      $(DEMO_DIR)/data/flist.txt"
 	@echo "counts, summary:  $(DEMO_DIR)/work/counts.json, $(DEMO_DIR)/work/summary.json, $(DEMO_DIR)/work/summary.txt"
 	@echo "balanced batches: $(DEMO_DIR)/batches/batch*.root (tree taus), provenance.json"
+	@echo "report:           $(DEMO_DIR)/report/report.html (plots: $(DEMO_DIR)/report/*.png)"
 
 test: venv
 	$(BIN)/python -m pytest -m "not slow"
@@ -48,6 +50,11 @@ lint: venv
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+
+# Benchmarks against the I/O limit (BENCHMARKS.md); SIZE=medium or large for the big datasets.
+SIZE ?= small
+bench: venv
+	$(BIN)/python -m benchmarks.harness --size $(SIZE)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
