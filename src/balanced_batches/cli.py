@@ -343,8 +343,8 @@ def run(
     """Make every planned batch (resumes where an interrupted run stopped)."""
     from .catalog import Catalog
     from .display import RichReporter
-    from .stages.make import run_plan
     from .stages.plan import load_plan
+    from .stages.run import run_plan
 
     workdir = workdir.resolve()
     catalog = Catalog.open(workdir)
@@ -374,8 +374,8 @@ def make(
 ) -> None:
     """Run one unit of the plan the way a batch job does (`--job I`), or list the units."""
     from .catalog import Catalog
-    from .stages.make import run_job
     from .stages.plan import load_plan
+    from .stages.run import run_job
 
     workdir = workdir.resolve()
     catalog = Catalog.open(workdir)

@@ -179,3 +179,28 @@ def write_json(path: Path, data: object) -> None:
     temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
     temporary.write_text(json.dumps(data, sort_keys=True, indent=4))
     os.replace(temporary, path)
+
+
+def layout_to_json(layout: BranchLayout) -> dict[str, Any]:
+    """A branch layout as plain JSON data."""
+    return {
+        "scalars": list(layout.scalars),
+        "groups": [
+            {"outer": g.outer, "counter": g.counter, "members": list(g.members)}
+            for g in layout.groups
+        ],
+        "singles": list(layout.singles),
+        "counters": list(layout.counters),
+    }
+
+
+def layout_from_json(data: dict[str, Any]) -> BranchLayout:
+    """Inverse of `layout_to_json`."""
+    return BranchLayout(
+        scalars=tuple(data["scalars"]),
+        groups=tuple(
+            BranchGroup(g["outer"], g["counter"], tuple(g["members"])) for g in data["groups"]
+        ),
+        singles=tuple(data["singles"]),
+        counters=tuple(data["counters"]),
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from .. import __version__
-from ..catalog import Catalog
 from ..config import ProjectConfig
-from ..engines import Engine, Reporter
 from ..errors import BalancedBatchesError, CatalogError, InputFileError
 from ..plan_model import Plan, member_uses
 from ..regions import Selection, build_selection
@@ -31,7 +27,6 @@ from ..shards import (
     part_path,
     read_unit_parts,
     remove_parts_of_read_unit,
-    unit_directory,
     write_part,
 )
 from ..storage import (
@@ -40,8 +35,6 @@ from ..storage import (
     branch_layout,
     file_stat,
     open_tree,
-    remove_temporaries,
-    write_json,
 )
 from ..writers import EXTENSIONS, WRITERS, OutputSpec
 from .count import read_selection_arrays
@@ -392,244 +385,3 @@ def _write_outputs(task: WriteTask) -> WriteResult:
             }
         )
     return WriteResult(task.unit, outputs=outputs)
-
-
-# -- orchestration ------------------------------------------------------------
-
-
-def scratch_directory(config: ProjectConfig, workdir: Path) -> Path:
-    """Where intermediate parts live."""
-    return Path(config.execution.scratch) if config.execution.scratch else workdir / "scratch"
-
-
-def provenance_record(plan: Plan, catalog: Catalog, config: ProjectConfig) -> dict[str, Any]:
-    """What the provenance branches' integers mean, plus the configuration and version."""
-    wanted = {int(i) for i in plan.read_files}
-    return {
-        "version": __version__,
-        "process_keys": list(plan.process_keys),
-        "regions": list(plan.region_names),
-        "source_files": {str(r.id): r.path for r in catalog.files() if r.id in wanted},
-        "seed": plan.seed,
-        "plan_created": plan.created,
-        "events_per_batch_type": plan.per_batch,
-        "batches": plan.n_batches,
-        "batches_per_file": plan.batches_per_file,
-        "config": config.model_dump(mode="json"),
-    }
-
-
-@dataclass(frozen=True)
-class Jobs:
-    """Every unit of work of a plan, in job order: read units first, then write units."""
-
-    reads: list[ReadTask]
-    writes: list[WriteTask] | None  # None until the branch layout is known
-
-    def __len__(self) -> int:
-        return len(self.reads) + (len(self.writes) if self.writes is not None else 0)
-
-
-def _layout(catalog: Catalog) -> BranchLayout | None:
-    stored = catalog.get_meta("layout")
-    if stored is None:
-        return None
-    return BranchLayout(
-        scalars=tuple(stored["scalars"]),
-        groups=tuple(_group(g) for g in stored["groups"]),
-        singles=tuple(stored["singles"]),
-        counters=tuple(stored["counters"]),
-    )
-
-
-def _group(data: dict[str, Any]) -> Any:
-    from ..storage import BranchGroup
-
-    return BranchGroup(data["outer"], data["counter"], tuple(data["members"]))
-
-
-def _store_layout(catalog: Catalog, layout: BranchLayout, path: str) -> None:
-    stored = _layout(catalog)
-    if stored is not None and set(stored.data_branches) != set(layout.data_branches):
-        missing = sorted(set(stored.data_branches) ^ set(layout.data_branches))[:5]
-        raise InputFileError(f"{path}: branches differ from the other input files: {missing}")
-    if stored is None:
-        catalog.set_meta(
-            "layout",
-            {
-                "scalars": list(layout.scalars),
-                "groups": [
-                    {"outer": g.outer, "counter": g.counter, "members": list(g.members)}
-                    for g in layout.groups
-                ],
-                "singles": list(layout.singles),
-                "counters": list(layout.counters),
-            },
-        )
-
-
-def build_jobs(catalog: Catalog, plan: Plan, config: ProjectConfig, workdir: Path) -> Jobs:
-    """Enumerates the plan's units of work (the only place that does)."""
-    scratch = scratch_directory(config, workdir)
-    records = {record.id: record for record in catalog.files()}
-    reads = []
-    for unit, file_id in enumerate(plan.read_files):
-        record = records[int(file_id)]
-        stat = None if record.size is None else (record.size, record.mtime or 0.0)
-        reads.append(read_task(plan, unit, record.path, config, scratch, stat))
-    layout = _layout(catalog)
-    if layout is None:
-        return Jobs(reads, None)
-    provenance = _provenance_text(plan, catalog, config)
-    writes = [
-        write_task(plan, unit, config, scratch, layout, provenance)
-        for unit in range(plan.n_write_units)
-    ]
-    return Jobs(reads, writes)
-
-
-def _provenance_text(plan: Plan, catalog: Catalog, config: ProjectConfig) -> str:
-    import json
-
-    record = provenance_record(plan, catalog, config)
-    record.pop("config")
-    record.pop("plan_created")  # inside the files only what the plan and seed decide
-    return json.dumps(record)
-
-
-def _record_read(catalog: Catalog, result: ReadResult, path: str) -> None:
-    if result.error is not None:
-        catalog.set_unit("read", result.unit, "failed", error=result.error)
-        return
-    assert result.layout is not None
-    _store_layout(catalog, result.layout, path)
-    catalog.set_unit("read", result.unit, "done", result={"rows": result.rows})
-
-
-def _record_write(catalog: Catalog, result: WriteResult) -> None:
-    if result.error is not None:
-        catalog.set_unit("write", result.unit, "failed", error=result.error)
-    else:
-        catalog.set_unit("write", result.unit, "done", result={"outputs": result.outputs})
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """What `run` produced."""
-
-    outputs: list[dict[str, Any]]
-    directory: str
-
-
-def run_plan(
-    catalog: Catalog,
-    plan: Plan,
-    config: ProjectConfig,
-    engine: Engine,
-    workdir: Path,
-    reporter: Reporter,
-    keep_scratch: bool = False,
-) -> RunOutcome:
-    """Makes every unit not yet done: reads first, then writes; resumes after interruptions."""
-    jobs = build_jobs(catalog, plan, config, workdir)
-    Path(config.output.directory).mkdir(parents=True, exist_ok=True)
-    write_json(
-        Path(config.output.directory) / "provenance.json", provenance_record(plan, catalog, config)
-    )
-    for path in remove_stale_outputs(
-        config.output.directory, config.output.name, config.output.format, plan.n_output_files
-    ):
-        log.info("removed %s, left by an earlier plan", path)
-    if remove_temporaries(Path(config.output.directory)):
-        log.info("removed partial files of an interrupted run")
-    _reopen_lost_outputs(catalog, scratch_directory(config, workdir))
-    for attempt in range(config.execution.retries + 1):
-        read_states = catalog.unit_states("read")
-        pending_reads = [t for t in jobs.reads if read_states.get(t.unit) != "done"]
-        if not pending_reads:
-            break
-        if attempt:
-            log.warning("retrying %d failed read units", len(pending_reads))
-        for read in reporter.track(
-            engine.map(read_input, pending_reads), len(pending_reads), "reading inputs"
-        ):
-            _record_read(catalog, read, jobs.reads[read.unit].path)
-    _raise_failures(catalog, "read")
-    jobs = build_jobs(catalog, plan, config, workdir)
-    assert jobs.writes is not None
-    for attempt in range(config.execution.retries + 1):
-        write_states = catalog.unit_states("write")
-        pending_writes = [t for t in jobs.writes if write_states.get(t.unit) != "done"]
-        if not pending_writes:
-            break
-        if attempt:
-            log.warning("retrying %d failed write units", len(pending_writes))
-        for written in reporter.track(
-            engine.map(write_outputs, pending_writes), len(pending_writes), "writing batches"
-        ):
-            _record_write(catalog, written)
-    _raise_failures(catalog, "write")
-    if not keep_scratch:
-        shutil.rmtree(scratch_directory(config, workdir), ignore_errors=True)
-    outputs = [o for r in catalog.unit_results("write").values() for o in r["outputs"]]
-    return RunOutcome(sorted(outputs, key=lambda o: o["index"]), config.output.directory)
-
-
-def _reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:
-    """Marks write units whose files vanished or changed as pending again.
-
-    Their rows come from the read units' parts; if those were cleaned up already,
-    the read units run again too (each input file is still read once in this run).
-    """
-    lost = [
-        unit
-        for unit, result in catalog.unit_results("write").items()
-        if any(
-            not Path(o["path"]).is_file() or Path(o["path"]).stat().st_size != o["size"]
-            for o in result["outputs"]
-        )
-    ]
-    if not lost:
-        return
-    log.warning("%d write units lost or changed output files: making them again", len(lost))
-    for unit in lost:
-        catalog.set_unit("write", unit, "pending")
-    if not all(any(unit_directory(scratch, unit).glob("r*.parquet")) for unit in lost):
-        for unit in catalog.unit_states("read"):
-            catalog.set_unit("read", unit, "pending")
-
-
-def _raise_failures(catalog: Catalog, kind: str) -> None:
-    failures = [
-        (index, error)
-        for k, index, status, _, error in catalog.unit_rows()
-        if k == kind and status == "failed"
-    ]
-    if failures:
-        more = f" (and {len(failures) - 1} more failed {kind} units)" if len(failures) > 1 else ""
-        raise BalancedBatchesError(f"{failures[0][1]}{more}")
-
-
-def run_job(catalog: Catalog, plan: Plan, config: ProjectConfig, workdir: Path, job: int) -> str:
-    """Runs one unit, as a batch job would: job numbers count read units, then write units."""
-    jobs = build_jobs(catalog, plan, config, workdir)
-    n_reads = len(jobs.reads)
-    if 0 <= job < n_reads:
-        read = read_input(jobs.reads[job])
-        _record_read(catalog, read, jobs.reads[job].path)
-        _raise_failures(catalog, "read")
-        return f"read unit {job}: {read.rows} rows from {jobs.reads[job].path}"
-    n_writes = plan.n_write_units
-    if not n_reads <= job < n_reads + n_writes:
-        raise CatalogError(f"--job {job}: this plan has jobs 0 to {n_reads + n_writes - 1}")
-    if jobs.writes is None:
-        raise CatalogError(
-            f"--job {job} writes outputs: run the read jobs 0 to {n_reads - 1} first"
-        )
-    write_json(
-        Path(config.output.directory) / "provenance.json", provenance_record(plan, catalog, config)
-    )
-    write = write_outputs(jobs.writes[job - n_reads])
-    _record_write(catalog, write)
-    _raise_failures(catalog, "write")
-    return f"write unit {job - n_reads}: {len(write.outputs)} output files"

@@ -1,0 +1,231 @@
+"""Run a plan's units: all of them on an engine (`run`), or one as a batch job (`make --job`).
+
+Only this client process writes the catalog; units return results. A batch job
+that has no catalog leaves a JSON result record instead, which `status` folds in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..catalog import Catalog
+from ..config import ProjectConfig
+from ..engines import Engine, Reporter
+from ..errors import BalancedBatchesError, CatalogError, InputFileError
+from ..jobs import JobSpec, build_jobs, spec_from_catalog, stored_layout
+from ..plan_model import Plan
+from ..shards import unit_directory
+from ..storage import BranchLayout, layout_to_json, remove_temporaries, write_json
+from .make import (
+    ReadResult,
+    WriteResult,
+    read_input,
+    remove_stale_outputs,
+    write_outputs,
+)
+
+log = logging.getLogger(__name__)
+
+
+def provenance_record(spec: JobSpec) -> dict[str, Any]:
+    """provenance.json: the provenance branches' meaning, the plan's date and configuration."""
+    return {
+        **spec.provenance(),
+        "plan_created": spec.plan.created,
+        "config": spec.config.model_dump(mode="json"),
+    }
+
+
+def _store_layout(catalog: Catalog, layout: BranchLayout, path: str) -> None:
+    stored = stored_layout(catalog)
+    if stored is not None and set(stored.data_branches) != set(layout.data_branches):
+        differing = sorted(set(stored.data_branches) ^ set(layout.data_branches))[:5]
+        raise InputFileError(f"{path}: branches differ from the other input files: {differing}")
+    if stored is None:
+        catalog.set_meta("layout", layout_to_json(layout))
+
+
+def _record_read(catalog: Catalog, result: ReadResult, path: str) -> None:
+    if result.error is not None:
+        catalog.set_unit("read", result.unit, "failed", error=result.error)
+        return
+    assert result.layout is not None
+    _store_layout(catalog, result.layout, path)
+    catalog.set_unit("read", result.unit, "done", result={"rows": result.rows})
+
+
+def _record_write(catalog: Catalog, result: WriteResult) -> None:
+    if result.error is not None:
+        catalog.set_unit("write", result.unit, "failed", error=result.error)
+    else:
+        catalog.set_unit("write", result.unit, "done", result={"outputs": result.outputs})
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What `run` produced."""
+
+    outputs: list[dict[str, Any]]
+    directory: str
+
+
+def run_plan(
+    catalog: Catalog,
+    plan: Plan,
+    config: ProjectConfig,
+    engine: Engine,
+    workdir: Path,
+    reporter: Reporter,
+    keep_scratch: bool = False,
+) -> RunOutcome:
+    """Makes every unit not yet done: reads first, then writes; resumes after interruptions."""
+    spec = spec_from_catalog(catalog, plan, config, workdir)
+    jobs = build_jobs(spec)
+    directory = Path(config.output.directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(directory / "provenance.json", provenance_record(spec))
+    for path in remove_stale_outputs(
+        config.output.directory, config.output.name, config.output.format, plan.n_output_files
+    ):
+        log.info("removed %s, left by an earlier plan", path)
+    if remove_temporaries(directory):
+        log.info("removed partial files of an interrupted run")
+    _reopen_lost_outputs(catalog, Path(spec.scratch))
+    for attempt in range(config.execution.retries + 1):
+        read_states = catalog.unit_states("read")
+        pending_reads = [t for t in jobs.reads if read_states.get(t.unit) != "done"]
+        if not pending_reads:
+            break
+        if attempt:
+            log.warning("retrying %d failed read units", len(pending_reads))
+        for read in reporter.track(
+            engine.map(read_input, pending_reads), len(pending_reads), "reading inputs"
+        ):
+            _record_read(catalog, read, jobs.reads[read.unit].path)
+    _raise_failures(catalog, "read")
+    jobs = build_jobs(spec_from_catalog(catalog, plan, config, workdir))
+    assert jobs.writes is not None
+    for attempt in range(config.execution.retries + 1):
+        write_states = catalog.unit_states("write")
+        pending_writes = [t for t in jobs.writes if write_states.get(t.unit) != "done"]
+        if not pending_writes:
+            break
+        if attempt:
+            log.warning("retrying %d failed write units", len(pending_writes))
+        for written in reporter.track(
+            engine.map(write_outputs, pending_writes), len(pending_writes), "writing batches"
+        ):
+            _record_write(catalog, written)
+    _raise_failures(catalog, "write")
+    if not keep_scratch:
+        shutil.rmtree(spec.scratch, ignore_errors=True)
+    outputs = [o for r in catalog.unit_results("write").values() for o in r["outputs"]]
+    return RunOutcome(sorted(outputs, key=lambda o: o["index"]), config.output.directory)
+
+
+def _reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:
+    """Marks write units whose files vanished or changed as pending again.
+
+    Their rows come from the read units' parts; if those were cleaned up already,
+    the read units run again too (each input file is still read once in this run).
+    """
+    lost = [
+        unit
+        for unit, result in catalog.unit_results("write").items()
+        if any(
+            not Path(o["path"]).is_file() or Path(o["path"]).stat().st_size != o["size"]
+            for o in result["outputs"]
+        )
+    ]
+    if not lost:
+        return
+    log.warning("%d write units lost or changed output files: making them again", len(lost))
+    for unit in lost:
+        catalog.set_unit("write", unit, "pending")
+    if not all(any(unit_directory(scratch, unit).glob("r*.parquet")) for unit in lost):
+        for unit in catalog.unit_states("read"):
+            catalog.set_unit("read", unit, "pending")
+
+
+def _raise_failures(catalog: Catalog, kind: str) -> None:
+    failures = [
+        (index, error)
+        for k, index, status, _, error in catalog.unit_rows()
+        if k == kind and status == "failed"
+    ]
+    if failures:
+        more = f" (and {len(failures) - 1} more failed {kind} units)" if len(failures) > 1 else ""
+        raise BalancedBatchesError(f"{failures[0][1]}{more}")
+
+
+def run_job(catalog: Catalog, plan: Plan, config: ProjectConfig, workdir: Path, job: int) -> str:
+    """Runs one unit and records it in the catalog: job numbers count reads, then writes."""
+    spec = spec_from_catalog(catalog, plan, config, workdir)
+    kind, unit, result = _run_unit(spec, job)
+    if isinstance(result, ReadResult):
+        _record_read(catalog, result, spec.files[int(plan.read_files[unit])].path)
+    else:
+        _record_write(catalog, result)
+    _raise_failures(catalog, kind)
+    return _describe(kind, unit, result)
+
+
+def run_spec_job(spec: JobSpec, job: int) -> str:
+    """Runs one unit from a job specification, as a batch job does, leaving a result record.
+
+    A finished unit is not run again: a rerun of a finished job changes nothing.
+    """
+    records = Path(spec.records or Path(spec.scratch) / "records")
+    record_path = records / f"job-{job}.json"
+    if record_path.exists() and _still_done(json.loads(record_path.read_text()), spec):
+        return f"job {job}: already done"
+    kind, unit, result = _run_unit(spec, job)
+    record: dict[str, Any] = {"job": job, "kind": kind, "unit": unit}
+    if result.error is not None:
+        record.update(status="failed", error=result.error)
+    elif isinstance(result, ReadResult):
+        assert result.layout is not None
+        record.update(status="done", rows=result.rows, layout=layout_to_json(result.layout))
+    else:
+        record.update(status="done", outputs=result.outputs)
+    write_json(record_path, record)
+    if result.error is not None:
+        raise BalancedBatchesError(result.error)
+    return _describe(kind, unit, result)
+
+
+def _still_done(record: dict[str, Any], spec: JobSpec) -> bool:
+    if record.get("status") != "done":
+        return False
+    if record["kind"] == "read":
+        return any(Path(spec.scratch).glob(f"w*/r{record['unit']:06d}-*.parquet"))
+    return all(
+        Path(o["path"]).is_file() and Path(o["path"]).stat().st_size == o["size"]
+        for o in record["outputs"]
+    )
+
+
+def _run_unit(spec: JobSpec, job: int) -> tuple[str, int, ReadResult | WriteResult]:
+    jobs = build_jobs(spec)
+    n_reads, n_writes = len(jobs.reads), spec.plan.n_write_units
+    if 0 <= job < n_reads:
+        return "read", job, read_input(jobs.reads[job])
+    if not n_reads <= job < n_reads + n_writes:
+        raise CatalogError(f"--job {job}: this plan has jobs 0 to {n_reads + n_writes - 1}")
+    if jobs.writes is None:
+        raise CatalogError(
+            f"--job {job} writes outputs: run the read jobs 0 to {n_reads - 1} first"
+        )
+    write_json(Path(spec.config.output.directory) / "provenance.json", provenance_record(spec))
+    return "write", job - n_reads, write_outputs(jobs.writes[job - n_reads])
+
+
+def _describe(kind: str, unit: int, result: ReadResult | WriteResult) -> str:
+    if isinstance(result, ReadResult):
+        return f"read unit {unit}: {result.rows} rows"
+    return f"write unit {unit}: {len(result.outputs)} output files"
