@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -369,14 +370,24 @@ def make(
         int | None, typer.Option(help="Run this one job (read jobs first, then write jobs).")
     ] = None,
     list_jobs: Annotated[bool, typer.Option("--list", help="List the jobs of the plan.")] = False,
+    spec: Annotated[
+        Path | None, typer.Option(help="Job specification from export-jobs (no catalog needed).")
+    ] = None,
     workdir: WorkdirOption = Path("."),
     verbose: VerboseOption = False,
 ) -> None:
     """Run one unit of the plan the way a batch job does (`--job I`), or list the units."""
     from .catalog import Catalog
+    from .jobs import JobSpec
     from .stages.plan import load_plan
-    from .stages.run import run_job
+    from .stages.run import run_job, run_spec_job
 
+    if spec is not None:
+        job_spec = JobSpec.load(spec)
+        if job is None:
+            raise ConfigError("--spec needs --job")
+        typer.echo(run_spec_job(job_spec, job))
+        return
     workdir = workdir.resolve()
     catalog = Catalog.open(workdir)
     stored_plan = load_plan(catalog)
@@ -387,6 +398,54 @@ def make(
         return
     settings = resolve_config(workdir, None, {}, stored_key="plan_config")
     typer.echo(run_job(catalog, stored_plan, settings, workdir, job))
+
+
+@app.command("export-jobs")
+@user_errors
+def export_jobs_command(
+    system: Annotated[str, typer.Option(help="htcondor or slurm.")] = "htcondor",
+    directory: Annotated[Path, typer.Option(help="Where submit files go.")] = Path("jobs"),
+    only_missing: Annotated[bool, typer.Option(help="Only jobs not finished yet.")] = False,
+    workdir: WorkdirOption = Path("."),
+    verbose: VerboseOption = False,
+) -> None:
+    """Write submit files (HTCondor DAG or Slurm arrays) that run the plan as batch jobs."""
+    from .catalog import Catalog
+    from .engines.batch import export_jobs, fold_records
+    from .jobs import spec_from_catalog
+    from .stages.plan import load_plan
+    from .stages.run import reopen_lost_outputs
+    from .storage import branch_layout, open_tree
+
+    workdir = workdir.resolve()
+    directory = directory.resolve()
+    catalog = Catalog.open(workdir)
+    stored_plan = load_plan(catalog)
+    settings = resolve_config(workdir, None, {}, stored_key="plan_config")
+    records = directory / "records"
+    job_spec = spec_from_catalog(catalog, stored_plan, settings, workdir)
+    if only_missing:
+        if records.is_dir():
+            fold_records(catalog, records)
+        reopen_lost_outputs(catalog, Path(job_spec.scratch))
+    if job_spec.layout is None:
+        first = job_spec.files[int(stored_plan.read_files[0])].path
+        layout = branch_layout(open_tree(first, settings.inputs.tree), first)
+        job_spec = dataclasses.replace(job_spec, layout=layout)
+    job_spec = dataclasses.replace(job_spec, records=str(records))
+    pending = None
+    if only_missing:
+        n_reads = len(stored_plan.read_files)
+        states = catalog.unit_states("read")
+        pending = {unit for unit in range(n_reads) if states.get(unit) != "done"}
+        states = catalog.unit_states("write")
+        pending |= {n_reads + unit for unit, state in states.items() if state != "done"}
+    exported = export_jobs(job_spec, system, directory, pending)
+    catalog.set_meta("export", {"directory": str(directory), "records": str(records)})
+    typer.echo(
+        f"{len(exported.read_jobs)} read jobs and {len(exported.write_jobs)} write jobs in "
+        f"{exported.directory}; submit with: {exported.submit_command}"
+    )
 
 
 @app.command()
@@ -400,8 +459,14 @@ def status(
 
     from .catalog import Catalog
     from .display import stdout
+    from .engines.batch import fold_records
 
     catalog = Catalog.open(workdir.resolve())
+    exported = catalog.get_meta("export")
+    if exported is not None and Path(exported["records"]).is_dir():
+        folded = fold_records(catalog, Path(exported["records"]))
+        if folded:
+            stdout.print(f"took {folded} batch-job records from {exported['records']}")
     files = catalog.files()
     file_states: dict[str, int] = {}
     for record in files:

@@ -173,6 +173,20 @@ class ExecutionConfig(_Model):
     retries: int = Field(default=2, ge=0, description="extra attempts of a failed unit per run")
 
 
+class BatchConfig(_Model):
+    """Resources and site settings of batch jobs (HTCondor, Slurm)."""
+
+    cores: int = Field(default=1, gt=0)
+    memory_mb: int = Field(default=4000, gt=0)
+    disk_mb: int = Field(default=10000, gt=0)
+    walltime: str = Field(default="04:00:00", pattern=r"^\d+:\d{2}:\d{2}$")
+    extra_lines: list[str] = Field(
+        default_factory=list, description="submit-file lines, e.g. accounting_group = ..."
+    )
+    setup: list[str] = Field(default_factory=list, description="shell lines run before a job")
+    command: str | None = Field(default=None, description="how jobs call balanced-batches")
+
+
 class ProjectConfig(_Model):
     """Everything a production needs; every stage reads the part it uses."""
 
@@ -184,6 +198,7 @@ class ProjectConfig(_Model):
     plan: PlanConfig = Field(default_factory=PlanConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
 
     @field_validator("types")
     @classmethod

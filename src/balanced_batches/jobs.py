@@ -75,7 +75,7 @@ class JobSpec:
             "records": self.records,
         }
         directory.mkdir(parents=True, exist_ok=True)
-        write_json(directory / SPEC_NAME, spec)
+        write_json(directory / SPEC_NAME, spec, sort_keys=False)  # types and processes: order
         with (directory / PLAN_ARRAYS_NAME).open("wb") as handle:
             np.savez(handle, **arrays)  # type: ignore[arg-type]
         return [directory / SPEC_NAME, directory / PLAN_ARRAYS_NAME]

@@ -171,13 +171,14 @@ def remove_temporaries(directory: Path, pattern: str = "*") -> int:
     return removed
 
 
-def write_json(path: Path, data: object) -> None:
-    """Writes JSON (sorted keys, indent 4, as the original did) atomically."""
+def write_json(path: Path, data: object, sort_keys: bool = True) -> None:
+    """Writes JSON atomically; keys sorted with indent 4 as the original did, unless the
+    order means something (type and process order in a configuration)."""
     import json
 
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
-    temporary.write_text(json.dumps(data, sort_keys=True, indent=4))
+    temporary.write_text(json.dumps(data, sort_keys=sort_keys, indent=4))
     os.replace(temporary, path)
 
 

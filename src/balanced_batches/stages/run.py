@@ -88,14 +88,14 @@ def run_plan(
     jobs = build_jobs(spec)
     directory = Path(config.output.directory)
     directory.mkdir(parents=True, exist_ok=True)
-    write_json(directory / "provenance.json", provenance_record(spec))
+    write_json(directory / "provenance.json", provenance_record(spec), sort_keys=False)
     for path in remove_stale_outputs(
         config.output.directory, config.output.name, config.output.format, plan.n_output_files
     ):
         log.info("removed %s, left by an earlier plan", path)
     if remove_temporaries(directory):
         log.info("removed partial files of an interrupted run")
-    _reopen_lost_outputs(catalog, Path(spec.scratch))
+    reopen_lost_outputs(catalog, Path(spec.scratch))
     for attempt in range(config.execution.retries + 1):
         read_states = catalog.unit_states("read")
         pending_reads = [t for t in jobs.reads if read_states.get(t.unit) != "done"]
@@ -128,7 +128,7 @@ def run_plan(
     return RunOutcome(sorted(outputs, key=lambda o: o["index"]), config.output.directory)
 
 
-def _reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:
+def reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:
     """Marks write units whose files vanished or changed as pending again.
 
     Their rows come from the read units' parts; if those were cleaned up already,
@@ -221,7 +221,11 @@ def _run_unit(spec: JobSpec, job: int) -> tuple[str, int, ReadResult | WriteResu
         raise CatalogError(
             f"--job {job} writes outputs: run the read jobs 0 to {n_reads - 1} first"
         )
-    write_json(Path(spec.config.output.directory) / "provenance.json", provenance_record(spec))
+    write_json(
+        Path(spec.config.output.directory) / "provenance.json",
+        provenance_record(spec),
+        sort_keys=False,
+    )
     return "write", job - n_reads, write_outputs(jobs.writes[job - n_reads])
 
 
