@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..catalog import Catalog
 from ..config import ProjectConfig
@@ -30,6 +31,9 @@ from .make import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+_PROGRESS = {"read": "reading inputs", "write": "writing batches"}
 
 
 def provenance_record(spec: JobSpec) -> dict[str, Any]:
@@ -96,36 +100,50 @@ def run_plan(
     if remove_temporaries(directory):
         log.info("removed partial files of an interrupted run")
     reopen_lost_outputs(catalog, Path(spec.scratch))
-    for attempt in range(config.execution.retries + 1):
-        read_states = catalog.unit_states("read")
-        pending_reads = [t for t in jobs.reads if read_states.get(t.unit) != "done"]
-        if not pending_reads:
-            break
-        if attempt:
-            log.warning("retrying %d failed read units", len(pending_reads))
-        for read in reporter.track(
-            engine.map(read_input, pending_reads), len(pending_reads), "reading inputs"
-        ):
-            _record_read(catalog, read, jobs.reads[read.unit].path)
-    _raise_failures(catalog, "read")
+    retries = config.execution.retries
+    paths = [task.path for task in jobs.reads]
+
+    def record_read(result: ReadResult) -> None:
+        _record_read(catalog, result, paths[result.unit])
+
+    _run_units(catalog, "read", jobs.reads, read_input, record_read, engine, reporter, retries)
     jobs = build_jobs(spec_from_catalog(catalog, plan, config, workdir))
     assert jobs.writes is not None
-    for attempt in range(config.execution.retries + 1):
-        write_states = catalog.unit_states("write")
-        pending_writes = [t for t in jobs.writes if write_states.get(t.unit) != "done"]
-        if not pending_writes:
-            break
-        if attempt:
-            log.warning("retrying %d failed write units", len(pending_writes))
-        for written in reporter.track(
-            engine.map(write_outputs, pending_writes), len(pending_writes), "writing batches"
-        ):
-            _record_write(catalog, written)
-    _raise_failures(catalog, "write")
+
+    def record_write(result: WriteResult) -> None:
+        _record_write(catalog, result)
+
+    _run_units(
+        catalog, "write", jobs.writes, write_outputs, record_write, engine, reporter, retries
+    )
     if not keep_scratch:
         shutil.rmtree(spec.scratch, ignore_errors=True)
     outputs = [o for r in catalog.unit_results("write").values() for o in r["outputs"]]
     return RunOutcome(sorted(outputs, key=lambda o: o["index"]), config.output.directory)
+
+
+def _run_units(
+    catalog: Catalog,
+    kind: str,
+    tasks: Sequence[T],
+    work: Callable[[T], R],
+    record: Callable[[R], None],
+    engine: Engine,
+    reporter: Reporter,
+    retries: int,
+) -> None:
+    """Runs every unit of a kind not yet done, retrying failures; raises if some still fail."""
+    for attempt in range(retries + 1):
+        states = catalog.unit_states(kind)
+        pending = [task for index, task in enumerate(tasks) if states.get(index) != "done"]
+        if not pending:
+            break
+        if attempt:
+            log.warning("retrying %d failed %s units", len(pending), kind)
+        description = _PROGRESS[kind]
+        for result in reporter.track(engine.map(work, pending), len(pending), description):
+            record(result)
+    _raise_failures(catalog, kind)
 
 
 def reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:

@@ -1,0 +1,611 @@
+"""Remote storage: XRootD (`root://`) and any other fsspec URL, behind one small interface.
+
+Every scheme is a plug-in: `STORES` maps a URL scheme to a `Store` class, and
+everything else (`FsspecStore`) goes through fsspec. Inputs are read by uproot
+with the store's options (a client timeout); transient failures (connection
+refused or reset, timeouts) are retried with exponential backoff, a missing file
+is not. Outputs are written locally first, then copied with `copy_verified`: to
+`<name>.part` on the server, compared in size and adler32 with the local file,
+renamed to the final name. A partial copy never carries the final name.
+
+Settings come from the environment, so that Dask workers and batch jobs see the
+same ones: `BALANCED_BATCHES_REMOTE_TIMEOUT` (seconds, default 30) and
+`BALANCED_BATCHES_REMOTE_RETRIES` (extra attempts, default 3). The XRootD
+client's own variables (`XRD_CONNECTIONRETRY`, `XRD_CONNECTIONWINDOW`, ...) are
+respected.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from .errors import BalancedBatchesError, ConfigError, InputFileError
+from .storage import TEMPORARY_SUFFIX, adler32_of, is_url, remove_temporaries, write_json
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TIMEOUT_ENV = "BALANCED_BATCHES_REMOTE_TIMEOUT"
+RETRIES_ENV = "BALANCED_BATCHES_REMOTE_RETRIES"
+
+
+class TransferError(BalancedBatchesError):
+    """An output file could not be copied to, or verified on, its remote directory."""
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    """How patient remote operations are."""
+
+    timeout_s: float = 30.0
+    retries: int = 3  # extra attempts after a transient failure
+    backoff_s: float = 0.5  # first pause; doubled after every further failure
+    chunk_bytes: int = 8 * 2**20  # upload block size (8 MB blocks ran at ~300 MB/s to XRootD)
+
+    @classmethod
+    def from_environment(cls) -> RemoteSettings:
+        """Settings from `BALANCED_BATCHES_REMOTE_TIMEOUT` / `..._RETRIES`, else defaults."""
+        try:
+            timeout = float(os.environ.get(TIMEOUT_ENV, cls.timeout_s))
+            retries = int(os.environ.get(RETRIES_ENV, cls.retries))
+        except ValueError as err:
+            raise ConfigError(f"{TIMEOUT_ENV} / {RETRIES_ENV}: not a number ({err})") from err
+        if timeout <= 0 or retries < 0:
+            raise ConfigError(f"{TIMEOUT_ENV} must be > 0 and {RETRIES_ENV} >= 0")
+        return cls(timeout_s=timeout, retries=retries)
+
+    def pauses(self) -> Iterator[float]:
+        """The pause before each retry."""
+        for attempt in range(self.retries):
+            yield self.backoff_s * 2**attempt
+
+
+def settings() -> RemoteSettings:
+    """The settings in force (read from the environment on every call: it is cheap)."""
+    return RemoteSettings.from_environment()
+
+
+# -- URLs and errors -----------------------------------------------------------
+
+
+def server_of(url: str) -> str:
+    """`scheme://host:port` of a URL (what error messages name)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def join(directory: str, name: str) -> str:
+    """A file name inside a directory URL (`root://h//out` + `f` -> `root://h//out/f`)."""
+    return directory + name if directory.endswith("/") else f"{directory}/{name}"
+
+
+_MISSING = re.compile(r"\[3011\]|no such file|not found|does not exist", re.IGNORECASE)
+_TRANSIENT = re.compile(
+    r"connection|socket|operation expired|timed? ?out|refused|reset by peer|broken pipe"
+    r"|unreachable|temporar|\[FATAL\]|I/O operation on closed file|\[3024\]|overloaded",
+    re.IGNORECASE,
+)
+
+
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_missing(err: BaseException) -> bool:
+    """The error says the file does not exist (never worth a retry)."""
+    return any(
+        isinstance(e, FileNotFoundError) or (isinstance(e, OSError) and _MISSING.search(str(e)))
+        for e in _causes(err)
+    )
+
+
+def is_transient(err: BaseException) -> bool:
+    """The error may go away by itself: lost or refused connections, timeouts, overload.
+
+    XRootD reports these as `OSError("... [FATAL] Connection error")` or
+    `"[ERROR] Operation expired"`; fsspec-xrootd's handle cache then answers
+    `ValueError("I/O operation on closed file")` until it is reset.
+    """
+    if is_missing(err):
+        return False
+    return any(
+        isinstance(e, (ConnectionError, TimeoutError))
+        or (isinstance(e, (OSError, ValueError)) and _TRANSIENT.search(str(e)) is not None)
+        for e in _causes(err)
+    )
+
+
+def short(err: BaseException) -> str:
+    """The first line of an error's innermost useful message."""
+    messages = [str(e).strip() for e in _causes(err) if str(e).strip()]
+    text = messages[-1].splitlines()[0] if messages else type(err).__name__
+    return text[:200]
+
+
+def retrying(
+    operation: Callable[[], T],
+    location: str,
+    what: str = "read",
+    error: type[BalancedBatchesError] = InputFileError,
+    config: RemoteSettings | None = None,
+) -> T:
+    """`operation()`, retried with backoff while it fails transiently on a remote location.
+
+    Local paths and permanent failures (a missing file, a corrupt one) are not
+    retried: their exception passes through. When the retries are used up, `error`
+    says in one line which server and file could not be reached.
+    """
+    if not is_url(location):
+        return operation()
+    config = config or settings()
+    pauses = config.pauses()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return operation()
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            pause = next(pauses, None)
+            if pause is None:
+                raise error(
+                    f"{location}: cannot {what} on server {server_of(location)} "
+                    f"after {attempts} attempts ({short(err)})"
+                ) from err
+            log.warning("%s: %s; retrying in %.1f s", location, short(err), pause)
+            store_for(location).reset()
+            time.sleep(pause)
+
+
+# -- stores: one per scheme ------------------------------------------------------------
+
+
+class Store(ABC):
+    """One way of reaching files behind URLs of one scheme; methods take full URLs."""
+
+    def __init__(self, scheme: str, config: RemoteSettings) -> None:
+        self.scheme, self.config = scheme, config
+
+    @abstractmethod
+    def open_options(self) -> dict[str, Any]:
+        """Options for `uproot.open` (and fsspec) on this store's URLs."""
+
+    @abstractmethod
+    def info(self, url: str) -> dict[str, Any]:
+        """fsspec-style information (`size`, `mtime`, `type`); FileNotFoundError if absent."""
+
+    @abstractmethod
+    def checksum(self, url: str) -> str:
+        """adler32 of a file as 8 hex digits."""
+
+    @abstractmethod
+    def upload(self, local: Path, url: str) -> None:
+        """Copies a local file to `url`, replacing what is there."""
+
+    @abstractmethod
+    def rename(self, source: str, target: str) -> None:
+        """Renames `source` to `target`, replacing `target`."""
+
+    @abstractmethod
+    def remove(self, url: str) -> None:
+        """Deletes a file."""
+
+    @abstractmethod
+    def makedirs(self, url: str) -> None:
+        """Creates a directory and its parents if missing."""
+
+    @abstractmethod
+    def listdir(self, url: str) -> list[str]:
+        """URLs of the files directly inside a directory."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forgets cached connections and handles (before a retry)."""
+
+
+class FsspecStore(Store):
+    """Any protocol fsspec knows; checksums are computed by reading the file back."""
+
+    def filesystem(self, url: str) -> tuple[Any, str]:
+        """The fsspec filesystem of a URL, and the URL's path on it."""
+        import fsspec
+
+        return fsspec.core.url_to_fs(url, **self.open_options())  # type: ignore[no-any-return]
+
+    def open_options(self) -> dict[str, Any]:
+        """None by default: fsspec back-ends name their timeouts differently."""
+        return {}
+
+    def info(self, url: str) -> dict[str, Any]:
+        """fsspec's `info`; a missing file becomes FileNotFoundError."""
+        fs, path = self.filesystem(url)
+        try:
+            return dict(fs.info(path))
+        except OSError as err:
+            if is_missing(err) and not isinstance(err, FileNotFoundError):
+                raise FileNotFoundError(str(err)) from err
+            raise
+
+    def checksum(self, url: str) -> str:
+        """adler32 of the bytes read back."""
+        fs, path = self.filesystem(url)
+        value = 1
+        with fs.open(path, "rb", block_size=self.config.chunk_bytes) as handle:
+            while chunk := handle.read(self.config.chunk_bytes):
+                value = zlib.adler32(chunk, value)
+        return f"{value & 0xFFFFFFFF:08x}"
+
+    def upload(self, local: Path, url: str) -> None:
+        """Streams the file in blocks through `fs.open(path, 'wb')` (`put` is not everywhere)."""
+        fs, path = self.filesystem(url)
+        block = self.config.chunk_bytes
+        with local.open("rb") as source, fs.open(path, "wb", block_size=block) as target:
+            shutil.copyfileobj(source, target, block)
+
+    def rename(self, source: str, target: str) -> None:
+        """fsspec's `mv`."""
+        fs, source_path = self.filesystem(source)
+        fs.mv(source_path, self.filesystem(target)[1])
+
+    def remove(self, url: str) -> None:
+        """fsspec's `rm` of one file."""
+        fs, path = self.filesystem(url)
+        fs.rm(path)
+
+    def makedirs(self, url: str) -> None:
+        """fsspec's `makedirs`."""
+        fs, path = self.filesystem(url)
+        fs.makedirs(path, exist_ok=True)
+
+    def listdir(self, url: str) -> list[str]:
+        """Files in a directory as URLs of the same form as `url`."""
+        fs, path = self.filesystem(url)
+        names = [
+            entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            for entry in fs.ls(path, detail=True)
+            if entry.get("type") != "directory"
+        ]
+        return [join(url, name) for name in names]
+
+    def reset(self) -> None:
+        """Drops fsspec's cached filesystem objects (and their connections) of this scheme."""
+        import fsspec
+
+        fsspec.get_filesystem_class(self.scheme).clear_instance_cache()
+
+
+class XRootDStore(FsspecStore):
+    """`root://` through fsspec-xrootd, with the server's own adler32 and client timeouts."""
+
+    def __init__(self, scheme: str, config: RemoteSettings) -> None:
+        super().__init__(scheme, config)
+        _configure_xrootd_client()
+
+    def open_options(self) -> dict[str, Any]:
+        """The XRootD client timeout (whole seconds)."""
+        return {"timeout": max(1, math.ceil(self.config.timeout_s))}
+
+    def checksum(self, url: str) -> str:
+        """The server's adler32 (`xrootd.chksum adler32`); read back if it has none."""
+        from XRootD import client
+        from XRootD.client.flags import QueryCode
+
+        path = self.filesystem(url)[1]
+        status, response = client.FileSystem(server_of(url)).query(
+            QueryCode.CHECKSUM, path, timeout=self.open_options()["timeout"]
+        )
+        if status.ok:
+            text = response.decode() if isinstance(response, bytes) else str(response)
+            algorithm, _, value = text.strip("\x00").strip().partition(" ")
+            if algorithm == "adler32" and value:
+                return value.strip().lower().rjust(8, "0")
+        message = status.message.strip() if not status.ok else f"answered {response!r}"
+        error = OSError(f"checksum query failed: {message}")
+        if not status.ok and (is_transient(error) or is_missing(error)):
+            raise error
+        log.debug("%s: no adler32 from the server (%s): reading the file back", url, message)
+        return super().checksum(url)
+
+
+# XRootD client settings that retries need; environment variables still win.
+# TimeoutResolution 15 (default) makes a 5 s timeout expire after 15 s; after a
+# stream error the client refuses the server for StreamErrorWindow (1800 s) seconds
+# in the same process, so that no retry could ever succeed.
+XROOTD_CLIENT_DEFAULTS = {"TimeoutResolution": 1, "StreamErrorWindow": 1}
+
+
+@functools.cache
+def _configure_xrootd_client() -> None:
+    from XRootD import client
+
+    for key, value in XROOTD_CLIENT_DEFAULTS.items():
+        if f"XRD_{key.upper()}" not in os.environ:
+            client.EnvPutInt(key, value)
+
+
+STORES: dict[str, type[FsspecStore]] = {"root": XRootDStore}
+"""URL scheme -> store class; schemes not listed use `FsspecStore`."""
+
+
+def store_for(url: str) -> Store:
+    """The store of a URL's scheme."""
+    return _store(urlsplit(url).scheme, settings())
+
+
+@functools.cache
+def _store(scheme: str, config: RemoteSettings) -> Store:
+    return STORES.get(scheme, FsspecStore)(scheme, config)
+
+
+# -- inputs --------------------------------------------------------------------
+
+
+def open_options(path: str) -> dict[str, Any]:
+    """Extra `uproot.open` options for a path: the client timeout for remote files."""
+    return store_for(path).open_options() if is_url(path) else {}
+
+
+def stat(url: str) -> tuple[int, float]:
+    """(size, modification time) of a remote file; one-line InputFileError on failure."""
+    try:
+        info = retrying(lambda: store_for(url).info(url), url, "stat the file")
+    except FileNotFoundError as err:
+        raise InputFileError(f"{url}: file not found") from err
+    except OSError as err:
+        raise InputFileError(
+            f"{url}: cannot stat the file on server {server_of(url)} ({short(err)})"
+        ) from err
+    return int(info.get("size") or 0), float(info.get("mtime") or 0)
+
+
+# -- outputs -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Published:
+    """A finished output file under its final name."""
+
+    path: str
+    size: int
+    adler32: str
+
+
+def copy_verified(local: Path, url: str, config: RemoteSettings | None = None) -> Published:
+    """Copies a local file to `url` through `<url>.part`, verified, then renamed.
+
+    The copy is checked against the local file's size and adler32 (the server's
+    checksum for XRootD); a transient failure or a mismatch is retried with
+    backoff. Only a verified copy is renamed to the final name.
+    """
+    config = config or settings()
+    store = store_for(url)
+    size, checksum = local.stat().st_size, adler32_of(local)
+    partial = url + TEMPORARY_SUFFIX
+    pauses = config.pauses()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            store.upload(local, partial)
+            copied = int(store.info(partial).get("size") or 0)
+            if copied != size:
+                raise _Mismatch(f"{copied} bytes arrived, {size} sent")
+            remote_checksum = store.checksum(partial)
+            if remote_checksum != checksum:
+                raise _Mismatch(f"adler32 {remote_checksum} on the server, {checksum} sent")
+            store.rename(partial, url)
+            return Published(url, size, checksum)
+        except Exception as err:
+            if not isinstance(err, _Mismatch) and not is_transient(err):
+                raise TransferError(
+                    f"cannot copy {local.name} to {url} on server {server_of(url)}: {short(err)}"
+                ) from err
+            pause = next(pauses, None)
+            if pause is None:
+                _discard(store, partial)
+                raise TransferError(
+                    f"cannot copy {local.name} to {url} on server {server_of(url)} "
+                    f"after {attempts} attempts ({short(err)})"
+                ) from err
+            log.warning("copying %s to %s: %s; retrying in %.1f s", local, url, short(err), pause)
+            store.reset()
+            time.sleep(pause)
+
+
+class _Mismatch(OSError):
+    """The copy on the server differs from the local file."""
+
+
+def _discard(store: Store, url: str) -> None:
+    try:
+        store.remove(url)
+    except Exception as err:  # the server may be gone: the next run removes it
+        log.debug("could not remove %s: %s", url, short(err))
+
+
+class OutputDirectory(ABC):
+    """Where finished output files go. Writers write into `staging`; `publish` finishes."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    @property
+    @abstractmethod
+    def staging(self) -> Path:
+        """The local directory writers write into (files under their final names)."""
+
+    @abstractmethod
+    def location(self, name: str) -> str:
+        """Path or URL of the file `name` in this directory."""
+
+    @abstractmethod
+    def probe(self) -> None:
+        """ConfigError unless files can be created here (a cheap check at plan time)."""
+
+    @abstractmethod
+    def prepare(self) -> int:
+        """Creates the directory; removes partial files of interrupted runs (their number)."""
+
+    @abstractmethod
+    def publish(self, written: Path) -> Published:
+        """Makes a file written into `staging` final."""
+
+    @abstractmethod
+    def size(self, location: str) -> int | None:
+        """Size of a published file, None if it is missing."""
+
+    @abstractmethod
+    def checksum(self, location: str) -> str:
+        """adler32 of a published file."""
+
+    def write_json(self, name: str, data: object, sort_keys: bool = True) -> str:
+        """Writes a JSON file (as `storage.write_json`) and publishes it; returns its location."""
+        staged = self.staging / name
+        write_json(staged, data, sort_keys=sort_keys)
+        return self.publish(staged).path
+
+
+class LocalOutputs(OutputDirectory):
+    """A local directory: writers write in place, atomically."""
+
+    @property
+    def staging(self) -> Path:
+        """The directory itself."""
+        return Path(self.directory)
+
+    def location(self, name: str) -> str:
+        """The local path."""
+        return str(Path(self.directory) / name)
+
+    def probe(self) -> None:
+        """Creates the directory and a probe file in it."""
+        path = Path(self.directory)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".balanced-batches-probe-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as err:
+            raise ConfigError(
+                f"output.directory = {self.directory!r}: not writable ({err.strerror or err})"
+            ) from err
+
+    def prepare(self) -> int:
+        """mkdir, and removal of interrupted atomic writes."""
+        Path(self.directory).mkdir(parents=True, exist_ok=True)
+        return remove_temporaries(Path(self.directory))
+
+    def publish(self, written: Path) -> Published:
+        """Nothing to move: size and adler32 of the file."""
+        return Published(str(written), written.stat().st_size, adler32_of(written))
+
+    def size(self, location: str) -> int | None:
+        """os.stat size."""
+        path = Path(location)
+        return path.stat().st_size if path.is_file() else None
+
+    def checksum(self, location: str) -> str:
+        """adler32 of the local file."""
+        return adler32_of(Path(location))
+
+
+class RemoteOutputs(OutputDirectory):
+    """A directory URL: files are staged locally, then copied with `copy_verified`."""
+
+    def __init__(self, directory: str, staging: Path | None = None) -> None:
+        super().__init__(directory)
+        self._staging = staging
+
+    @property
+    def staging(self) -> Path:
+        """The staging directory given, else a private temporary one."""
+        if self._staging is None:
+            self._staging = Path(tempfile.mkdtemp(prefix="balanced-batches-staging-"))
+        self._staging.mkdir(parents=True, exist_ok=True)
+        return self._staging
+
+    def location(self, name: str) -> str:
+        """The file's URL."""
+        return join(self.directory, name)
+
+    def probe(self) -> None:
+        """Creates the directory and writes and removes a small probe file."""
+        try:
+            self._call(lambda: self._write_probe())
+        except BalancedBatchesError as err:
+            raise ConfigError(f"output.directory = {self.directory!r}: {err}") from err
+        except OSError as err:
+            raise ConfigError(
+                f"output.directory = {self.directory!r}: not writable on server "
+                f"{server_of(self.directory)} ({short(err)})"
+            ) from err
+
+    def _write_probe(self) -> None:
+        store = store_for(self.directory)
+        store.makedirs(self.directory)
+        probe = self.location(f".balanced-batches-probe-{os.getpid()}")
+        with tempfile.TemporaryDirectory() as scratch:
+            local = Path(scratch) / "probe"
+            local.write_bytes(b"probe\n")
+            store.upload(local, probe)
+        store.remove(probe)
+
+    def prepare(self) -> int:
+        """makedirs, and removal of `*.part` files that interrupted copies left."""
+        store = store_for(self.directory)
+
+        def clean() -> int:
+            store.makedirs(self.directory)
+            partial = [u for u in store.listdir(self.directory) if u.endswith(TEMPORARY_SUFFIX)]
+            for url in partial:
+                store.remove(url)
+            return len(partial)
+
+        return self._call(clean)
+
+    def publish(self, written: Path) -> Published:
+        """Verified copy to the directory; the staged file is deleted afterwards."""
+        published = copy_verified(written, self.location(written.name))
+        written.unlink()
+        return published
+
+    def size(self, location: str) -> int | None:
+        """The server's size; None if the file is missing."""
+        try:
+            info = self._call(lambda: store_for(location).info(location), location)
+        except FileNotFoundError:
+            return None
+        return int(info.get("size") or 0)
+
+    def checksum(self, location: str) -> str:
+        """The server's adler32."""
+        return self._call(lambda: store_for(location).checksum(location), location)
+
+    def _call(self, operation: Callable[[], T], location: str | None = None) -> T:
+        return retrying(operation, location or self.directory, "write", TransferError)
+
+
+def output_directory(directory: str, staging: Path | None = None) -> OutputDirectory:
+    """The output directory of a path or URL; remote files are staged in `staging`."""
+    return RemoteOutputs(directory, staging) if is_url(directory) else LocalOutputs(directory)
