@@ -28,7 +28,7 @@ from balanced_batches.config import ProjectConfig
 from balanced_batches.errors import CatalogError, InputFileError
 from balanced_batches.plots import compact, display_edges, overflow_label
 from balanced_batches.regions import build_selection
-from balanced_batches.stages import report as report_stage
+from balanced_batches.stages import report_outputs
 from balanced_batches.stages.plan import choose_batch_count, load_plan
 from balanced_batches.stages.report import (
     REUSE_LIMITS,
@@ -313,7 +313,7 @@ def test_output_scan_reports_unreadable_files_and_reads_the_rest(
 def test_output_chunks_read_every_row_in_bounded_chunks(
     file_format: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(report_stage, "CHUNK_ENTRIES", 7)
+    monkeypatch.setattr(report_outputs, "CHUNK_ENTRIES", 7)
     columns = {"bb_batch": np.arange(30) // 10, "tau_pt": np.linspace(20, 80, 30)}
     path = tmp_path / ("out.parquet" if file_format == "parquet" else "out.root")
     if file_format == "parquet":
@@ -325,12 +325,12 @@ def test_output_chunks_read_every_row_in_bounded_chunks(
                 handle["taus"].extend(columns)
             else:
                 handle["taus"] = columns
-    chunks = list(report_stage.output_chunks(path, file_format, "taus", ["tau_pt", "bb_batch"]))
+    chunks = list(report_outputs.output_chunks(path, file_format, "taus", ["tau_pt", "bb_batch"]))
     assert [len(chunk["tau_pt"]) for chunk in chunks] == [7, 7, 7, 7, 2]
     for name, values in columns.items():
         assert np.array_equal(np.concatenate([chunk[name] for chunk in chunks]), values)
     with pytest.raises(InputFileError, match="unreadable"):
-        list(report_stage.output_chunks(tmp_path / "missing", file_format, "taus", ["tau_pt"]))
+        list(report_outputs.output_chunks(tmp_path / "missing", file_format, "taus", ["tau_pt"]))
 
 
 # -- without a plan, without counts ----------------------------------------------------------
