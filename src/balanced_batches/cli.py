@@ -33,6 +33,10 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="Project YAML (see README).")
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+ClusterOption = Annotated[
+    str | None,
+    typer.Option(help="htcondor or slurm: Dask workers as batch jobs (--workers of them)."),
+]
 
 
 def user_errors(command: F) -> F:
@@ -100,10 +104,13 @@ def resolve_config(
     return with_overrides(config, overrides, "command line")
 
 
-def _engine(workers: int | None, config: Any, scheduler: str | None = None) -> Any:
+def _engine(
+    workers: int | None, config: Any, scheduler: str | None = None, cluster: str | None = None
+) -> Any:
     from .engines import make_engine
 
-    return make_engine(workers or config.execution.workers or os.cpu_count(), scheduler)
+    workers = workers or config.execution.workers or os.cpu_count()
+    return make_engine(workers, scheduler, cluster, config.batch)
 
 
 @app.command()
@@ -154,6 +161,7 @@ def count(
     tree: Annotated[str | None, typer.Option(help="Tree name (default taus).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", "--parallel", min=1)] = None,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address.")] = None,
+    cluster: ClusterOption = None,
     on_bad_file: Annotated[str, typer.Option(help="fail or skip.")] = "fail",
     recompute_infos: Annotated[bool, typer.Option(hidden=True)] = False,
     files_per_job: Annotated[int | None, typer.Option(hidden=True)] = None,
@@ -184,7 +192,7 @@ def count(
         raise ConfigError("no processes configured: pass --process-types or set 'processes'")
     with workdir_lock(workdir):
         catalog = Catalog.open(workdir, create=True)
-        engine = _engine(workers, settings, scheduler)
+        engine = _engine(workers, settings, scheduler, cluster)
         try:
             outcome = count_inputs(catalog, settings, engine, workdir, RichReporter(), on_bad_file)
         finally:
@@ -338,6 +346,7 @@ def run(
     workdir: WorkdirOption = Path("."),
     workers: Annotated[int | None, typer.Option(min=1, help="Local Dask workers.")] = None,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address.")] = None,
+    cluster: ClusterOption = None,
     keep_scratch: Annotated[bool, typer.Option(help="Keep intermediate parts.")] = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -352,7 +361,7 @@ def run(
     stored_plan = load_plan(catalog)
     settings = resolve_config(workdir, None, {}, stored_key="plan_config")
     with workdir_lock(workdir):
-        engine = _engine(workers, settings, scheduler)
+        engine = _engine(workers, settings, scheduler, cluster)
         try:
             outcome = run_plan(
                 catalog, stored_plan, settings, engine, workdir, RichReporter(), keep_scratch

@@ -53,10 +53,20 @@ class InProcessEngine:
         """Nothing to release."""
 
 
-def make_engine(workers: int | None, scheduler: str | None = None) -> Any:
-    """A Dask engine for an address, a local Dask cluster for >1 worker, else in-process."""
-    if scheduler is None and (workers or 1) <= 1:
+def make_engine(
+    workers: int | None,
+    scheduler: str | None = None,
+    cluster: str | None = None,
+    batch: Any = None,
+) -> Any:
+    """An engine: an existing Dask cluster by address, workers as HTCondor/Slurm jobs
+    (`cluster`, resources from `batch`), a local Dask cluster for >1 worker, else in-process."""
+    if scheduler is None and cluster is None and (workers or 1) <= 1:
         return InProcessEngine()
     from .dask import DaskEngine
 
+    if cluster is not None:
+        from .jobqueue import jobqueue_cluster
+
+        return DaskEngine(workers=workers, cluster=jobqueue_cluster(cluster, batch))
     return DaskEngine(workers=workers, scheduler=scheduler)

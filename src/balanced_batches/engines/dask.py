@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from distributed import Client, LocalCluster, as_completed
 
@@ -18,10 +18,21 @@ log = logging.getLogger(__name__)
 class DaskEngine:
     """Submits one task per item; yields results as workers finish them."""
 
-    def __init__(self, workers: int | None = None, scheduler: str | None = None) -> None:
-        self._cluster: LocalCluster | None = None
+    def __init__(
+        self,
+        workers: int | None = None,
+        scheduler: str | None = None,
+        cluster: Any = None,
+    ) -> None:
+        """Connects to `scheduler`, or scales `cluster` (dask-jobqueue) to `workers` jobs,
+        or starts a local cluster of `workers` processes."""
+        self._cluster: Any = None
         if scheduler is not None:
             self._client = Client(scheduler, timeout="30s")
+        elif cluster is not None:
+            self._cluster = cluster
+            cluster.scale(jobs=workers or 1)
+            self._client = Client(cluster)
         else:
             self._cluster = LocalCluster(
                 n_workers=workers or os.cpu_count() or 1,

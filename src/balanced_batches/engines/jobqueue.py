@@ -1,0 +1,56 @@
+"""Dask workers started as HTCondor or Slurm jobs through dask-jobqueue.
+
+The resources and site lines come from the `batch` section of the configuration, the
+same one `export-jobs` uses. Imported only when `--cluster` is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import BatchConfig
+from ..errors import ConfigError
+
+CLUSTERS = ("htcondor", "slurm")
+
+
+def _walltime_seconds(walltime: str) -> int:
+    hours, minutes, seconds = (int(part) for part in walltime.split(":"))
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _submit_lines(lines: list[str]) -> dict[str, str]:
+    """`key = value` submit-file lines as the mapping HTCondorCluster takes."""
+    pairs = {}
+    for line in lines:
+        key, equals, value = line.partition("=")
+        if not equals:
+            raise ConfigError(f"batch.extra_lines: {line!r} is not a 'key = value' submit line")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def jobqueue_cluster(system: str, batch: BatchConfig, host: str | None = None) -> Any:
+    """A dask-jobqueue cluster (not yet scaled) whose jobs request what `batch` says."""
+    if system not in CLUSTERS:
+        raise ConfigError(f"--cluster = {system!r}: expected one of {', '.join(CLUSTERS)}")
+    try:
+        from dask_jobqueue.htcondor import HTCondorCluster
+        from dask_jobqueue.slurm import SLURMCluster
+    except ImportError as err:
+        raise ConfigError(
+            "--cluster needs dask-jobqueue: pip install 'balanced-batches[batch]'"
+        ) from err
+    common: dict[str, Any] = {
+        "cores": batch.cores,
+        "processes": 1,
+        "memory": f"{batch.memory_mb}MB",
+        "job_script_prologue": list(batch.setup),
+        "scheduler_options": {"host": host} if host else {},
+    }
+    if system == "slurm":
+        directives = [line.removeprefix("#SBATCH").strip() for line in batch.extra_lines]
+        return SLURMCluster(**common, walltime=batch.walltime, job_extra_directives=directives)
+    extra = {"+MaxRuntime": str(_walltime_seconds(batch.walltime))}
+    extra.update(_submit_lines(batch.extra_lines))
+    return HTCondorCluster(**common, disk=f"{batch.disk_mb}MB", job_extra_directives=extra)
