@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from . import __version__
 from .catalog import workdir_lock
@@ -94,10 +95,15 @@ def resolve_config(
     overrides = dict(overrides)
     process_types = overrides.pop("process_types", None)
     if process_types is not None:
-        overrides["processes"] = {
-            name: spec.model_dump()
-            for name, spec in load_process_types(Path(process_types)).items()
-        }
+        processes = load_process_types(Path(process_types))
+        for name, spec in processes.items():
+            for type_name in spec.active_types:
+                if type_name not in config.types:
+                    raise ConfigError(
+                        f"{process_types}: key '{name}.active_types' = {type_name!r}: unknown "
+                        f"type; defined types: {', '.join(config.types)}"
+                    )
+        overrides["processes"] = {name: spec.model_dump() for name, spec in processes.items()}
     binning = overrides.pop("binning", None)
     if binning is not None:
         overrides["binning"] = load_binning(Path(binning)).model_dump()
@@ -258,17 +264,17 @@ def summary(
     for table in summary_tables(result, reuse):
         stdout.print(table)
     for _path, error in result.bad_files:
-        stdout.print(f"[red]skipped[/] {error}")
+        stdout.print(f"[red]skipped[/] {escape(error)}")
     for path in result.unmatched_files:
-        stdout.print(f"[yellow]matches no process[/] {path}")
+        stdout.print(f"[yellow]matches no process[/] {escape(path)}")
     stdout.print(batches_line(result))
     write_summary_json(catalog, result, workdir / "summary.json")
-    stdout.print(f"summary: {workdir / 'summary.json'}")
+    stdout.print(f"summary: {escape(str(workdir / 'summary.json'))}")
     if plots:
         from .stages.report import write_report
 
         html = write_report(catalog, settings, workdir / "report", input_only=True)
-        stdout.print(f"report: {html}", soft_wrap=True)
+        stdout.print(f"report: {escape(str(html))}", soft_wrap=True)
 
 
 @app.command()
@@ -475,7 +481,7 @@ def status(
     if exported is not None and Path(exported["records"]).is_dir():
         folded = fold_records(catalog, Path(exported["records"]))
         if folded:
-            stdout.print(f"took {folded} batch-job records from {exported['records']}")
+            stdout.print(f"took {folded} batch-job records from {escape(exported['records'])}")
     files = catalog.files()
     file_states: dict[str, int] = {}
     for record in files:
@@ -483,7 +489,7 @@ def status(
     stdout.print("input files: " + ", ".join(f"{n} {state}" for state, n in file_states.items()))
     for record in files:
         if record.status == "bad":
-            stdout.print(f"  [red]bad[/] {record.error}")
+            stdout.print(f"  [red]bad[/] {escape(record.error or '')}")
     rows = catalog.unit_rows()
     if not rows:
         stdout.print("no plan: run 'balanced-batches plan'")
@@ -497,7 +503,9 @@ def status(
     stdout.print(table)
     for kind, index, state, attempts, error in rows:
         if state == "failed":
-            stdout.print(f"  [red]failed[/] {kind} unit {index} ({attempts} attempts): {error}")
+            stdout.print(
+                f"  [red]failed[/] {kind} unit {index} ({attempts} attempts): {escape(error or '')}"
+            )
 
 
 @app.command()

@@ -216,8 +216,8 @@ class ProjectConfig(_Model):
             for type_name in spec.active_types:
                 if type_name not in self.types:
                     raise ValueError(
-                        f"processes.{process}.active_types: unknown type {type_name!r}; "
-                        f"defined types: {', '.join(self.types)}"
+                        f"key 'processes.{process}.active_types' = {type_name!r}: unknown "
+                        f"type; defined types: {', '.join(self.types)}"
                     )
         return self
 
@@ -226,12 +226,14 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     """One line naming the source, the key and the offending value of the first problem."""
     problems = err.errors()
     first = problems[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    key = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
     shown = "" if isinstance(value, Mapping) else f" = {value!r}"
     more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-    return f"{source}: key '{key}'{shown}: {message}{more}"
+    if not key and isinstance(value, Mapping):  # a check across keys: its message names them
+        return f"{source}: {message}{more}"
+    return f"{source}: key '{key or '(top level)'}'{shown}: {message}{more}"
 
 
 def read_yaml(path: Path) -> Any:
