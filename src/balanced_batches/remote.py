@@ -28,6 +28,7 @@ import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -135,11 +136,20 @@ def is_transient(err: BaseException) -> bool:
     )
 
 
+_NOISE = re.compile(r"Failed to submit <.*?>> request: |\s+")
+
+
 def short(err: BaseException) -> str:
-    """The first line of an error's innermost useful message."""
+    """The first line of an error's innermost message, without object reprs."""
     messages = [str(e).strip() for e in _causes(err) if str(e).strip()]
     text = messages[-1].splitlines()[0] if messages else type(err).__name__
-    return text[:200]
+    return _NOISE.sub(lambda m: " " if m.group().isspace() else "", text).strip()[:200]
+
+
+# Servers whose retries ran out recently (server -> (until, reason)), per process: the
+# next files on them fail at once instead of each waiting through every retry again.
+UNREACHABLE_HOLD_S = 60.0
+_unreachable: dict[str, tuple[float, str]] = {}
 
 
 def retrying(
@@ -153,29 +163,38 @@ def retrying(
 
     Local paths and permanent failures (a missing file, a corrupt one) are not
     retried: their exception passes through. When the retries are used up, `error`
-    says in one line which server and file could not be reached.
+    says in one line which server and file could not be reached, and for
+    `UNREACHABLE_HOLD_S` seconds that server's next operations fail at once.
     """
     if not is_url(location):
         return operation()
+    server = server_of(location)
+    held = _unreachable.get(server)
+    if held is not None and held[0] > time.monotonic():
+        raise error(f"{location}: cannot {what} on server {server}: unreachable ({held[1]})")
     config = config or settings()
     pauses = config.pauses()
     attempts = 0
     while True:
         attempts += 1
         try:
-            return operation()
+            result = operation()
         except Exception as err:
             if not is_transient(err):
                 raise
             pause = next(pauses, None)
             if pause is None:
+                _unreachable[server] = (time.monotonic() + UNREACHABLE_HOLD_S, short(err))
                 raise error(
-                    f"{location}: cannot {what} on server {server_of(location)} "
+                    f"{location}: cannot {what} on server {server} "
                     f"after {attempts} attempts ({short(err)})"
                 ) from err
             log.warning("%s: %s; retrying in %.1f s", location, short(err), pause)
             store_for(location).reset()
             time.sleep(pause)
+        else:
+            _unreachable.pop(server, None)
+            return result
 
 
 # -- stores: one per scheme ------------------------------------------------------------
@@ -240,12 +259,8 @@ class FsspecStore(Store):
     def info(self, url: str) -> dict[str, Any]:
         """fsspec's `info`; a missing file becomes FileNotFoundError."""
         fs, path = self.filesystem(url)
-        try:
+        with _not_found():
             return dict(fs.info(path))
-        except OSError as err:
-            if is_missing(err) and not isinstance(err, FileNotFoundError):
-                raise FileNotFoundError(str(err)) from err
-            raise
 
     def checksum(self, url: str) -> str:
         """adler32 of the bytes read back."""
@@ -281,9 +296,11 @@ class FsspecStore(Store):
     def listdir(self, url: str) -> list[str]:
         """Files in a directory as URLs of the same form as `url`."""
         fs, path = self.filesystem(url)
+        with _not_found():
+            entries = fs.ls(path, detail=True)
         names = [
             entry["name"].rstrip("/").rsplit("/", 1)[-1]
-            for entry in fs.ls(path, detail=True)
+            for entry in entries
             if entry.get("type") != "directory"
         ]
         return [join(url, name) for name in names]
@@ -293,6 +310,17 @@ class FsspecStore(Store):
         import fsspec
 
         fsspec.get_filesystem_class(self.scheme).clear_instance_cache()
+
+
+@contextmanager
+def _not_found() -> Iterator[None]:
+    """Turns a back-end's "no such file" OSError (XRootD: `[3011]`) into FileNotFoundError."""
+    try:
+        yield
+    except OSError as err:
+        if is_missing(err) and not isinstance(err, FileNotFoundError):
+            raise FileNotFoundError(str(err)) from err
+        raise
 
 
 class XRootDStore(FsspecStore):
@@ -479,6 +507,14 @@ class OutputDirectory(ABC):
     def checksum(self, location: str) -> str:
         """adler32 of a published file."""
 
+    @abstractmethod
+    def listdir(self) -> list[str]:
+        """Locations of the files in the directory (none if it does not exist)."""
+
+    @abstractmethod
+    def remove(self, location: str) -> None:
+        """Deletes a published file."""
+
     def write_json(self, name: str, data: object, sort_keys: bool = True) -> str:
         """Writes a JSON file (as `storage.write_json`) and publishes it; returns its location."""
         staged = self.staging / name
@@ -529,6 +565,15 @@ class LocalOutputs(OutputDirectory):
         """adler32 of the local file."""
         return adler32_of(Path(location))
 
+    def listdir(self) -> list[str]:
+        """Files in the directory."""
+        path = Path(self.directory)
+        return sorted(str(p) for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+
+    def remove(self, location: str) -> None:
+        """unlink."""
+        Path(location).unlink()
+
 
 class RemoteOutputs(OutputDirectory):
     """A directory URL: files are staged locally, then copied with `copy_verified`."""
@@ -552,9 +597,9 @@ class RemoteOutputs(OutputDirectory):
     def probe(self) -> None:
         """Creates the directory and writes and removes a small probe file."""
         try:
-            self._call(lambda: self._write_probe())
+            self._call(self._write_probe, "write a probe file")
         except BalancedBatchesError as err:
-            raise ConfigError(f"output.directory = {self.directory!r}: {err}") from err
+            raise ConfigError(f"output.directory: {err}") from err
         except OSError as err:
             raise ConfigError(
                 f"output.directory = {self.directory!r}: not writable on server "
@@ -582,7 +627,7 @@ class RemoteOutputs(OutputDirectory):
                 store.remove(url)
             return len(partial)
 
-        return self._call(clean)
+        return self._call(clean, "prepare the directory")
 
     def publish(self, written: Path) -> Published:
         """Verified copy to the directory; the staged file is deleted afterwards."""
@@ -593,19 +638,36 @@ class RemoteOutputs(OutputDirectory):
     def size(self, location: str) -> int | None:
         """The server's size; None if the file is missing."""
         try:
-            info = self._call(lambda: store_for(location).info(location), location)
+            info = self._call(lambda: store_for(location).info(location), "stat", location)
         except FileNotFoundError:
             return None
         return int(info.get("size") or 0)
 
     def checksum(self, location: str) -> str:
         """The server's adler32."""
-        return self._call(lambda: store_for(location).checksum(location), location)
+        return self._call(lambda: store_for(location).checksum(location), "checksum", location)
 
-    def _call(self, operation: Callable[[], T], location: str | None = None) -> T:
-        return retrying(operation, location or self.directory, "write", TransferError)
+    def listdir(self) -> list[str]:
+        """The server's listing."""
+        try:
+            return self._call(lambda: store_for(self.directory).listdir(self.directory), "list")
+        except FileNotFoundError:
+            return []
+
+    def remove(self, location: str) -> None:
+        """Deletes the file on the server."""
+        self._call(lambda: store_for(location).remove(location), "remove", location)
+
+    def _call(self, operation: Callable[[], T], what: str, location: str | None = None) -> T:
+        return retrying(operation, location or self.directory, what, TransferError)
 
 
 def output_directory(directory: str, staging: Path | None = None) -> OutputDirectory:
     """The output directory of a path or URL; remote files are staged in `staging`."""
     return RemoteOutputs(directory, staging) if is_url(directory) else LocalOutputs(directory)
+
+
+def size_of(location: str) -> int | None:
+    """Size of a published output file (path or URL), None if it is missing."""
+    directory = location.rsplit("/", 1)[0]
+    return output_directory(directory).size(location)

@@ -28,13 +28,12 @@ def is_url(path: str) -> bool:
 
 
 def file_stat(path: str) -> tuple[int, float]:
-    """(size in bytes, modification time) of an input file."""
+    """(size in bytes, modification time) of an input file (remote: `remote.stat`)."""
     try:
         if is_url(path):
-            import fsspec
+            from . import remote
 
-            info = fsspec.core.url_to_fs(path)[0].info(path)
-            return int(info.get("size", 0)), float(info.get("mtime", 0) or 0)
+            return remote.stat(path)
         stat = os.stat(path.removeprefix("file://"))
         return stat.st_size, stat.st_mtime
     except FileNotFoundError as err:
@@ -44,12 +43,27 @@ def file_stat(path: str) -> tuple[int, float]:
 
 
 def open_tree(path: str, tree_name: str) -> Any:
-    """The input tree; a missing file, corrupt file or missing tree is a one-line InputFileError."""
+    """The input tree; a missing file, corrupt file or missing tree is a one-line InputFileError.
+
+    Remote files are opened with a client timeout, and transient failures (lost
+    connections, timeouts) are retried with backoff (`remote.retrying`).
+    """
+    from . import remote
+
+    return remote.retrying(lambda: _open_tree(path, tree_name, remote.open_options(path)), path)
+
+
+def _open_tree(path: str, tree_name: str, options: dict[str, Any]) -> Any:
+    """One attempt of `open_tree`; `options` go to `uproot.open`."""
+    from .remote import is_missing
+
     try:
-        handle = uproot.open(path)
+        handle = uproot.open(path, **options)
     except FileNotFoundError as err:
         raise InputFileError(f"{path}: file not found") from err
     except Exception as err:  # uproot raises many kinds for corrupt or non-ROOT files
+        if is_url(path) and is_missing(err):
+            raise InputFileError(f"{path}: file not found") from err
         raise InputFileError(f"{path}: not a readable ROOT file ({_short(err)})") from err
     try:
         tree = handle[tree_name]

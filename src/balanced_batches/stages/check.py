@@ -16,8 +16,9 @@ from ..catalog import Catalog
 from ..config import ProjectConfig
 from ..plan_model import Plan
 from ..regions import Selection, build_selection
+from ..remote import open_options, output_directory
 from ..shuffle import unpermute
-from ..storage import adler32_of, open_tree
+from ..storage import open_tree
 from .count import region_of_entries
 from .make import output_path
 
@@ -36,11 +37,12 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
 
 
-def read_output(path: Path, file_format: str, tree: str) -> ak.Array:
-    """All rows of an output file."""
+def read_output(path: Path | str, file_format: str, tree: str) -> ak.Array:
+    """All rows of an output file (a path or a URL)."""
+    options = open_options(str(path))
     if file_format == "parquet":
-        return ak.from_parquet(path)
-    with uproot.open(path) as handle:
+        return ak.from_parquet(path, storage_options=options or None)
+    with uproot.open(path, **options) as handle:
         return handle[tree].arrays()
 
 
@@ -128,16 +130,19 @@ def check_outputs(catalog: Catalog, plan: Plan, config: ProjectConfig, sample: i
     uses: list[tuple[np.ndarray, ...]] = []
     samples: list[ak.Array] = []
     present = np.zeros(plan.n_batches, dtype=bool)
+    outputs = output_directory(config.output.directory)
     for index in range(plan.n_output_files):
-        path = output_path(config.output.directory, config.output.name, config.output.format, index)
+        file = output_path(config.output.directory, config.output.name, config.output.format, index)
+        path = outputs.location(file.name)
         first = index * plan.batches_per_file
         stop = min(first + plan.batches_per_file, plan.n_batches)
-        if not path.exists():
+        size = outputs.size(path)
+        if size is None:
             report.problems.append(f"{path}: missing")
             continue
         record = recorded.get(index)
         if record is not None and (
-            path.stat().st_size != record["size"] or adler32_of(path) != record["adler32"]
+            size != record["size"] or outputs.checksum(path) != record["adler32"]
         ):
             report.problems.append(f"{path}: changed after it was written (size or adler32)")
         try:

@@ -23,6 +23,7 @@ from ..config import ProjectConfig
 from ..errors import BalancedBatchesError, CatalogError, InputFileError
 from ..plan_model import Plan, member_uses
 from ..regions import Selection, build_selection
+from ..remote import output_directory
 from ..shards import (
     part_path,
     read_unit_parts,
@@ -31,7 +32,6 @@ from ..shards import (
 )
 from ..storage import (
     BranchLayout,
-    adler32_of,
     branch_layout,
     file_stat,
     open_tree,
@@ -121,18 +121,19 @@ def output_path(directory: str, name: str, file_format: str, index: int) -> Path
     return Path(directory) / (name.format(index=index) + EXTENSIONS[file_format])
 
 
-def remove_stale_outputs(directory: str, name: str, file_format: str, n_files: int) -> list[Path]:
+def remove_stale_outputs(directory: str, name: str, file_format: str, n_files: int) -> list[str]:
     """Deletes output files of an earlier plan whose index this plan does not reach."""
     prefix, _, suffix = name.partition("{index}")
     pattern = re.compile(
         re.escape(prefix) + r"(\d+)" + re.escape(suffix + EXTENSIONS[file_format]) + "$"
     )
     removed = []
-    for path in Path(directory).glob("*" + EXTENSIONS[file_format]):
-        match = pattern.match(path.name)
+    outputs = output_directory(directory)
+    for location in outputs.listdir():
+        match = pattern.match(location.rsplit("/", 1)[-1])
         if match and int(match.group(1)) >= n_files:
-            path.unlink()
-            removed.append(path)
+            outputs.remove(location)
+            removed.append(location)
     return removed
 
 
@@ -367,21 +368,23 @@ def _write_outputs(task: WriteTask) -> WriteResult:
     rows = rows[np.argsort(key, kind="stable")]
     batches = np.asarray(rows["bb_batch"])
     outputs = []
+    directory = output_directory(task.directory, Path(task.scratch) / "staging")
     for index in range(task.first, task.stop):
         lo, hi = np.searchsorted(
             batches, [index * task.batches_per_file, (index + 1) * task.batches_per_file]
         )
         shuffle = np.random.default_rng([task.seed, index, 0x5EED]).permutation(hi - lo)
         selected = rows[lo:hi][shuffle]
-        path = output_path(task.directory, task.name, task.spec.format, index)
+        path = output_path(str(directory.staging), task.name, task.spec.format, index)
         WRITERS[task.spec.format](path, selected, task.layout, PROVENANCE, task.spec)
+        published = directory.publish(path)  # remote: a verified copy, then renamed
         outputs.append(
             {
                 "index": index,
-                "path": str(path),
+                "path": published.path,
                 "entries": int(hi - lo),
-                "size": path.stat().st_size,
-                "adler32": adler32_of(path),
+                "size": published.size,
+                "adler32": published.adler32,
             }
         )
     return WriteResult(task.unit, outputs=outputs)

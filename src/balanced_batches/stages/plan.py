@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from ..config import PILEUP_SCENARIOS, ProjectConfig, with_overrides
 from ..errors import CatalogError, ConfigError, PlanError
 from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
+from ..remote import output_directory
 from ..storage import write_json
 from .count import selection_fingerprint
 
@@ -180,17 +180,11 @@ def summary_json(table: CountTable, catalog: Catalog) -> dict[str, dict[str, int
 
 
 def check_writable(directory: str) -> None:
-    """The output directory exists or can be made, and files can be created in it."""
-    path = Path(directory)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".balanced-batches-probe-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(
-            f"output.directory = {directory!r}: not writable ({err.strerror or err})"
-        ) from err
+    """The output directory exists or can be made, and files can be created in it.
+
+    A remote directory is probed on its server (a tiny file written and removed).
+    """
+    output_directory(directory).probe()
 
 
 def mean_bytes_per_entry(catalog: Catalog, file_ids: np.ndarray) -> float:

@@ -20,8 +20,9 @@ from ..engines import Engine, Reporter
 from ..errors import BalancedBatchesError, CatalogError, InputFileError
 from ..jobs import JobSpec, build_jobs, spec_from_catalog, stored_layout
 from ..plan_model import Plan
+from ..remote import output_directory, size_of
 from ..shards import unit_directory
-from ..storage import BranchLayout, layout_to_json, remove_temporaries, write_json
+from ..storage import BranchLayout, layout_to_json, write_json
 from .make import (
     ReadResult,
     WriteResult,
@@ -90,14 +91,14 @@ def run_plan(
     """Makes every unit not yet done: reads first, then writes; resumes after interruptions."""
     spec = spec_from_catalog(catalog, plan, config, workdir)
     jobs = build_jobs(spec)
-    directory = Path(config.output.directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    write_json(directory / "provenance.json", provenance_record(spec), sort_keys=False)
+    directory = output_directory(config.output.directory, Path(spec.scratch) / "staging")
+    removed_partials = directory.prepare()
+    directory.write_json("provenance.json", provenance_record(spec), sort_keys=False)
     for path in remove_stale_outputs(
         config.output.directory, config.output.name, config.output.format, plan.n_output_files
     ):
         log.info("removed %s, left by an earlier plan", path)
-    if remove_temporaries(directory):
+    if removed_partials:
         log.info("removed partial files of an interrupted run")
     reopen_lost_outputs(catalog, Path(spec.scratch))
     retries = config.execution.retries
@@ -155,10 +156,7 @@ def reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:
     lost = [
         unit
         for unit, result in catalog.unit_results("write").items()
-        if any(
-            not Path(o["path"]).is_file() or Path(o["path"]).stat().st_size != o["size"]
-            for o in result["outputs"]
-        )
+        if any(size_of(o["path"]) != o["size"] for o in result["outputs"])
     ]
     if not lost:
         return
@@ -222,10 +220,7 @@ def _still_done(record: dict[str, Any], spec: JobSpec) -> bool:
         return False
     if record["kind"] == "read":
         return any(Path(spec.scratch).glob(f"w*/r{record['unit']:06d}-*.parquet"))
-    return all(
-        Path(o["path"]).is_file() and Path(o["path"]).stat().st_size == o["size"]
-        for o in record["outputs"]
-    )
+    return all(size_of(o["path"]) == o["size"] for o in record["outputs"])
 
 
 def _run_unit(spec: JobSpec, job: int) -> tuple[str, int, ReadResult | WriteResult]:
@@ -239,10 +234,8 @@ def _run_unit(spec: JobSpec, job: int) -> tuple[str, int, ReadResult | WriteResu
         raise CatalogError(
             f"--job {job} writes outputs: run the read jobs 0 to {n_reads - 1} first"
         )
-    write_json(
-        Path(spec.config.output.directory) / "provenance.json",
-        provenance_record(spec),
-        sort_keys=False,
+    output_directory(spec.config.output.directory, Path(spec.scratch) / "staging").write_json(
+        "provenance.json", provenance_record(spec), sort_keys=False
     )
     return "write", job - n_reads, write_outputs(jobs.writes[job - n_reads])
 

@@ -1,0 +1,312 @@
+"""Remote storage against a real XRootD server on 127.0.0.1: inputs and outputs over root://.
+
+The server (tests/xrootd_server.py) exports a directory holding a tiny generated
+dataset. Runs over root:// must give the counts and outputs of a run on the local
+paths; outputs written to the server must carry the server's adler32; a server
+stopped in the middle of a run must give a one-line error naming it, quickly, and
+a later run must finish the job with identical outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uproot
+
+from balanced_batches import remote
+from balanced_batches.catalog import CATALOG_NAME, Catalog
+from conftest import (
+    EXECUTABLE,
+    TREE,
+    assert_same_arrays,
+    cli,
+    count_args,
+    read_output,
+    reference_plan_args,
+)
+from xrootd_server import XRootDServer, free_port, missing_requirement
+
+_MISSING = missing_requirement()
+if _MISSING is not None:
+    pytest.skip(_MISSING, allow_module_level=True)
+
+# a dead server must fail fast: one connection attempt, 2 s window (default: ~15 s and more)
+FAST_FAILURE = {
+    "XRD_CONNECTIONRETRY": "1",
+    "XRD_CONNECTIONWINDOW": "2",
+    "BALANCED_BATCHES_REMOTE_RETRIES": "1",
+}
+FAILURE_DEADLINE_S = 30.0
+
+
+def bb(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`balanced-batches ARGS` in a subprocess (the XRootD client reads XRD_* at start)."""
+    return subprocess.run(
+        [str(EXECUTABLE), *map(str, args)],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    """The result, after checking that the command succeeded."""
+    assert result.returncode == 0, f"{result.args}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def server_adler32(server: XRootDServer, path: str) -> str:
+    """The server's checksum, asked with the xrdfs tool (not with the package)."""
+    answer = subprocess.run(
+        ["xrdfs", server.host, "query", "checksum", path],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.split()
+    assert answer[0] == "adler32", answer
+    return answer[1]
+
+
+def adler32(path: Path) -> str:
+    """adler32 of a local file, as 8 hex digits."""
+    return f"{zlib.adler32(path.read_bytes()) & 0xFFFFFFFF:08x}"
+
+
+def outputs_of(directory: Path) -> dict[str, Path]:
+    """Output ROOT files of a directory by name."""
+    return {path.name: path for path in sorted(directory.glob("batch*.root"))}
+
+
+def copy_workdir(source: Path, target: Path) -> Path:
+    """The catalog of a working directory (WAL included), without outputs or scratch."""
+    target.mkdir(parents=True)
+    with (
+        closing(sqlite3.connect(source / CATALOG_NAME)) as original,
+        closing(sqlite3.connect(target / CATALOG_NAME)) as copy,
+    ):
+        original.backup(copy)
+    return target
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[XRootDServer]:
+    """A running server, stopped and deleted after the module."""
+    instance = XRootDServer()
+    instance.start()
+    yield instance
+    instance.close()
+
+
+@pytest.fixture(scope="module")
+def file_list(server: XRootDServer) -> Path:
+    """A tiny dataset inside the server's export; its list holds local paths."""
+    data = server.export / "data"
+    cli("generate", data, "--max-samples", 4, "--entries-per-file", 200, "--workers", 1)
+    return data / "flist.txt"
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory, file_list: Path) -> Path:
+    """The reference: count, plan and run on the local paths."""
+    workdir = tmp_path_factory.mktemp("local")
+    cli(*count_args(workdir, file_list))
+    cli(*reference_plan_args(workdir))
+    cli("run", "--workdir", workdir, "--workers", 1)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def remote_counted(
+    tmp_path_factory: pytest.TempPathFactory, server: XRootDServer, file_list: Path
+) -> Path:
+    """`count` with every path turned into a root:// URL by --replace-file-prefix."""
+    workdir = tmp_path_factory.mktemp("remote")
+    prefix = f"{server.export}@{server.url}"  # /export/x -> root://127.0.0.1:PORT//x
+    ok(bb(*count_args(workdir, file_list), "--replace-file-prefix", prefix))
+    return workdir
+
+
+def test_remote_inputs_give_the_local_counts_and_outputs(
+    server: XRootDServer, local_run: Path, remote_counted: Path, tmp_path: Path
+) -> None:
+    local = json.loads((local_run / "counts.json").read_text())
+    remote = json.loads((remote_counted / "counts.json").read_text())
+    assert sorted(remote) == sorted(local)
+    for name, entry in remote.items():
+        assert entry["path"].startswith(f"root://{server.host}//"), entry["path"]
+        assert {k: v for k, v in entry.items() if k != "path"} == {
+            k: v for k, v in local[name].items() if k != "path"
+        }, name
+
+    workdir = copy_workdir(remote_counted, tmp_path / "work")
+    ok(bb(*reference_plan_args(workdir)))
+    ok(bb("run", "--workdir", workdir, "--workers", 1))
+    expected, made = outputs_of(local_run / "batches"), outputs_of(workdir / "batches")
+    assert sorted(made) == sorted(expected) and made
+    for name, path in made.items():
+        assert_same_arrays(read_output(path), read_output(expected[name]), name)
+
+
+def test_outputs_written_to_the_server(
+    server: XRootDServer, local_run: Path, tmp_path: Path
+) -> None:
+    workdir = copy_workdir(local_run, tmp_path / "work")
+    directory = f"{server.url}/out"
+    ok(bb(*reference_plan_args(workdir), "--output-directory", directory))
+    ok(bb("run", "--workdir", workdir, "--workers", 2))
+    ok(bb("check", "--workdir", workdir))
+
+    expected = outputs_of(local_run / "batches")
+    on_server = server.export / "out"
+    assert sorted(p.name for p in on_server.iterdir()) == sorted([*expected, "provenance.json"])
+    catalog = _recorded_outputs(workdir)
+    for name, local in expected.items():
+        url = f"{directory}/{name}"
+        with uproot.open(url, timeout=10) as handle:
+            assert_same_arrays(handle[TREE].arrays(), read_output(local), name)
+        # same inputs and plan: the very same bytes as the local run, and the server agrees
+        assert server_adler32(server, f"/out/{name}") == adler32(local) == catalog[url]["adler32"]
+        assert catalog[url]["size"] == local.stat().st_size
+
+
+def test_server_stopped_mid_run(
+    server: XRootDServer, local_run: Path, remote_counted: Path, tmp_path: Path
+) -> None:
+    workdir = copy_workdir(remote_counted, tmp_path / "work")
+    directory = f"{server.url}/stopped"
+    ok(bb(*reference_plan_args(workdir), "--output-directory", directory))
+    env = {**os.environ, **FAST_FAILURE}
+    command = [str(EXECUTABLE), "run", "--workdir", str(workdir), "--workers", "1"]
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
+        # stop the server once the first input file has been read
+        while not any((workdir / "scratch").glob("w*/r*.parquet")) and run.poll() is None:
+            time.sleep(0.005)
+        server.stop()
+        stopped = time.monotonic()
+        _, stderr = run.communicate(timeout=120)
+        elapsed = time.monotonic() - stopped
+    try:
+        errors = [line for line in stderr.decode().splitlines() if line.startswith("error:")]
+        assert run.returncode == 2, stderr.decode()
+        assert len(errors) == 1 and server.host in errors[0], stderr.decode()
+        assert "Traceback" not in stderr.decode()
+        assert elapsed < FAILURE_DEADLINE_S
+        # whatever reached its final name is complete
+        expected = outputs_of(local_run / "batches")
+        for name, path in outputs_of(server.export / "stopped").items():
+            assert_same_arrays(read_output(path), read_output(expected[name]), name)
+    finally:
+        server.start()
+
+    ok(bb("run", "--workdir", workdir, "--workers", 1))
+    ok(bb("check", "--workdir", workdir))
+    made = outputs_of(server.export / "stopped")
+    assert sorted(made) == sorted(expected)
+    for name, path in made.items():
+        assert_same_arrays(read_output(path), read_output(expected[name]), name)
+    assert not list((server.export / "stopped").glob("*.part"))
+
+
+def test_unreachable_server_and_missing_file_are_one_line_errors(
+    server: XRootDServer, local_run: Path, tmp_path: Path
+) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    listing = tmp_path / "flist.txt"
+    listing.write_text(f"root://{dead}//data/DYToLL_PU200/a.root\n")
+    started = time.monotonic()
+    result = bb(*count_args(tmp_path / "dead", listing), env=FAST_FAILURE)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error:")
+    assert f"server root://{dead}" in result.stderr.splitlines()[-1]
+    assert time.monotonic() - started < FAILURE_DEADLINE_S
+
+    listing.write_text(f"{server.url}/data/DYToLL_PU200/missing.root\n")
+    result = bb(*count_args(tmp_path / "missing", listing))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1].endswith("missing.root: file not found")
+
+    workdir = copy_workdir(local_run, tmp_path / "plan")
+    started = time.monotonic()
+    result = bb(
+        *reference_plan_args(workdir), "--output-directory", f"root://{dead}//out", env=FAST_FAILURE
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: output.directory")
+    assert f"server root://{dead}" in result.stderr.splitlines()[-1]
+    assert time.monotonic() - started < FAILURE_DEADLINE_S
+
+
+def _recorded_outputs(workdir: Path) -> dict[str, dict[str, Any]]:
+    """Output records of the catalog's finished write units, by path."""
+    catalog = Catalog.open(workdir)
+    try:
+        results = catalog.unit_results("write").values()
+    finally:
+        catalog.close()
+    return {output["path"]: output for result in results for output in result["outputs"]}
+
+
+def test_copy_verified_retries_a_corrupted_copy_and_never_shows_a_partial_one(
+    server: XRootDServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = tmp_path / "batch9.root"
+    local.write_bytes(os.urandom(3_000_000))
+    corrupted = tmp_path / "corrupted"
+    corrupted.write_bytes(local.read_bytes()[:-1] + b"?")  # same size, another adler32
+    upload = remote.XRootDStore.upload
+    uploads: list[str] = []
+
+    def corrupting_once(self: remote.XRootDStore, source: Path, url: str) -> None:
+        uploads.append(url)
+        upload(self, corrupted if len(uploads) == 1 else source, url)
+
+    monkeypatch.setattr(remote.XRootDStore, "upload", corrupting_once)
+    url = f"{server.url}/verified/batch9.root"
+    published = remote.copy_verified(local, url)
+    assert uploads == [url + ".part"] * 2
+    assert published == remote.Published(url, local.stat().st_size, adler32(local))
+    assert server_adler32(server, "/verified/batch9.root") == adler32(local)
+
+    def always_corrupting(self: remote.XRootDStore, source: Path, url: str) -> None:
+        upload(self, corrupted, url)
+
+    monkeypatch.setattr(remote.XRootDStore, "upload", always_corrupting)
+    with pytest.raises(remote.TransferError, match=r"after 2 attempts \(adler32 "):
+        remote.copy_verified(
+            local, f"{server.url}/verified/batch10.root", remote.RemoteSettings(retries=1)
+        )
+    assert sorted(p.name for p in (server.export / "verified").iterdir()) == ["batch9.root"]
+
+
+def test_any_fsspec_url_is_a_remote_output_directory(tmp_path: Path) -> None:
+    import fsspec
+
+    local = tmp_path / "staging" / "batch0.parquet"
+    local.parent.mkdir()
+    local.write_bytes(os.urandom(100_000))
+    outputs = remote.output_directory("memory://bb-test/out", tmp_path / "staging")
+    assert outputs.prepare() == 0
+    size, checksum = local.stat().st_size, adler32(local)
+    published = outputs.publish(local)  # the staged file is removed once copied
+    assert published == remote.Published("memory://bb-test/out/batch0.parquet", size, checksum)
+    assert not local.exists()
+    assert outputs.size(published.path) == size
+    assert outputs.checksum(published.path) == checksum  # read back: memory:// has none
+    assert outputs.listdir() == [published.path]
+    memory = fsspec.filesystem("memory")
+    assert memory.ls("/bb-test/out", detail=False) == ["/bb-test/out/batch0.parquet"]
+    outputs.remove(published.path)
+    assert outputs.size(published.path) is None
