@@ -264,9 +264,9 @@ def summary(
     for table in summary_tables(result, reuse):
         stdout.print(table)
     for _path, error in result.bad_files:
-        stdout.print(f"[red]skipped[/] {escape(error)}")
+        stdout.print(f"[red]skipped[/] {escape(error)}", soft_wrap=True)
     for path in result.unmatched_files:
-        stdout.print(f"[yellow]matches no process[/] {escape(path)}")
+        stdout.print(f"[yellow]matches no process[/] {escape(path)}", soft_wrap=True)
     stdout.print(batches_line(result))
     write_summary_json(catalog, result, workdir / "summary.json")
     stdout.print(f"summary: {escape(str(workdir / 'summary.json'))}")
@@ -489,7 +489,7 @@ def status(
     stdout.print("input files: " + ", ".join(f"{n} {state}" for state, n in file_states.items()))
     for record in files:
         if record.status == "bad":
-            stdout.print(f"  [red]bad[/] {escape(record.error or '')}")
+            stdout.print(f"  [red]bad[/] {escape(record.error or '')}", soft_wrap=True)
     rows = catalog.unit_rows()
     if not rows:
         stdout.print("no plan: run 'balanced-batches plan'")
@@ -504,7 +504,9 @@ def status(
     for kind, index, state, attempts, error in rows:
         if state == "failed":
             stdout.print(
-                f"  [red]failed[/] {kind} unit {index} ({attempts} attempts): {escape(error or '')}"
+                f"  [red]failed[/] {kind} unit {index} ({attempts} attempts): "
+                + escape(error or ""),
+                soft_wrap=True,
             )
 
 

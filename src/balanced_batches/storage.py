@@ -69,9 +69,28 @@ def _open_tree(path: str, tree_name: str, options: dict[str, Any]) -> Any:
         tree = handle[tree_name]
     except Exception as err:
         raise InputFileError(f"{path}: no tree {tree_name!r} in file") from err
-    if not hasattr(tree, "num_entries") or not hasattr(tree, "iterate"):
+    if not isinstance(tree, uproot.behaviors.TTree.TTree):
         raise InputFileError(f"{path}: {tree_name!r} is not a TTree")
+    expected, found = handle.file.fEND, _size_of_source(handle.file)
+    if found is not None and found < expected:
+        raise InputFileError(f"{path}: truncated ({found} of {expected} bytes)")
     return tree
+
+
+def _size_of_source(file: Any) -> int | None:
+    """Bytes uproot can reach in a file, if its source knows."""
+    try:
+        size = file.source.num_bytes
+    except Exception:  # some remote sources cannot tell
+        return None
+    return None if size is None else int(size)
+
+
+def unreadable(path: str, err: BaseException) -> str:
+    """One line saying that a file could not be read, and why."""
+    from .remote import short
+
+    return f"{path}: cannot read ({type(err).__name__}: {short(err)})"
 
 
 def _short(err: Exception) -> str:

@@ -18,7 +18,7 @@ from ..plan_model import Plan
 from ..regions import Selection, build_selection
 from ..remote import open_options, output_directory
 from ..shuffle import unpermute
-from ..storage import open_tree
+from ..storage import open_tree, unreadable
 from .count import region_of_entries
 from .make import output_path
 
@@ -148,7 +148,7 @@ def check_outputs(catalog: Catalog, plan: Plan, config: ProjectConfig, sample: i
         try:
             rows = read_output(path, config.output.format, config.inputs.tree)
         except Exception as err:  # a damaged file can fail in many ways inside uproot
-            report.problems.append(f"{path}: unreadable ({type(err).__name__}: {err})")
+            report.problems.append(unreadable(str(path), err))
             continue
         report.files += 1
         report.rows += len(rows)

@@ -16,7 +16,7 @@ from ..engines import Engine, Reporter
 from ..errors import BalancedBatchesError, InputFileError
 from ..inputs import describe_inputs
 from ..regions import Selection, build_selection
-from ..storage import file_stat, open_tree, write_json
+from ..storage import file_stat, open_tree, unreadable, write_json
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ def count_file(task: CountTask) -> CountResult:
         uncompressed = float(sum(branch.uncompressed_bytes for branch in tree.values()))
     except BalancedBatchesError as err:
         return CountResult(task.file_id, task.path, error=str(err))
-    except (OSError, ValueError) as err:  # decompression and I/O failures of damaged files
-        return CountResult(task.file_id, task.path, error=f"{task.path}: cannot read: {err}")
+    except Exception as err:  # a damaged file fails in many ways inside uproot
+        return CountResult(task.file_id, task.path, error=unreadable(task.path, err))
     return CountResult(
         task.file_id,
         task.path,

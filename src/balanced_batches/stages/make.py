@@ -11,6 +11,7 @@ complete. Results are therefore identical whatever ran where, and in what order.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from ..storage import (
     branch_layout,
     file_stat,
     open_tree,
+    unreadable,
 )
 from ..writers import EXTENSIONS, WRITERS, OutputSpec
 from .count import read_selection_arrays
@@ -231,8 +233,8 @@ def read_input(task: ReadTask) -> ReadResult:
         return _read_input(task)
     except BalancedBatchesError as err:
         return ReadResult(task.unit, error=str(err))
-    except (OSError, ValueError) as err:
-        return ReadResult(task.unit, error=f"{task.path}: cannot read: {err}")
+    except Exception as err:  # a damaged file fails in many ways inside uproot
+        return ReadResult(task.unit, error=unreadable(task.path, err))
 
 
 def _read_input(task: ReadTask) -> ReadResult:
@@ -385,6 +387,12 @@ def _write_outputs(task: WriteTask) -> WriteResult:
                 "entries": int(hi - lo),
                 "size": published.size,
                 "adler32": published.adler32,
+                "mtime_ns": modification_time(published.path),
             }
         )
     return WriteResult(task.unit, outputs=outputs)
+
+
+def modification_time(path: str) -> int | None:
+    """A local file's modification time in ns (None for remote files): a cheap change check."""
+    return None if "://" in path else os.stat(path).st_mtime_ns

@@ -21,11 +21,11 @@ from ..errors import BalancedBatchesError, CatalogError, InputFileError
 from ..jobs import JobSpec, build_jobs, spec_from_catalog, stored_layout
 from ..plan_model import Plan
 from ..remote import output_directory, size_of
-from ..shards import unit_directory
 from ..storage import BranchLayout, layout_to_json, write_json
 from .make import (
     ReadResult,
     WriteResult,
+    modification_time,
     read_input,
     remove_stale_outputs,
     write_outputs,
@@ -147,24 +147,34 @@ def _run_units(
     _raise_failures(catalog, kind)
 
 
-def reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:
-    """Marks write units whose files vanished or changed as pending again.
+def _intact(output: dict[str, Any]) -> bool:
+    if size_of(output["path"]) != output["size"]:
+        return False
+    recorded = output.get("mtime_ns")
+    return recorded is None or modification_time(output["path"]) == recorded
 
-    Their rows come from the read units' parts; if those were cleaned up already,
-    the read units run again too (each input file is still read once in this run).
+
+def reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:
+    """Makes again what is lost: write units whose files vanished or changed, and read units
+    whose intermediate parts are gone while some write unit still needs them.
+
+    Every decision is taken from what is on disk, so an interruption here is harmless:
+    the next run decides the same (each input file is still read once per run).
     """
     lost = [
         unit
         for unit, result in catalog.unit_results("write").items()
-        if any(size_of(o["path"]) != o["size"] for o in result["outputs"])
+        if not all(_intact(o) for o in result["outputs"])
     ]
-    if not lost:
-        return
-    log.warning("%d write units lost or changed output files: making them again", len(lost))
+    if lost:
+        log.warning("%d write units lost or changed output files: making them again", len(lost))
     for unit in lost:
         catalog.set_unit("write", unit, "pending")
-    if not all(any(unit_directory(scratch, unit).glob("r*.parquet")) for unit in lost):
-        for unit in catalog.unit_states("read"):
+    if all(state == "done" for state in catalog.unit_states("write").values()):
+        return
+    with_parts = {path.name.split("-")[0] for path in scratch.glob("w*/r*.parquet")}
+    for unit, result in catalog.unit_results("read").items():
+        if result.get("rows", 0) and f"r{unit:06d}" not in with_parts:
             catalog.set_unit("read", unit, "pending")
 
 

@@ -1,0 +1,314 @@
+"""Fault injection for test_faults.py: real processes killed, limited and measured.
+
+`balanced-batches` is started as a real process in its own session, so that a kill of its
+process group also takes down every Dask worker it started. Two ways of choosing the moment:
+
+- `run_killed_after`: after a delay (the tests draw it from a seeded generator);
+- `run_killed_at`: exactly when a named function is called for the n-th time. This module is
+  then the program (`python faults_util.py HOOK ARGS...`): it wraps the function so that the
+  process kills itself with SIGKILL before or after that call, then runs the command line.
+
+Also: a file-size limit for a child (a full disk without root), its peak resident memory
+(`os.wait4`), and digests of output directories. Run as a script, this module imports only
+the package and the standard library.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+TIMEOUT = 600  # seconds any one command may take on a loaded machine
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    """Kill the process at the `nth` call of `target` whose arguments mention every `needle`.
+
+    `target` is `module:attribute.path` (a module function, a class method, or a function of
+    the standard library); `when` is "before" or "after" the original function runs.
+    """
+
+    target: str
+    nth: int = 1
+    when: str = "after"
+    needles: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a command ended, with its output."""
+
+    pid: int
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def killed(self) -> bool:
+        """True if SIGKILL ended the process."""
+        return self.returncode == -signal.SIGKILL
+
+
+def command_line(executable: Path, args: Iterable[object]) -> list[str]:
+    """The argument vector of `balanced-batches ARGS`."""
+    return [str(executable), *(str(arg) for arg in args)]
+
+
+def run_command(
+    executable: Path,
+    args: Iterable[object],
+    *,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Outcome:
+    """Runs `balanced-batches ARGS` to its end in a new session (for parity with the kills)."""
+    start = time.monotonic()
+    process = subprocess.Popen(
+        command_line(executable, args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=preexec_fn,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        kill_group(process.pid)
+    return Outcome(process.pid, process.returncode, stdout, stderr, time.monotonic() - start)
+
+
+def run_watched(
+    executable: Path, args: Iterable[object], started: Callable[[], bool]
+) -> tuple[Outcome, float]:
+    """Runs a command to its end; also returns when `started()` first held (polled every 10 ms).
+
+    The kill tests use it to learn how long start-up (imports, a Dask cluster) takes, so that
+    they kill at moments when work is under way.
+    """
+    start = time.monotonic()
+    process = subprocess.Popen(
+        command_line(executable, args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    seen = None
+    try:
+        while seen is None:
+            try:
+                stdout, stderr = process.communicate(timeout=0.01)
+                break
+            except subprocess.TimeoutExpired:
+                if started():
+                    seen = time.monotonic() - start
+        else:
+            stdout, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        kill_group(process.pid)
+    elapsed = time.monotonic() - start
+    return Outcome(process.pid, process.returncode, stdout, stderr, elapsed), seen or elapsed
+
+
+def run_killed_after(executable: Path, args: Iterable[object], delay: float) -> Outcome:
+    """Starts `balanced-batches ARGS`, kills its whole process group with SIGKILL after `delay`.
+
+    If the command ends before the delay, its own exit code is returned instead.
+    """
+    start = time.monotonic()
+    process = subprocess.Popen(
+        command_line(executable, args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=delay)
+    except subprocess.TimeoutExpired:
+        kill_group(process.pid)
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        kill_group(process.pid)
+    return Outcome(process.pid, process.returncode, stdout, stderr, time.monotonic() - start)
+
+
+def run_killed_at(point: KillPoint, args: Iterable[object]) -> Outcome:
+    """Runs `balanced-batches ARGS` in a process that SIGKILLs itself at `point`."""
+    start = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, __file__, json.dumps(asdict(point)), *(str(arg) for arg in args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        kill_group(process.pid)
+    return Outcome(process.pid, process.returncode, stdout, stderr, time.monotonic() - start)
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILLs a process group and waits until none of its processes is alive."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 30
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its ')'
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def peak_rss_of(executable: Path, args: Iterable[object]) -> tuple[Outcome, int]:
+    """Runs a command to its end; returns its outcome and its peak resident set in bytes.
+
+    `os.wait4` gives the resource usage of exactly this child (and what it waited for),
+    unlike RUSAGE_CHILDREN, which keeps the maximum of every child the tests ever ran.
+    """
+    start = time.monotonic()
+    with (
+        open(os.devnull, "rb") as stdin,
+        tempfile.TemporaryFile() as stdout,
+        tempfile.TemporaryFile() as stderr,
+    ):
+        process = subprocess.Popen(
+            command_line(executable, args),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        stderr.seek(0)
+        outcome = Outcome(
+            process.pid,
+            process.returncode,
+            stdout.read().decode(),
+            stderr.read().decode(),
+            time.monotonic() - start,
+        )
+    return outcome, usage.ru_maxrss * 1024  # Linux reports kilobytes
+
+
+def file_size_limit(limit: int) -> Callable[[], None]:
+    """A preexec_fn limiting every file the child writes to `limit` bytes (RLIMIT_FSIZE).
+
+    Python ignores SIGXFSZ, so a write beyond the limit fails with EFBIG, as on a full disk.
+    """
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+# -- files --------------------------------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def output_digests(directory: Path, pattern: str = "batch*.root") -> dict[str, str]:
+    """sha256 of every output file of a directory, by name."""
+    return {path.name: sha256_of(path) for path in sorted(directory.glob(pattern))}
+
+
+def leftovers(directory: Path) -> list[str]:
+    """What interrupted atomic writes may leave: hidden `.NAME.part*` entries, `*.part` files."""
+    if not directory.exists():
+        return []
+    return sorted(p.name for p in directory.iterdir() if ".part" in p.name)
+
+
+def restore_stat(path: Path, stat: os.stat_result) -> None:
+    """Gives a file back the access and modification times of an earlier stat, to the ns."""
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+# -- the program: install a kill point, then run the command line ------------------------------
+
+
+def _die() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def install(point: KillPoint) -> None:
+    """Wraps `point.target` so that the process SIGKILLs itself at the chosen call."""
+    module_name, _, attribute = point.target.partition(":")
+    owner: Any = importlib.import_module(module_name)
+    *parents, name = attribute.split(".")
+    for parent in parents:
+        owner = getattr(owner, parent)
+    original = getattr(owner, name)
+    calls = 0
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        if all(needle in repr((args, kwargs)) for needle in point.needles):
+            calls += 1
+            if calls == point.nth and point.when == "before":
+                _die()
+            result = original(*args, **kwargs)
+            if calls == point.nth:
+                _die()
+            return result
+        return original(*args, **kwargs)
+
+    setattr(owner, name, wrapper)
+
+
+def main(argv: Sequence[str]) -> None:
+    """`faults_util.py KILLPOINT_JSON ARGS...`: balanced-batches ARGS, killed at the point."""
+    data = json.loads(argv[0])
+    install(KillPoint(**{**data, "needles": tuple(data["needles"])}))
+    from balanced_batches.cli import main as cli_main
+
+    sys.argv = ["balanced-batches", *argv[1:]]
+    cli_main()
+
+
+if __name__ == "__main__":
+    # the directory of this file is first on sys.path: keep the tests' modules out of reach
+    sys.path.pop(0)
+    main(sys.argv[1:])
