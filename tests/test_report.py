@@ -329,7 +329,7 @@ def test_output_chunks_read_every_row_in_bounded_chunks(
     assert [len(chunk["tau_pt"]) for chunk in chunks] == [7, 7, 7, 7, 2]
     for name, values in columns.items():
         assert np.array_equal(np.concatenate([chunk[name] for chunk in chunks]), values)
-    with pytest.raises(InputFileError, match="unreadable"):
+    with pytest.raises(InputFileError, match="cannot read"):
         list(report_outputs.output_chunks(tmp_path / "missing", file_format, "taus", ["tau_pt"]))
 
 

@@ -15,6 +15,8 @@ from ..config import ProjectConfig
 from ..errors import BalancedBatchesError, InputFileError
 from ..plan_model import Plan
 from ..regions import RegionSpace, Selection
+from ..remote import open_options
+from ..storage import unreadable
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def planned_input(plan: Plan, space: RegionSpace) -> np.ndarray:
 
 
 def output_chunks(
-    path: Path, file_format: str, tree: str, branches: Sequence[str]
+    path: Path | str, file_format: str, tree: str, branches: Sequence[str]
 ) -> Iterator[dict[str, np.ndarray]]:
     """The given branches of an output file, CHUNK_ENTRIES rows at a time.
 
@@ -97,22 +99,24 @@ def output_chunks(
     try:
         yield from _read_chunks(path, file_format, tree, list(branches))
     except Exception as err:  # missing or damaged files fail in many ways inside the readers
-        raise InputFileError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
+        raise InputFileError(unreadable(str(path), err)) from err
 
 
 def _read_chunks(
-    path: Path, file_format: str, tree: str, branches: list[str]
+    path: Path | str, file_format: str, tree: str, branches: list[str]
 ) -> Iterator[dict[str, np.ndarray]]:
+    location = str(path)
     if file_format == "parquet":
+        import fsspec
         import pyarrow.parquet as pq
 
-        with pq.ParquetFile(path) as handle:
+        with fsspec.open(location, "rb") as raw, pq.ParquetFile(raw) as handle:
             for batch in handle.iter_batches(batch_size=CHUNK_ENTRIES, columns=branches):
                 yield {name: batch.column(name).to_numpy(zero_copy_only=False) for name in branches}
         return
     import uproot
 
-    with uproot.open(path) as handle:
+    with uproot.open(location, **open_options(location)) as handle:
         output_tree = handle[tree]
         entries = int(output_tree.num_entries)
         for start in range(0, entries, CHUNK_ENTRIES):
@@ -172,7 +176,7 @@ def scan_outputs(
     stream_of = _stream_table(plan)
     branches = sorted(selection.branches | set(PROVENANCE_USED))
     for output in outputs:
-        path = Path(output["path"])
+        path = str(output["path"])  # local path or URL
         first = int(output["index"]) * plan.batches_per_file
         n_batches = min(first + plan.batches_per_file, plan.n_batches) - first
         cells = np.zeros(n_batches * plan.n_streams, dtype=np.int64)
