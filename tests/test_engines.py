@@ -21,8 +21,8 @@ from balanced_batches.catalog import Catalog
 from balanced_batches.config import ProjectConfig
 from balanced_batches.engines import SilentReporter, make_engine
 from balanced_batches.stages.count import count_inputs
-from balanced_batches.stages.run import run_plan
 from balanced_batches.stages.plan import load_plan, plan_batches
+from balanced_batches.stages.run import run_plan
 from conftest import (
     Dataset,
     Production,

@@ -24,11 +24,11 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import uproot
 
 from balanced_batches.catalog import CATALOG_NAME, LOCK_NAME, Catalog, FileRecord
+from balanced_batches.shards import read_part
 from conftest import (
     BINNING,
     CAMPAIGN,
@@ -214,7 +214,7 @@ def run_timing(
             outcome, working = run_watched(
                 EXECUTABLE,
                 run_args(workdir, workers),
-                lambda: any((workdir / "scratch").glob("w*/r*.parquet")),
+                lambda: any((workdir / "scratch").glob("w*/r*.npz")),
             )
             assert outcome.returncode == 0, outcome.stderr
             assert output_digests(workdir / "batches") == reference_digests
@@ -236,8 +236,8 @@ def assert_consistent_after_kill(workdir: Path, reference: dict[str, str], label
             path = Path(output["path"])
             assert path.is_file(), f"{label}: write unit {unit} is done but {path} is missing"
             assert sha256_of(path) == reference[path.name], f"{label}: {path} differs"
-    for part in sorted((workdir / "scratch").glob("w*/r*.parquet")):
-        pq.read_metadata(part)  # a part under its final name is complete (it has its footer)
+    for part in sorted((workdir / "scratch").glob("w*/r*.npz")):
+        read_part(part)  # a part under its final name is complete
 
 
 def assert_resumes(
@@ -307,7 +307,7 @@ def test_run_killed_again_and_again_while_resuming_ends_with_identical_outputs(
 
 KILL_POINTS: dict[str, Callable[[Path], KillPoint]] = {
     # a read unit has sent its third intermediate part (the write units' inputs are partial)
-    "reading-after-3rd-part": lambda outdir: KillPoint("awkward:to_parquet", nth=3),
+    "reading-after-3rd-part": lambda outdir: KillPoint("balanced_batches.shards:write_part", nth=3),
     # uproot has written the rows of the first output into its temporary file, not closed it
     "inside-the-1st-output": lambda outdir: KillPoint(
         "uproot.writing.writable:WritableTree.extend", nth=1
@@ -486,13 +486,13 @@ def test_a_failing_read_unit_is_listed_with_reason_and_attempts_then_only_it_is_
     assert f"failed read unit {unit} (3 attempts): {reason}" in flat(status)
 
     scratch = workdir / "scratch"
-    kept = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in scratch.glob("w*/r*.parquet")}
+    kept = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in scratch.glob("w*/r*.npz")}
     assert kept and not any(f"/r{unit:06d}-" in str(p) for p in kept)
     restore_stat(victim, counted_stat)
     result = cli(*run_args(workdir), "--keep-scratch")
     assert "reading inputs: 1 done" in result.stderr  # only the failed unit read its file again
     assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in kept} == kept
-    assert list(scratch.glob(f"w*/r{unit:06d}-*.parquet"))
+    assert list(scratch.glob(f"w*/r{unit:06d}-*.npz"))
     assert {row[2] for row in units(workdir)} == {"done"}
     assert_same_outputs(reference, Production(workdir))
 

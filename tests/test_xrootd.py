@@ -192,7 +192,7 @@ def test_server_stopped_mid_run(
     command = [str(EXECUTABLE), "run", "--workdir", str(workdir), "--workers", "1"]
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
         # stop the server once the first input file has been read
-        while not any((workdir / "scratch").glob("w*/r*.parquet")) and run.poll() is None:
+        while not any((workdir / "scratch").glob("w*/r*.npz")) and run.poll() is None:
             time.sleep(0.005)
         server.stop()
         stopped = time.monotonic()

@@ -21,6 +21,7 @@ from ..errors import BalancedBatchesError, CatalogError, InputFileError
 from ..jobs import JobSpec, build_jobs, spec_from_catalog, stored_layout
 from ..plan_model import Plan
 from ..remote import output_directory, size_of
+from ..shards import parts_of_read_unit, read_units_with_parts
 from ..storage import BranchLayout, layout_to_json, write_json
 from .make import (
     ReadResult,
@@ -172,9 +173,9 @@ def reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:
         catalog.set_unit("write", unit, "pending")
     if all(state == "done" for state in catalog.unit_states("write").values()):
         return
-    with_parts = {path.name.split("-")[0] for path in scratch.glob("w*/r*.parquet")}
+    with_parts = read_units_with_parts(scratch)
     for unit, result in catalog.unit_results("read").items():
-        if result.get("rows", 0) and f"r{unit:06d}" not in with_parts:
+        if result.get("rows", 0) and unit not in with_parts:
             catalog.set_unit("read", unit, "pending")
 
 
@@ -229,7 +230,7 @@ def _still_done(record: dict[str, Any], spec: JobSpec) -> bool:
     if record.get("status") != "done":
         return False
     if record["kind"] == "read":
-        return any(Path(spec.scratch).glob(f"w*/r{record['unit']:06d}-*.parquet"))
+        return bool(parts_of_read_unit(Path(spec.scratch), int(record["unit"])))
     return all(size_of(o["path"]) == o["size"] for o in record["outputs"])
 
 
