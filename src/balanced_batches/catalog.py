@@ -291,6 +291,15 @@ class Catalog:
                 ),
             )
 
+    def mark_running(self, kind: str, indices: Sequence[int]) -> None:
+        """Marks units as handed to workers (one transaction); a crash leaves them `running`,
+        which later runs treat like `pending`."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE units SET status='running' WHERE kind=? AND idx=?",
+                [(kind, index) for index in indices],
+            )
+
     def unit_results(self, kind: str) -> dict[int, Any]:
         """Result records of the finished units of a kind."""
         rows = self._db.execute(

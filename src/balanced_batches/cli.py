@@ -495,11 +495,12 @@ def status(
         stdout.print("no plan: run 'balanced-batches plan'")
         return
     table = Table(title="jobs", title_justify="left")
-    for column in ("kind", "pending", "done", "failed"):
+    columns = ("pending", "running", "done", "failed")
+    for column in ("kind", *columns):
         table.add_column(column, justify="right")
     for kind in ("read", "write"):
         states = [status for k, _, status, _, _ in rows if k == kind]
-        table.add_row(kind, *(str(states.count(state)) for state in ("pending", "done", "failed")))
+        table.add_row(kind, *(str(states.count(state)) for state in columns))
     stdout.print(table)
     for kind, index, state, attempts, error in rows:
         if state == "failed":

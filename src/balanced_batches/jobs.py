@@ -21,6 +21,7 @@ from .catalog import Catalog
 from .config import ProjectConfig
 from .errors import CatalogError
 from .plan_model import Plan
+from .regions import build_selection
 from .stages.make import ReadTask, WriteTask, read_task, write_task
 from .storage import BranchLayout, layout_from_json, layout_to_json, write_json
 
@@ -138,11 +139,12 @@ class Jobs:
 def build_jobs(spec: JobSpec) -> Jobs:
     """Enumerates the plan's units of work (the only place that does)."""
     scratch = Path(spec.scratch)
+    selection = build_selection(spec.config)
     reads = []
     for unit, file_id in enumerate(spec.plan.read_files):
         source = spec.files[int(file_id)]
         stat = None if source.size is None else (source.size, source.mtime or 0.0)
-        reads.append(read_task(spec.plan, unit, source.path, spec.config, scratch, stat))
+        reads.append(read_task(spec.plan, unit, source.path, spec.config, scratch, stat, selection))
     if spec.layout is None:
         return Jobs(reads, None)
     provenance = json.dumps(spec.provenance())

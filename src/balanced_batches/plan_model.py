@@ -83,6 +83,11 @@ class Plan:
         """Round keys of a stream's random order."""
         return stream_key(self.seed, *self.stream_label(stream))
 
+    @cached_property
+    def round_keys(self) -> np.ndarray:
+        """Round keys of every stream, (streams, rounds): computed once per plan, not per file."""
+        return np.array([self.keys_of(s) for s in range(self.n_streams)], dtype=np.uint64)
+
     def reuse(self) -> np.ndarray:
         """How often, on average, each stream's candidates are used."""
         return self.n_batches * self.per_batch / self.stream_total

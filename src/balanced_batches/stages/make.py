@@ -149,8 +149,9 @@ def read_task(
     config: ProjectConfig,
     scratch: Path,
     counted_stat: tuple[int, float] | None = None,
+    selection: Selection | None = None,
 ) -> ReadTask:
-    """The read task of the plan's `unit`-th input file."""
+    """The read task of the plan's `unit`-th input file (`selection`: built once by the caller)."""
     file_id = int(plan.read_files[unit])
     members = np.flatnonzero(plan.member_file == file_id)
     streams = plan.member_stream[members]
@@ -161,14 +162,14 @@ def read_task(
         offsets=plan.member_offset[members],
         counts=plan.member_count[members],
         totals=plan.stream_total[streams],
-        round_keys=np.array([plan.keys_of(int(s)) for s in streams], dtype=np.uint64),
+        round_keys=plan.round_keys[streams],
     )
     return ReadTask(
         unit=unit,
         file_id=file_id,
         path=path,
         tree=config.inputs.tree,
-        selection=build_selection(config),
+        selection=selection or build_selection(config),
         share=share,
         needed=plan.n_batches * plan.per_batch,
         per_batch=plan.per_batch,
@@ -367,8 +368,8 @@ def _write_outputs(task: WriteTask) -> WriteResult:
     key = (
         np.asarray(rows["bb_batch"]) * task.n_streams + np.asarray(rows[_STREAM])
     ) * task.per_batch + np.asarray(rows[_SLOT])
-    rows = rows[np.argsort(key, kind="stable")]
-    batches = np.asarray(rows["bb_batch"])
+    order = np.argsort(key, kind="stable")
+    batches = np.asarray(rows["bb_batch"])[order]
     outputs = []
     directory = output_directory(task.directory, Path(task.scratch) / "staging")
     for index in range(task.first, task.stop):
@@ -376,7 +377,7 @@ def _write_outputs(task: WriteTask) -> WriteResult:
             batches, [index * task.batches_per_file, (index + 1) * task.batches_per_file]
         )
         shuffle = np.random.default_rng([task.seed, index, 0x5EED]).permutation(hi - lo)
-        selected = rows[lo:hi][shuffle]
+        selected = rows[order[lo:hi][shuffle]]  # canonical order, then shuffled: one copy
         path = output_path(str(directory.staging), task.name, task.spec.format, index)
         WRITERS[task.spec.format](path, selected, task.layout, PROVENANCE, task.spec)
         published = directory.publish(path)  # remote: a verified copy, then renamed

@@ -137,9 +137,11 @@ def _run_units(
     """Runs every unit of a kind not yet done, retrying failures; raises if some still fail."""
     for attempt in range(retries + 1):
         states = catalog.unit_states(kind)
-        pending = [task for index, task in enumerate(tasks) if states.get(index) != "done"]
-        if not pending:
+        indices = [index for index in range(len(tasks)) if states.get(index) != "done"]
+        if not indices:
             break
+        pending = [tasks[index] for index in indices]
+        catalog.mark_running(kind, indices)
         if attempt:
             log.warning("retrying %d failed %s units", len(pending), kind)
         description = _PROGRESS[kind]
