@@ -1,0 +1,287 @@
+"""A real single-node Slurm cluster on loopback runs exported job arrays and dask-jobqueue workers.
+
+The cluster (munged, slurmctld, slurmd from the Debian packages `slurmctld slurmd slurm-client
+munge`) is started once for the module in a scratch directory, with a slurm.conf that needs
+neither cgroups nor systemd, and is always shut down afterwards. Without the binaries, without
+root, or when the node does not come up idle in time, the module is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import (
+    BINNING,
+    EXECUTABLE,
+    PROCESS_TYPES,
+    Dataset,
+    Production,
+    cli,
+    count_args,
+    reference_plan_args,
+)
+
+BINARIES = ("munged", "munge", "slurmctld", "slurmd", "sinfo", "squeue", "sbatch", "scontrol")
+MISSING = [name for name in BINARIES if shutil.which(name) is None]
+pytestmark = pytest.mark.skipif(
+    bool(MISSING),
+    reason=f"Slurm/munge missing ({', '.join(MISSING)}): "
+    "apt-get install slurmctld slurmd slurm-client munge",
+)
+
+STARTUP_SECONDS = 20
+JOBS_SECONDS = 120
+MUNGE_RUN = Path("/run/munge")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def slurm_conf(scratch: Path, host: str) -> str:
+    return "\n".join(
+        [
+            "ClusterName=bbtest",
+            f"SlurmctldHost={host}(127.0.0.1)",
+            f"SlurmctldPort={free_port()}",
+            f"SlurmdPort={free_port()}",
+            "AuthType=auth/munge",
+            "CredType=cred/munge",
+            "SlurmUser=root",
+            "SlurmdUser=root",
+            f"StateSaveLocation={scratch}/state",
+            f"SlurmdSpoolDir={scratch}/spool",
+            f"SlurmctldPidFile={scratch}/slurmctld.pid",
+            f"SlurmdPidFile={scratch}/slurmd.pid",
+            f"SlurmctldLogFile={scratch}/slurmctld.log",
+            f"SlurmdLogFile={scratch}/slurmd.log",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "JobAcctGatherType=jobacct_gather/none",
+            "AccountingStorageType=accounting_storage/none",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core",
+            "ReturnToService=2",
+            "MpiDefault=none",
+            f"NodeName={host} NodeAddr=127.0.0.1 CPUs=2 RealMemory=16000 State=UNKNOWN",
+            f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP",
+            "",
+        ]
+    )
+
+
+def munge_works() -> bool:
+    encoded = subprocess.run(["munge", "-n"], capture_output=True, check=False)
+    if encoded.returncode != 0:
+        return False
+    decoded = subprocess.run(["unmunge"], input=encoded.stdout, capture_output=True, check=False)
+    return decoded.returncode == 0
+
+
+def start_munged() -> int | None:
+    """Starts munged as user munge unless one already answers; the pid of the one we started."""
+    if munge_works():
+        return None
+    MUNGE_RUN.mkdir(parents=True, exist_ok=True)
+    shutil.chown(MUNGE_RUN, "munge", "munge")
+    MUNGE_RUN.chmod(0o755)
+    started = subprocess.run(
+        ["runuser", "-u", "munge", "--", "munged"], capture_output=True, text=True, check=False
+    )
+    if started.returncode != 0:
+        pytest.skip(f"munged did not start: {started.stderr.strip()}")
+    pidfile = MUNGE_RUN / "munged.pid"
+    for _ in range(50):
+        if pidfile.exists() and munge_works():
+            return int(pidfile.read_text().split()[0])
+        time.sleep(0.1)
+    pytest.skip("munged started but munge -n | unmunge fails")
+
+
+@dataclass(frozen=True)
+class Slurm:
+    """A running cluster: its scratch directory and the environment its commands need."""
+
+    scratch: Path
+    env: dict[str, str]
+
+    def run(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(args), env=self.env, capture_output=True, text=True, check=False, **kwargs
+        )  # type: ignore[call-overload, no-any-return]
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
+            for path in sorted(self.scratch.glob("*.log"))
+        )
+
+    def wait_until_idle(self, timeout: float, what: str, scan: Path | None = None) -> None:
+        """Polls squeue until no job is left; fails on a job that can never start."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            queue = self.run("squeue", "-h", "-o", "%i %T %r")
+            assert queue.returncode == 0, queue.stderr
+            if not queue.stdout.strip():
+                return
+            if "DependencyNeverSatisfied" in queue.stdout:
+                self.run("scancel", "--user=root")
+                pytest.fail(f"{what}: a dependency failed\n{queue.stdout}{job_logs(scan)}")
+            time.sleep(0.5)
+        queue = self.run("squeue", "-h", "-o", "%i %T %r").stdout
+        self.run("scancel", "--user=root")
+        pytest.fail(f"{what}: jobs left after {timeout} s\n{queue}{job_logs(scan)}{self.logs()}")
+
+
+def job_logs(directory: Path | None) -> str:
+    if directory is None:
+        return ""
+    return "\n".join(
+        f"--- {path}\n{path.read_text(errors='replace')[-2000:]}"
+        for path in sorted(directory.rglob("*.out")) + sorted(directory.rglob("*.err"))
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[Slurm]:
+    """munged + slurmctld + slurmd on 127.0.0.1, up until the node is idle; always shut down."""
+    if os.geteuid() != 0:
+        pytest.skip("a real Slurm node runs jobs as root here: the tests need root")
+    scratch = Path(tempfile.mkdtemp(prefix="slurm-"))
+    scratch.chmod(0o755)
+    for name in ("state", "spool"):
+        (scratch / name).mkdir()
+    host = socket.gethostname().split(".")[0]
+    conf = scratch / "slurm.conf"
+    conf.write_text(slurm_conf(scratch, host))
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    munged = start_munged()
+    daemons: list[subprocess.Popen[bytes]] = []
+    cluster = Slurm(scratch, env)
+    try:
+        # in the foreground (-D), so that these very processes can be stopped if need be
+        for command in (["slurmctld", "-D", "-c", "-i"], ["slurmd", "-D"]):
+            with (scratch / f"{command[0]}.stdout").open("wb") as out:
+                daemons.append(
+                    subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+                )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        state = ""
+        while time.monotonic() < deadline:
+            if any(daemon.poll() is not None for daemon in daemons):
+                break
+            info = cluster.run("sinfo", "-h", "-N", "-o", "%N %t")
+            state = info.stdout.strip() or info.stderr.strip()
+            if info.returncode == 0 and state == f"{host} idle":
+                break
+            time.sleep(0.3)
+        else:
+            pytest.skip(
+                f"Slurm node not idle within {STARTUP_SECONDS} s (sinfo: {state!r})\n"
+                f"{cluster.logs()}"
+            )
+        if any(daemon.poll() is not None for daemon in daemons):
+            pytest.skip(f"a Slurm daemon exited during start-up\n{cluster.logs()}")
+        yield cluster
+    finally:
+        cluster.run("scancel", "--user=root")
+        cluster.run("scontrol", "shutdown")
+        for daemon in daemons:
+            stop(daemon)
+        if munged is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(munged, signal.SIGTERM)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def assert_reproduces(production: Production, reference: Production) -> None:
+    made = production.outputs()
+    assert [p.name for p in made] == [p.name for p in reference.outputs()]
+    assert made
+    for ours, theirs in zip(made, reference.outputs(), strict=True):
+        assert ours.read_bytes() == theirs.read_bytes(), ours.name
+
+
+def test_exported_arrays_run_on_slurm_and_reproduce_run(
+    slurm: Slurm, tmp_path: Path, dataset: Dataset, reference: Production
+) -> None:
+    workdir = tmp_path / "work"
+    cli(*count_args(workdir, dataset.file_list))
+    cli(*reference_plan_args(workdir))
+    production = Production(workdir)
+    jobs = tmp_path / "jobs"
+    cli("export-jobs", "--workdir", workdir, "--system", "slurm", "--directory", jobs)
+    submitted = slurm.run("bash", str(jobs / "submit.sh"), cwd=jobs)
+    assert submitted.returncode == 0, f"{submitted.stdout}\n{submitted.stderr}"
+    slurm.wait_until_idle(JOBS_SECONDS, "submit.sh", scan=tmp_path)
+    assert_reproduces(production, reference)
+    status = cli("status", "--workdir", workdir).stdout
+    assert "batch-job records" in status, status
+    assert "failed" not in status.split("jobs")[-1].split("\n", 3)[-1], status
+    cli("check", "--workdir", workdir)
+
+
+def test_run_with_slurm_workers_reproduces_run(
+    slurm: Slurm, tmp_path: Path, dataset: Dataset, reference: Production
+) -> None:
+    pytest.importorskip("dask_jobqueue")
+    project = tmp_path / "project.yaml"
+    project.write_text(
+        yaml.safe_dump(
+            {
+                "processes": str(PROCESS_TYPES),
+                "binning": str(BINNING),
+                "inputs": {"file_list": str(dataset.file_list), "campaign": "prod_Phase2_v2"},
+                "batch": {"cores": 1, "memory_mb": 1000, "walltime": "00:10:00"},
+            }
+        )
+    )
+    workdir = tmp_path / "work"
+    cli("count", "--workdir", workdir, "--config", project, "--workers", 1)
+    cli(*reference_plan_args(workdir))
+    command = [EXECUTABLE, "run", "--workdir", workdir, "--cluster", "slurm", "--workers", 2]
+    try:
+        finished = slurm.run(*map(str, command), cwd=tmp_path, timeout=JOBS_SECONDS)
+    except subprocess.TimeoutExpired as err:
+        queue = slurm.run("squeue", "-h", "-o", "%i %j %T %r").stdout
+        pytest.fail(
+            f"run --cluster slurm did not finish in {JOBS_SECONDS} s (workers unable to reach "
+            f"the scheduler?)\nsqueue: {queue}\n{err.stdout!r}\n{err.stderr!r}\n"
+            f"{job_logs(tmp_path)}"
+        )
+    assert finished.returncode == 0, f"{finished.stdout}\n{finished.stderr}\n{job_logs(tmp_path)}"
+    slurm.wait_until_idle(30, "dask workers after run", scan=tmp_path)
+    # the work was done by Dask workers that ran as Slurm jobs (their logs land in the cwd)
+    worker_logs = list(tmp_path.glob("slurm-*.out"))
+    assert worker_logs, "no Slurm job ran a Dask worker"
+    texts = [path.read_text(errors="replace") for path in worker_logs]
+    assert any("Start worker" in text for text in texts), "\n".join(texts)
+    assert_reproduces(Production(workdir), reference)
