@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,10 @@ from .count import selection_fingerprint
 log = logging.getLogger(__name__)
 
 BYTES_OVERHEAD = 3.0  # in-memory copies a write unit holds per row: buffers, shuffle, writer
+# Enough write units to keep several workers busy when there are enough output files. Each
+# unit costs every read unit one intermediate part: one unit per worker measured 24% less
+# CPU in `run` (BENCHMARKS.md), but the unit layout would then depend on the machine.
+MIN_WRITE_UNITS = 8
 
 
 def process_key(file: FileRecord, pileup: str) -> str | None:
@@ -140,10 +143,7 @@ def build_plan(table: CountTable, config: ProjectConfig, bytes_per_entry: float)
     budget_rows = config.execution.unit_memory_mb * 2**20 / (bytes_per_entry * BYTES_OVERHEAD)
     n_output_files = -(-n_batches // config.output.batches_per_file)
     by_memory = budget_rows // max(rows_per_file, 1)
-    # one write unit per worker: every unit costs each read unit one intermediate part, and
-    # fewer, larger parts measured 24% less CPU in `run` than 8 units on 2 workers
-    workers = config.execution.workers or os.cpu_count() or 1
-    by_parallelism = -(-n_output_files // workers)
+    by_parallelism = -(-n_output_files // MIN_WRITE_UNITS)
     files_per_unit = int(max(1, min(by_memory, by_parallelism)))
     if rows_per_file > budget_rows:
         log.warning(
