@@ -324,13 +324,6 @@ def plan(
         }
     )
     settings = resolve_config(workdir, config, overrides, stored_key="plan_config")
-    if settings.output.directory == "batches":
-        settings = resolve_config(
-            workdir,
-            config,
-            {**overrides, "output.directory": str(workdir / "batches")},
-            stored_key="plan_config",
-        )
     catalog = Catalog.open(workdir)
     if summary_only:
         table = count_table(catalog, settings, settings.plan.pileup)
@@ -339,9 +332,10 @@ def plan(
         return
     with workdir_lock(workdir):
         result = plan_batches(catalog, settings, workdir)
+    directory = catalog.get_meta("plan_config")["output"]["directory"]  # as the plan resolved it
     typer.echo(
         f"planned {result.n_batches} batches x {result.n_streams} regions x {result.per_batch}"
-        f" candidates into {result.n_output_files} files in {settings.output.directory}; "
+        f" candidates into {result.n_output_files} files in {directory}; "
         f"{len(result.read_files)} read jobs + {result.n_write_units} write jobs"
     )
 

@@ -186,6 +186,12 @@ class BatchConfig(_Model):
     setup: list[str] = Field(default_factory=list, description="shell lines run before a job")
     command: str | None = Field(default=None, description="how jobs call balanced-batches")
 
+    @property
+    def walltime_seconds(self) -> int:
+        """`walltime` in seconds (HTCondor's +MaxRuntime)."""
+        hours, minutes, seconds = (int(part) for part in self.walltime.split(":"))
+        return hours * 3600 + minutes * 60 + seconds
+
 
 class ProjectConfig(_Model):
     """Everything a production needs; every stage reads the part it uses."""

@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .regions import bin_label
 from .stages.summary import Summary
 
 T = TypeVar("T")
@@ -99,7 +100,7 @@ def summary_tables(summary: Summary, show_reuse: bool) -> list[Table]:
         table.add_column("type", no_wrap=True)
         table.add_column("|eta| \\ pT", no_wrap=True)
         for pt_bin in range(space.n_pt):
-            table.add_column(_edge_label(space.pt_edges, pt_bin), justify="right")
+            table.add_column(bin_label(space.pt_edges, pt_bin), justify="right")
         for type_index, type_name in enumerate(space.type_names):
             for abseta_bin in range(space.n_abseta):
                 cells = []
@@ -121,7 +122,7 @@ def summary_tables(summary: Summary, show_reuse: bool) -> list[Table]:
                 )
                 table.add_row(
                     label if abseta_bin == 0 else "",
-                    _edge_label(space.abseta_edges, abseta_bin),
+                    bin_label(space.abseta_edges, abseta_bin),
                     *cells,
                 )
         tables.append(table)
@@ -131,10 +132,6 @@ def summary_tables(summary: Summary, show_reuse: bool) -> list[Table]:
 _CAPTION = (
     "columns and rows start at the bin's lower edge; last = overflow; red: empty, yellow: sparse"
 )
-
-
-def _edge_label(edges: tuple[float, ...], index: int) -> str:
-    return f"{edges[index]:g}" + ("+" if index == len(edges) - 1 else "")
 
 
 def _cell(count: int, reuse: float, active: bool, sparse_limit: int, show_reuse: bool) -> str:

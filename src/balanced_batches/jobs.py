@@ -130,11 +130,6 @@ class Jobs:
     reads: list[ReadTask]
     writes: list[WriteTask] | None  # None until the branch layout is known
 
-    @property
-    def n_jobs(self) -> int:
-        """Read and write units together."""
-        return len(self.reads) + (len(self.writes) if self.writes is not None else 0)
-
 
 def build_jobs(spec: JobSpec) -> Jobs:
     """Enumerates the plan's units of work (the only place that does)."""

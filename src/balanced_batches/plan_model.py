@@ -55,6 +55,13 @@ class Plan:
         return np.repeat(np.arange(self.n_streams), np.diff(self.member_ptr))
 
     @cached_property
+    def stream_index(self) -> np.ndarray:
+        """Stream of every (process key index, region), -1 where nothing is planned."""
+        table = np.full((len(self.process_keys), len(self.region_names)), -1, dtype=np.int64)
+        table[self.stream_key_index, self.stream_region] = np.arange(self.n_streams)
+        return table
+
+    @cached_property
     def stream_total(self) -> np.ndarray:
         """Candidates per stream."""
         return np.add.reduceat(self.member_count, self.member_ptr[:-1]).astype(np.int64)

@@ -25,6 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, NullFormatter, NullLocator
 
+from .regions import bin_label
+
 log = logging.getLogger(__name__)
 
 DPI = 80
@@ -53,7 +55,7 @@ def display_edges(edges: Sequence[float]) -> np.ndarray:
 
 def overflow_label(edges: Sequence[float]) -> str:
     """`100+`: the label of the overflow bin."""
-    return f"{edges[-1]:g}+"
+    return bin_label(edges, len(edges) - 1)
 
 
 def clip_to_display(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
@@ -67,7 +69,7 @@ def _edge_axis(ax: Axes, edges: Sequence[float], axis: str, title: str) -> None:
     """Ticks at the bin edges; the overflow bin labelled `100+` at its centre."""
     drawn = display_edges(edges)
     ticks = [*drawn[:-2], 0.5 * (drawn[-2] + drawn[-1])]
-    labels = [f"{edge:g}" for edge in drawn[:-2]] + [overflow_label(edges)]
+    labels = [bin_label(edges, index) for index in range(len(edges))]
     if axis == "x":
         ax.set_xlim(drawn[0], drawn[-1])
         ax.set_xticks(ticks, labels, rotation=90 if len(ticks) > 10 else 0)

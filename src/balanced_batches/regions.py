@@ -9,7 +9,7 @@ Human-readable names (`jet_absetabin1_ptbin3`) appear only at the edges.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -93,6 +93,11 @@ class RegionSpace:
     def abseta_label(self, abseta_bin: int) -> str:
         """`[0, 0.6)` or `>= 2.4` for an |eta| bin."""
         return _interval_label(self.abseta_edges, abseta_bin)
+
+
+def bin_label(edges: Sequence[float], index: int) -> str:
+    """A bin by its lower edge: `20`, or `100+` for the overflow bin."""
+    return f"{edges[index]:g}" + ("+" if index == len(edges) - 1 else "")
 
 
 def _interval_label(edges: tuple[float, ...], index: int) -> str:

@@ -64,7 +64,7 @@ def _open_tree(path: str, tree_name: str, options: dict[str, Any]) -> Any:
     except Exception as err:  # uproot raises many kinds for corrupt or non-ROOT files
         if is_url(path) and is_missing(err):
             raise InputFileError(f"{path}: file not found") from err
-        raise InputFileError(f"{path}: not a readable ROOT file ({_short(err)})") from err
+        raise InputFileError(f"{path}: not a readable ROOT file ({error_summary(err)})") from err
     try:
         tree = handle[tree_name]
     except Exception as err:
@@ -88,14 +88,14 @@ def _size_of_source(file: Any) -> int | None:
 
 def unreadable(path: str, err: BaseException) -> str:
     """One line saying that a file could not be read, and why."""
+    return f"{path}: cannot read ({error_summary(err)})"
+
+
+def error_summary(err: BaseException) -> str:
+    """`Type: first line of the innermost message`, for one-line error messages."""
     from .remote import short
 
-    return f"{path}: cannot read ({type(err).__name__}: {short(err)})"
-
-
-def _short(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:200]
+    return f"{type(err).__name__}: {short(err)}"
 
 
 @dataclass(frozen=True)

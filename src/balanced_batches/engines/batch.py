@@ -53,11 +53,6 @@ def job_script(batch: BatchConfig) -> str:
     )
 
 
-def _seconds(walltime: str) -> int:
-    hours, minutes, seconds = (int(part) for part in walltime.split(":"))
-    return hours * 3600 + minutes * 60 + seconds
-
-
 def htcondor_submit(batch: BatchConfig, jobs_file: str, records: Path) -> str:
     """A submit description queueing one job per line of `jobs_file`."""
     lines = [
@@ -74,7 +69,7 @@ def htcondor_submit(batch: BatchConfig, jobs_file: str, records: Path) -> str:
         f"request_cpus = {batch.cores}",
         f"request_memory = {batch.memory_mb}",
         f"request_disk = {batch.disk_mb * 1024}",
-        f"+MaxRuntime = {_seconds(batch.walltime)}",
+        f"+MaxRuntime = {batch.walltime_seconds}",
         *batch.extra_lines,
         f"queue job from {jobs_file}",
     ]

@@ -14,11 +14,6 @@ from ..errors import ConfigError
 CLUSTERS = ("htcondor", "slurm")
 
 
-def _walltime_seconds(walltime: str) -> int:
-    hours, minutes, seconds = (int(part) for part in walltime.split(":"))
-    return hours * 3600 + minutes * 60 + seconds
-
-
 def _submit_lines(lines: list[str]) -> dict[str, str]:
     """`key = value` submit-file lines as the mapping HTCondorCluster takes."""
     pairs = {}
@@ -51,6 +46,6 @@ def jobqueue_cluster(system: str, batch: BatchConfig, host: str | None = None) -
     if system == "slurm":
         directives = [line.removeprefix("#SBATCH").strip() for line in batch.extra_lines]
         return SLURMCluster(**common, walltime=batch.walltime, job_extra_directives=directives)
-    extra = {"+MaxRuntime": str(_walltime_seconds(batch.walltime))}
+    extra = {"+MaxRuntime": str(batch.walltime_seconds)}
     extra.update(_submit_lines(batch.extra_lines))
     return HTCondorCluster(**common, disk=f"{batch.disk_mb}MB", job_extra_directives=extra)

@@ -123,8 +123,7 @@ def check_outputs(catalog: Catalog, plan: Plan, config: ProjectConfig, sample: i
         for result in catalog.unit_results("write").values()
         for output in result["outputs"]
     }
-    stream_of = np.full((len(plan.process_keys), len(plan.region_names)), -1, dtype=np.int64)
-    stream_of[plan.stream_key_index, plan.stream_region] = np.arange(plan.n_streams)
+    stream_of = plan.stream_index
     rng = np.random.default_rng([plan.seed, 0xC8EC])
     per_file_sample = math.ceil(sample / max(plan.n_output_files, 1))
     uses: list[tuple[np.ndarray, ...]] = []

@@ -35,6 +35,7 @@ from ..storage import (
     BranchLayout,
     branch_layout,
     file_stat,
+    is_url,
     open_tree,
     unreadable,
 )
@@ -396,4 +397,4 @@ def _write_outputs(task: WriteTask) -> WriteResult:
 
 def modification_time(path: str) -> int | None:
     """A local file's modification time in ns (None for remote files): a cheap change check."""
-    return None if "://" in path else os.stat(path).st_mtime_ns
+    return None if is_url(path) else os.stat(path).st_mtime_ns

@@ -15,7 +15,7 @@ from ..errors import CatalogError, ConfigError, PlanError
 from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
 from ..remote import output_directory
-from ..storage import write_json
+from ..storage import is_url, write_json
 from .count import selection_fingerprint
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def plan_batches(catalog: Catalog, config: ProjectConfig, workdir: Path) -> Plan
     if any(record.status == "pending" for record in catalog.files()):
         raise CatalogError("some input files are not counted yet; run 'count' first")
     directory = config.output.directory
-    if "://" not in directory and not Path(directory).is_absolute():
+    if not is_url(directory) and not Path(directory).is_absolute():
         config = with_overrides(config, {"output.directory": str(workdir / directory)}, "plan")
     check_writable(config.output.directory)
     table = count_table(catalog, config, config.plan.pileup)

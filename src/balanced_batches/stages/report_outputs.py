@@ -72,12 +72,6 @@ def fill_distributions(
     )
 
 
-def _stream_table(plan: Plan) -> np.ndarray:
-    stream_of = np.full((len(plan.process_keys), len(plan.region_names)), -1, dtype=np.int64)
-    stream_of[plan.stream_key_index, plan.stream_region] = np.arange(plan.n_streams)
-    return stream_of
-
-
 def planned_input(plan: Plan, space: RegionSpace) -> np.ndarray:
     """Candidates of every planned stream, as (key, type, |eta| bin, pT bin) counts.
 
@@ -173,7 +167,7 @@ def scan_outputs(
     scan = OutputScan(
         distribution_hist(selection.space, len(plan.process_keys)), BatchCounts(plan.n_streams)
     )
-    stream_of = _stream_table(plan)
+    stream_of = plan.stream_index
     branches = sorted(selection.branches | set(PROVENANCE_USED))
     for output in outputs:
         path = str(output["path"])  # local path or URL
