@@ -28,7 +28,7 @@ import pytest
 import uproot
 
 from balanced_batches.catalog import CATALOG_NAME, LOCK_NAME, Catalog, FileRecord
-from balanced_batches.shards import read_part
+from balanced_batches.shards import Part, all_parts, parts_of_read_unit
 from conftest import (
     BINNING,
     CAMPAIGN,
@@ -215,7 +215,7 @@ def run_timing(
             outcome, working = run_watched(
                 EXECUTABLE,
                 run_args(workdir, workers),
-                lambda: any((workdir / "scratch").glob("w*/r*.npz")),
+                lambda: bool(all_parts(workdir / "scratch")),
             )
             assert outcome.returncode == 0, outcome.stderr
             assert output_digests(workdir / "batches") == reference_digests
@@ -237,8 +237,8 @@ def assert_consistent_after_kill(workdir: Path, reference: dict[str, str], label
             path = Path(output["path"])
             assert path.is_file(), f"{label}: write unit {unit} is done but {path} is missing"
             assert sha256_of(path) == reference[path.name], f"{label}: {path} differs"
-    for part in sorted((workdir / "scratch").glob("w*/r*.npz")):
-        read_part(part)  # a part under its final name is complete
+    for part in all_parts(workdir / "scratch"):
+        Part(part)  # a part under its final name is complete (it checks its size)
 
 
 def assert_resumes(
@@ -488,13 +488,13 @@ def test_a_failing_read_unit_is_listed_with_reason_and_attempts_then_only_it_is_
     assert f"failed read unit {unit} (3 attempts): {reason}" in flat(status)
 
     scratch = workdir / "scratch"
-    kept = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in scratch.glob("w*/r*.npz")}
+    kept = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in all_parts(scratch)}
     assert kept and not any(f"/r{unit:06d}-" in str(p) for p in kept)
     restore_stat(victim, counted_stat)
     result = cli(*run_args(workdir), "--keep-scratch")
     assert "reading inputs: 1 done" in result.stderr  # only the failed unit read its file again
     assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in kept} == kept
-    assert list(scratch.glob(f"w*/r{unit:06d}-*.npz"))
+    assert parts_of_read_unit(scratch, unit)
     assert {row[2] for row in units(workdir)} == {"done"}
     assert_same_outputs(reference, Production(workdir))
 
@@ -950,10 +950,14 @@ def test_a_full_disk_while_writing_outputs_is_one_line_and_a_later_run_completes
         problem = "No space left on device"
     else:
         outdir = counted_copy / "batches"
-        # an intermediate part is at most ~400 kB, an output file ~1.35 MB
+        # an output file is ~1.35 MB; intermediate parts are as large, so they are made first
         preexec = file_size_limit(800_000)
         problem = "File too large"
     cli(*reference_plan_args(counted_copy), "--output-directory", outdir)
+    if preexec is not None:
+        reads = [row[1] for row in units(counted_copy) if row[0] == "read"]
+        for job in reads:
+            cli("make", "--workdir", counted_copy, "--job", job)
     outcome = run_command(EXECUTABLE, run_args(counted_copy), preexec_fn=preexec)
     line = process_error(outcome)
     assert re.fullmatch(

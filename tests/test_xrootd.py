@@ -25,6 +25,7 @@ import uproot
 
 from balanced_batches import remote
 from balanced_batches.catalog import CATALOG_NAME, Catalog
+from balanced_batches.shards import all_parts
 from conftest import (
     EXECUTABLE,
     TREE,
@@ -192,7 +193,7 @@ def test_server_stopped_mid_run(
     command = [str(EXECUTABLE), "run", "--workdir", str(workdir), "--workers", "1"]
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
         # stop the server once the first input file has been read
-        while not any((workdir / "scratch").glob("w*/r*.npz")) and run.poll() is None:
+        while not all_parts(workdir / "scratch") and run.poll() is None:
             time.sleep(0.005)
         server.stop()
         stopped = time.monotonic()

@@ -162,9 +162,28 @@ def member_uses(
     with fewer candidates than needed repeats its shuffled order. Returns the rank
     of each used candidate within [offset, offset + count) and the position it takes.
     """
-    first = permute(np.arange(offset, offset + count), total, keys)
+    _, ranks, positions = members_uses(
+        np.array([offset]), np.array([count]), np.array([total]), needed, keys[None, :]
+    )
+    return ranks, positions
+
+
+def members_uses(
+    offsets: np.ndarray, counts: np.ndarray, totals: np.ndarray, needed: int, keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`member_uses` of many members at once (`keys`: one row per member).
+
+    Returns (member, rank, position) of every use, member by member.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    member = np.repeat(np.arange(len(counts)), counts)
+    ranks = np.arange(len(member), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    total = np.asarray(totals, dtype=np.int64)[member]
+    first = permute(np.asarray(offsets, dtype=np.int64)[member] + ranks, total, keys[member])
     repeats = -(-needed // total)
-    positions = (first[None, :] + total * np.arange(repeats)[:, None]).ravel()
-    ranks = np.tile(np.arange(count, dtype=np.int64), repeats)
+    use = np.repeat(np.arange(len(first)), repeats)
+    round_of_use = np.arange(len(use)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+    positions = first[use] + total[use] * round_of_use
     keep = positions < needed
-    return ranks[keep], positions[keep]
+    use = use[keep]
+    return member[use], ranks[use], positions[keep]

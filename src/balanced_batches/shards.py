@@ -1,84 +1,183 @@
-"""Intermediate files between reading inputs and writing outputs.
+"""Intermediate parts between reading inputs and writing outputs.
 
-A read unit (one input file) sends each selected row to the write unit that
-writes its output file. Rows travel as parts in
-`<scratch>/w<write unit>/r<read unit>-<part>.npz`; names are pure functions of
-the unit indices, so a rerun of a read unit first removes its own old parts.
-A part is an awkward array's buffers in an uncompressed numpy archive: parts
-live for minutes and are read once, so speed matters more than size (Parquet
-cost several times more per part, mostly in fixed overhead).
+A read unit writes the rows it selected as parts `<scratch>/parts/r<read unit>-<part>.rows`;
+names are pure functions of the unit and a counter, so a rerun of a read unit first
+removes its own old parts. Rows in a part are sorted by their place in the outputs
+(batch, stream, slot), so each write unit's rows are one contiguous range, and the
+header says where every write unit's range starts.
+
+A part is raw numpy buffers after a JSON header (jagged columns as offsets + content):
+writing one is a single pass over the buffers, and a write unit reads its rows as
+slices of a memory map. Parts live for minutes and are read once: no compression.
 """
 
 from __future__ import annotations
 
+import json
+import struct
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
-import awkward as ak
 import numpy as np
 
 from .errors import BalancedBatchesError
+from .rows import Jagged, RowBlock
 from .storage import atomic_path, remove_temporaries
 
-PART_SUFFIX = ".npz"
-_FORM, _LENGTH = "__form__", "__length__"
+PART_SUFFIX = ".rows"
+MAGIC = b"BBROWS01"
+_ALIGN = 64
+_PREFIX = struct.Struct("<8sQ")  # magic, header length
 
 
-def unit_directory(scratch: Path, write_unit: int) -> Path:
-    """Where the parts for one write unit go."""
-    return scratch / f"w{write_unit:06d}"
+def parts_directory(scratch: Path) -> Path:
+    """Where every part goes."""
+    return scratch / "parts"
 
 
-def part_path(scratch: Path, write_unit: int, read_unit: int, part: int) -> Path:
+def part_path(scratch: Path, read_unit: int, part: int) -> Path:
     """One part's file name."""
-    return unit_directory(scratch, write_unit) / f"r{read_unit:06d}-{part:05d}{PART_SUFFIX}"
+    return parts_directory(scratch) / f"r{read_unit:06d}-{part:05d}{PART_SUFFIX}"
+
+
+def all_parts(scratch: Path) -> list[Path]:
+    """Every finished part, in read-unit order."""
+    return sorted(parts_directory(scratch).glob(f"r*{PART_SUFFIX}"))
 
 
 def parts_of_read_unit(scratch: Path, read_unit: int) -> list[Path]:
-    """Every part a read unit wrote, for any write unit."""
-    return list(scratch.glob(f"w*/r{read_unit:06d}-*{PART_SUFFIX}"))
+    """Every part a read unit wrote."""
+    return sorted(parts_directory(scratch).glob(f"r{read_unit:06d}-*{PART_SUFFIX}"))
 
 
-def read_units_with_parts(scratch: Path) -> set[int]:
-    """Read units that have parts in the scratch directory."""
-    return {int(path.name[1:7]) for path in scratch.glob(f"w*/r*{PART_SUFFIX}")}
+def complete_parts(scratch: Path) -> Counter[int]:
+    """How many complete parts each read unit has in the scratch directory."""
+    return Counter(int(path.name[1:7]) for path in all_parts(scratch) if is_complete(path))
+
+
+def is_complete(path: Path) -> bool:
+    """True if a part file holds all the bytes its header announces."""
+    try:
+        Part(path)
+    except (BalancedBatchesError, OSError, ValueError):
+        return False
+    return True
 
 
 def remove_parts_of_read_unit(scratch: Path, read_unit: int) -> None:
     """Deletes what an earlier, interrupted attempt of a read unit left."""
     for path in parts_of_read_unit(scratch, read_unit):
         path.unlink(missing_ok=True)
-    for directory in scratch.glob("w*"):
-        remove_temporaries(directory, f"r{read_unit:06d}-*")
+    if parts_directory(scratch).is_dir():
+        remove_temporaries(parts_directory(scratch), f"r{read_unit:06d}-*")
 
 
-def write_part(path: Path, rows: ak.Array) -> None:
-    """Writes rows atomically; a full or unwritable scratch disk is a one-line error."""
+def write_part(path: Path, rows: RowBlock, unit_starts: np.ndarray) -> None:
+    """Writes rows sorted by write unit (`unit_starts`: first row of each unit, then the
+    row count) atomically; a full or unwritable scratch disk is a one-line error."""
     try:
-        _write(path, rows)
+        _write(path, rows, np.asarray(unit_starts, dtype=np.int64))
     except OSError as err:
         raise BalancedBatchesError(
             f"cannot write intermediate file {path}: {err.strerror or err}"
         ) from err
 
 
-def _write(path: Path, rows: ak.Array) -> None:
-    form, length, buffers = ak.to_buffers(ak.to_packed(rows))
-    with atomic_path(path) as temporary, temporary.open("wb") as handle:
-        header = {_FORM: np.array(form.to_json()), _LENGTH: np.array(length)}
-        np.savez(handle, **header, **buffers)  # type: ignore[arg-type]
+def _write(path: Path, rows: RowBlock, unit_starts: np.ndarray) -> None:
+    buffers: list[np.ndarray] = []
+
+    def place(values: np.ndarray) -> list[Any]:
+        buffers.append(np.ascontiguousarray(values))
+        return [values.dtype.str, len(buffers) - 1, len(values)]
+
+    header: dict[str, Any] = {
+        "length": rows.length,
+        "unit_starts": place(unit_starts),
+        "flat": {name: place(values) for name, values in rows.flat.items()},
+        "jagged": {
+            name: {
+                "offsets": place(collection.offsets),
+                "contents": {
+                    column: place(content[: collection.offsets[-1]])
+                    for column, content in collection.contents.items()
+                },
+            }
+            for name, collection in rows.jagged.items()
+        },
+    }
+    positions, position = [], 0
+    for values in buffers:
+        positions.append(position)
+        position += _aligned(values.nbytes)
+    header["positions"] = positions
+    header["data_bytes"] = position
+    text = json.dumps(header).encode()
+    start = _aligned(_PREFIX.size + len(text))
+    # not flushed to disk: a part a crash leaves short fails `is_complete` and is made again
+    with atomic_path(path, durable=False) as temporary, temporary.open("wb") as handle:
+        handle.write(_PREFIX.pack(MAGIC, len(text)) + text)
+        handle.write(bytes(start - _PREFIX.size - len(text)))
+        for values in buffers:
+            handle.write(values.data.cast("B"))
+            handle.write(bytes(_aligned(values.nbytes) - values.nbytes))
 
 
-def read_part(path: Path) -> ak.Array:
-    """The rows of one part."""
-    with np.load(path) as stored:
-        buffers = {name: stored[name] for name in stored.files if not name.startswith("__")}
-        form = ak.forms.from_json(str(stored[_FORM]))
-        return ak.from_buffers(form, int(stored[_LENGTH]), buffers)
+def _aligned(size: int) -> int:
+    return -(-size // _ALIGN) * _ALIGN
 
 
-def read_unit_parts(scratch: Path, write_unit: int) -> ak.Array | None:
-    """All rows sent to a write unit, or None if there are none."""
-    paths = sorted(unit_directory(scratch, write_unit).glob(f"r*{PART_SUFFIX}"))
-    if not paths:
-        return None
-    return ak.concatenate([read_part(path) for path in paths])
+class Part:
+    """A finished part, memory-mapped: columns are views, read from disk when touched."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._map = np.memmap(path, dtype=np.uint8, mode="r")
+        magic, size = _PREFIX.unpack(bytes(self._map[: _PREFIX.size]))
+        if magic != MAGIC or len(self._map) < _PREFIX.size + size:
+            raise BalancedBatchesError(f"{path}: not an intermediate part of balanced-batches")
+        self._header = json.loads(bytes(self._map[_PREFIX.size : _PREFIX.size + size]))
+        self._start = _aligned(_PREFIX.size + size)
+        if len(self._map) != self._start + self._header["data_bytes"]:
+            raise BalancedBatchesError(f"{path}: intermediate part is incomplete")
+        self.length: int = self._header["length"]
+        self.unit_starts = self._view(self._header["unit_starts"])
+        self._flat = {name: self._view(e) for name, e in self._header["flat"].items()}
+        self._jagged = {
+            name: (
+                self._view(entry["offsets"]),
+                {column: self._view(e) for column, e in entry["contents"].items()},
+            )
+            for name, entry in self._header["jagged"].items()
+        }
+
+    def _view(self, entry: list[Any]) -> np.ndarray:
+        dtype, index, length = np.dtype(entry[0]), entry[1], entry[2]
+        first = self._start + self._header["positions"][index]
+        return self._map[first : first + length * dtype.itemsize].view(dtype)
+
+    @property
+    def n_units(self) -> int:
+        """Write units the part was routed for."""
+        return len(self.unit_starts) - 1
+
+    def unit_range(self, unit: int) -> tuple[int, int]:
+        """[start, stop) of the rows of a write unit."""
+        return int(self.unit_starts[unit]), int(self.unit_starts[unit + 1])
+
+    def column(self, name: str) -> np.ndarray:
+        """A flat column, every row (a view)."""
+        return self._view(self._header["flat"][name])
+
+    def rows(self, start: int, stop: int) -> RowBlock:
+        """Rows [start, stop) as views into the part."""
+        flat = {name: self._view(entry)[start:stop] for name, entry in self._header["flat"].items()}
+        jagged = {}
+        for name, entry in self._header["jagged"].items():
+            offsets = self._view(entry["offsets"])[start : stop + 1]
+            first = int(offsets[0])
+            contents = {
+                column: self._view(content)[first:] for column, content in entry["contents"].items()
+            }
+            jagged[name] = Jagged(offsets - first, contents)
+        return RowBlock(stop - start, flat, jagged)

@@ -26,51 +26,69 @@ def stream_key(seed: int, *labels: str) -> np.ndarray:
     return sequence.generate_state(_ROUNDS, dtype=np.uint64)
 
 
-def _mix(values: np.ndarray, key: np.uint64) -> np.ndarray:
+def _mix(values: np.ndarray, key: np.ndarray) -> np.ndarray:
     # splitmix64's finaliser: a fast, well-distributed 64-bit hash
     z = values ^ key
     z = (z ^ (z >> np.uint64(30))) * _M1
     z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
+    mixed: np.ndarray = z ^ (z >> np.uint64(31))
+    return mixed
 
 
-def _half_bits(n: int) -> int:
-    return max(1, (max(n - 1, 1).bit_length() + 1) // 2)
+def _half_bits(n: np.ndarray) -> np.ndarray:
+    """Half the bits of the smallest even-width domain covering [0, n), at least 1."""
+    _, bits = np.frexp(np.maximum(n.astype(np.float64) - 1, 1))  # bit length of n - 1
+    half: np.ndarray = np.maximum((bits.astype(np.uint64) + np.uint64(1)) // np.uint64(2), 1)
+    return half
 
 
-def _feistel(values: np.ndarray, keys: np.ndarray, half: int, inverse: bool) -> np.ndarray:
-    mask = np.uint64((1 << half) - 1)
-    shift = np.uint64(half)
-    left, right = values >> shift, values & mask
+def _feistel(values: np.ndarray, keys: np.ndarray, half: np.ndarray, inverse: bool) -> np.ndarray:
+    mask = (np.uint64(1) << half) - np.uint64(1)
+    left, right = values >> half, values & mask
     order = reversed(range(_ROUNDS)) if inverse else range(_ROUNDS)
     for round_index in order:
+        key = keys[..., round_index]
         if inverse:
-            left, right = right ^ (_mix(left, keys[round_index]) & mask), left
+            left, right = right ^ (_mix(left, key) & mask), left
         else:
-            left, right = right, left ^ (_mix(right, keys[round_index]) & mask)
-    return (left << shift) | right
+            left, right = right, left ^ (_mix(right, key) & mask)
+    joined: np.ndarray = (left << half) | right
+    return joined
 
 
-def _walk(values: np.ndarray, n: int, keys: np.ndarray, inverse: bool) -> np.ndarray:
+def _walk(values: np.ndarray, n: np.ndarray, keys: np.ndarray, inverse: bool) -> np.ndarray:
+    """Feistel with cycle-walking; `n` and `keys` per element (or one for all)."""
+    n = np.broadcast_to(np.asarray(n, dtype=np.uint64), values.shape)
+    keys = np.broadcast_to(keys, (*values.shape, _ROUNDS))
     half = _half_bits(n)
     result = _feistel(values.astype(np.uint64), keys, half, inverse)
-    outside = np.flatnonzero(result >= np.uint64(n))
+    outside = np.flatnonzero(result >= n)
     # cycle-walking: the domain is at most 4n, so few elements need more than a few rounds
     while outside.size:
-        result[outside] = _feistel(result[outside], keys, half, inverse)
-        outside = outside[result[outside] >= np.uint64(n)]
+        result[outside] = _feistel(result[outside], keys[outside], half[outside], inverse)
+        outside = outside[result[outside] >= n[outside]]
     return result.astype(np.int64)
 
 
-def permute(indices: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
-    """Position in the shuffled order of each candidate index in [0, n)."""
-    if n <= 1:
-        return np.zeros(len(indices), dtype=np.int64)
-    return _walk(np.asarray(indices), n, keys, inverse=False)
+def permute(indices: np.ndarray, n: int | np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Position in the shuffled order of each candidate index in [0, n).
+
+    `n` and `keys` may be given per index (shape (len,) and (len, rounds)): many
+    streams' orders are then computed in one pass.
+    """
+    return _map(np.asarray(indices), n, keys, inverse=False)
 
 
-def unpermute(positions: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
+def unpermute(positions: np.ndarray, n: int | np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Candidate index at each position of the shuffled order (inverse of `permute`)."""
-    if n <= 1:
-        return np.zeros(len(positions), dtype=np.int64)
-    return _walk(np.asarray(positions), n, keys, inverse=True)
+    return _map(np.asarray(positions), n, keys, inverse=True)
+
+
+def _map(values: np.ndarray, n: int | np.ndarray, keys: np.ndarray, inverse: bool) -> np.ndarray:
+    sizes = np.broadcast_to(np.asarray(n, dtype=np.int64), values.shape)
+    result = np.zeros(values.shape, dtype=np.int64)  # an order of 0 or 1 candidates is trivial
+    active = np.flatnonzero(sizes > 1)
+    if active.size:
+        keys = keys if keys.ndim == 1 else keys[active]
+        result[active] = _walk(values[active], sizes[active], keys, inverse)
+    return result

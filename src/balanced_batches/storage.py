@@ -172,11 +172,13 @@ def adler32_of(path: Path) -> str:
 
 
 @contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
+def atomic_path(final: Path, durable: bool = True) -> Iterator[Path]:
     """Yields a temporary path for `final`; renames it to `final` only on success.
 
     The temporary file has the final file's name inside a private directory beside
     it, because ROOT files record their own name: a rerun then writes the same bytes.
+    `durable`: flushed to disk before the rename (files that can be made again quickly
+    and are checked when read skip it).
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     private = final.parent / f".{final.name}{TEMPORARY_SUFFIX}{os.getpid()}"
@@ -184,8 +186,9 @@ def atomic_path(final: Path) -> Iterator[Path]:
     temporary = private / final.name
     try:
         yield temporary
-        with temporary.open("rb+") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with temporary.open("rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(temporary, final)
     finally:
         temporary.unlink(missing_ok=True)

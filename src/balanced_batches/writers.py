@@ -14,6 +14,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from .rows import RowBlock, column_arrays, to_arrays
 from .storage import BranchLayout, atomic_path
 
 EXTENSIONS = {"root": ".root", "rntuple": ".root", "parquet": ".parquet"}
@@ -41,22 +42,11 @@ def root_compression(spec: str) -> uproot.compression.Compression | None:
     return kinds[algorithm](int(level)) if level else kinds[algorithm]()
 
 
-def _tree_branches(
-    rows: ak.Array, layout: BranchLayout, extra: tuple[str, ...]
-) -> dict[str, ak.Array]:
-    branches: dict[str, ak.Array] = {name: rows[name] for name in layout.scalars}
-    for group in layout.groups:
-        branches[group.outer] = ak.zip({group.inner(m): rows[m] for m in group.members})
-    for name in (*layout.singles, *extra):
-        branches[name] = rows[name]
-    return branches
-
-
 def write_ttree(
-    path: Path, rows: ak.Array, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
+    path: Path, rows: RowBlock, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
 ) -> None:
     """A TTree as the original writes; jagged branches become counted arrays (`x_pt[nx]`)."""
-    branches = _tree_branches(rows, layout, extra)
+    branches = to_arrays(rows, layout) | {name: rows.column(name) for name in extra}
     counters = {group.outer: group.counter for group in layout.groups}
     types = {name: _branch_type(values) for name, values in branches.items()}
     with (
@@ -64,7 +54,7 @@ def write_ttree(
         _reproducible_root_file(temporary, spec) as output,
     ):
         output.mktree(spec.tree, types, counter_name=lambda outer: counters.get(outer, "n" + outer))
-        for start in range(0, max(len(rows), 1), WRITE_CHUNK_ROWS):
+        for start in range(0, max(rows.length, 1), WRITE_CHUNK_ROWS):
             chunk = {
                 name: values[start : start + WRITE_CHUNK_ROWS] for name, values in branches.items()
             }
@@ -72,7 +62,9 @@ def write_ttree(
         output[PROVENANCE_OBJECT] = spec.provenance
 
 
-def _branch_type(values: ak.Array) -> object:
+def _branch_type(values: ak.Array | np.ndarray) -> object:
+    if isinstance(values, np.ndarray):
+        return values.dtype
     content = values.type.content
     if isinstance(content, ak.types.NumpyType):
         return np.dtype(content.primitive)
@@ -80,10 +72,11 @@ def _branch_type(values: ak.Array) -> object:
 
 
 def write_rntuple(
-    path: Path, rows: ak.Array, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
+    path: Path, rows: RowBlock, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
 ) -> None:
     """An RNTuple; jagged branches become `std::vector` fields with their original names."""
-    fields = {name: rows[name] for name in (*layout.data_branches, *extra)}
+    columns = column_arrays(rows)
+    fields = {name: columns[name] for name in (*layout.data_branches, *extra)}
     with (
         atomic_path(path) as temporary,
         _reproducible_root_file(temporary, spec) as output,
@@ -93,11 +86,13 @@ def write_rntuple(
 
 
 def write_parquet(
-    path: Path, rows: ak.Array, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
+    path: Path, rows: RowBlock, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
 ) -> None:
     """A Parquet file with one column per branch (provenance: provenance.json beside it)."""
     algorithm, _, level = spec.compression.partition(":")
-    columns = ak.zip({name: rows[name] for name in (*layout.data_branches, *extra)}, depth_limit=1)
+    arrays = column_arrays(rows)
+    names = (*layout.data_branches, *extra)
+    columns = ak.zip({name: arrays[name] for name in names}, depth_limit=1)
     with atomic_path(path) as temporary:
         ak.to_parquet(
             columns,

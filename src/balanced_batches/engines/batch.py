@@ -160,7 +160,11 @@ def fold_records(catalog: Catalog, records: Path) -> int:
             layout_from_json(record["layout"])  # validates the record
         result = None
         if status == "done":
-            result = {"rows": record["rows"]} if kind == "read" else {"outputs": record["outputs"]}
+            result = (
+                {"rows": record["rows"], "parts": record["parts"]}
+                if kind == "read"
+                else {"outputs": record["outputs"]}
+            )
         catalog.set_unit(kind, unit, status, error=record.get("error"), result=result)
         folded += 1
     return folded

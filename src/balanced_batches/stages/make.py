@@ -17,20 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import awkward as ak
 import numpy as np
 
 from ..config import ProjectConfig
 from ..errors import BalancedBatchesError, CatalogError, InputFileError
-from ..plan_model import Plan, member_uses
+from ..plan_model import Plan, members_uses
 from ..regions import Selection, build_selection
 from ..remote import output_directory
-from ..shards import (
-    part_path,
-    read_unit_parts,
-    remove_parts_of_read_unit,
-    write_part,
-)
+from ..rows import RowBlock, concatenate, from_arrays
+from ..shards import Part, all_parts, part_path, remove_parts_of_read_unit, write_part
 from ..storage import (
     BranchLayout,
     branch_layout,
@@ -73,9 +68,11 @@ class ReadTask:
     selection: Selection = field(repr=False)
     share: FileShare = field(repr=False)
     needed: int
+    n_streams: int
     per_batch: int
     batches_per_file: int
     files_per_unit: int
+    n_write_units: int
     scratch: str
     chunk_bytes: int
     counted_stat: tuple[int, float] | None = None  # (size, mtime) when counted
@@ -87,6 +84,7 @@ class ReadResult:
 
     unit: int
     rows: int = 0
+    parts: int = 0
     layout: BranchLayout | None = None
     error: str | None = None
 
@@ -102,6 +100,7 @@ class WriteTask:
     n_streams: int
     per_batch: int
     batches_per_file: int
+    n_write_units: int
     seed: int
     scratch: str
     directory: str
@@ -173,9 +172,11 @@ def read_task(
         selection=selection or build_selection(config),
         share=share,
         needed=plan.n_batches * plan.per_batch,
+        n_streams=plan.n_streams,
         per_batch=plan.per_batch,
         batches_per_file=plan.batches_per_file,
         files_per_unit=plan.files_per_unit,
+        n_write_units=plan.n_write_units,
         scratch=str(scratch),
         chunk_bytes=config.execution.chunk_mb * 2**20,
         counted_stat=counted_stat,
@@ -199,34 +200,29 @@ def _plan_uses(task: ReadTask, regions: np.ndarray) -> _Uses:
     found = np.bincount(regions[regions >= 0], minlength=task.selection.space.n_regions)
     changed = np.flatnonzero(found[share.regions] != share.counts)
     if changed.size:
-        member = int(changed[0])
+        first = int(changed[0])
         raise InputFileError(
             f"{task.path}: changed since it was counted (region "
-            f"{task.selection.space.name(int(share.regions[member]))}: "
-            f"{found[share.regions[member]]} candidates, plan expects {share.counts[member]}); "
+            f"{task.selection.space.name(int(share.regions[first]))}: "
+            f"{found[share.regions[first]]} candidates, plan expects {share.counts[first]}); "
             "run 'count' and 'plan' again"
         )
     order = np.argsort(regions, kind="stable")
     starts = np.searchsorted(regions[order], share.regions, side="left")
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in _Uses.__dataclass_fields__}
-    for member in range(len(share.streams)):
-        ranks, positions = member_uses(
-            int(share.offsets[member]),
-            int(share.counts[member]),
-            int(share.totals[member]),
-            task.needed,
-            share.round_keys[member],
-        )
-        entries = order[starts[member] : starts[member] + share.counts[member]]
-        parts["entry"].append(entries[ranks])
-        parts["stream"].append(np.full(len(ranks), share.streams[member], dtype=np.int64))
-        parts["region"].append(np.full(len(ranks), share.regions[member], dtype=np.int32))
-        parts["key_index"].append(np.full(len(ranks), share.key_index[member], dtype=np.int32))
-        parts["batch"].append(positions // task.per_batch)
-        parts["slot"].append(positions % task.per_batch)
-    merged = {name: np.concatenate(values) for name, values in parts.items()}
-    by_entry = np.argsort(merged["entry"], kind="stable")
-    return _Uses(**{name: values[by_entry] for name, values in merged.items()})
+    member, ranks, positions = members_uses(
+        share.offsets, share.counts, share.totals, task.needed, share.round_keys
+    )
+    entry = order[starts[member] + ranks]
+    by_entry = np.argsort(entry, kind="stable")
+    member, positions = member[by_entry], positions[by_entry]
+    return _Uses(
+        entry=entry[by_entry],
+        stream=share.streams[member].astype(np.int64),
+        region=share.regions[member].astype(np.int32),
+        key_index=share.key_index[member].astype(np.int32),
+        batch=positions // task.per_batch,
+        slot=positions % task.per_batch,
+    )
 
 
 def read_input(task: ReadTask) -> ReadResult:
@@ -252,21 +248,28 @@ def _read_input(task: ReadTask) -> ReadResult:
     n_entries = int(tree.num_entries)
     selection_values = read_selection_arrays(tree, task.path, task.selection, 0, n_entries)
     uses = _plan_uses(task, task.selection.assign(selection_values))
+    # every row's place in the outputs: parts are sorted by it
+    place = (uses.batch * task.n_streams + uses.stream) * task.per_batch + uses.slot
     others = [name for name in layout.data_branches if name not in selection_values]
     bytes_per_entry = max(
         sum(tree[name].uncompressed_bytes for name in others) / max(n_entries, 1), 1.0
     )
     step = max(1, int(task.chunk_bytes // bytes_per_entry))
-    write_unit = uses.batch // task.batches_per_file // task.files_per_unit
-    buffers: dict[int, list[ak.Array]] = {}
-    parts = {"count": 0, "bytes": 0}
+    pending: list[tuple[RowBlock, np.ndarray]] = []
+    written = 0
 
     def flush() -> None:
-        for unit, pieces in sorted(buffers.items()):
-            write_part(part_path(scratch, unit, task.unit, parts["count"]), ak.concatenate(pieces))
-            parts["count"] += 1
-        buffers.clear()
-        parts["bytes"] = 0
+        nonlocal written
+        if not pending:
+            return
+        rows = concatenate([block for block, _ in pending])
+        places = np.concatenate([p for _, p in pending])
+        pending.clear()
+        if len(places) > 1 and np.any(places[1:] < places[:-1]):
+            order = np.argsort(places, kind="stable")
+            rows, places = rows.take(order), places[order]
+        write_part(part_path(scratch, task.unit, written), rows, _unit_starts(task, rows))
+        written += 1
 
     for start in range(0, n_entries, step):
         stop = min(start + step, n_entries)
@@ -274,35 +277,36 @@ def _read_input(task: ReadTask) -> ReadResult:
         if first == last:
             continue  # nothing planned here: these baskets are never read
         picked = slice(first, last)
-        entries = uses.entry[picked]
-        columns: dict[str, Any] = {}
+        order = first + np.argsort(place[picked], kind="stable")  # the chunk's rows by place
+        entries = uses.entry[order]
+        rows = RowBlock(len(entries))
         if others:
-            chunk = tree.arrays(others, entry_start=start, entry_stop=stop, library="ak")
-            rows = chunk[entries - start]
-            columns.update({name: rows[name] for name in others})
-        columns.update({name: values[entries] for name, values in selection_values.items()})
-        columns.update(
-            {
-                "bb_process_key": uses.key_index[picked],
-                "bb_region": uses.region[picked],
-                "bb_source_file": np.full(last - first, task.file_id, dtype=np.int32),
+            chunk = tree.arrays(others, entry_start=start, entry_stop=stop, how=dict)
+            rows = from_arrays(chunk, layout).take(entries - start)
+            del chunk  # the chunk's buffers go before the next chunk is read
+        rows = rows.with_flat(
+            {name: values[entries] for name, values in selection_values.items()}
+            | {
+                "bb_process_key": uses.key_index[order],
+                "bb_region": uses.region[order],
+                "bb_source_file": np.full(len(entries), task.file_id, dtype=np.int32),
                 "bb_source_entry": entries.astype(np.int64),
-                "bb_batch": uses.batch[picked],
-                _STREAM: uses.stream[picked],
-                _SLOT: uses.slot[picked],
+                "bb_batch": uses.batch[order],
+                _STREAM: uses.stream[order],
+                _SLOT: uses.slot[order],
             }
         )
-        table = ak.zip(columns, depth_limit=1)
-        units = write_unit[picked]
-        order = np.argsort(units, kind="stable")
-        bounds = np.flatnonzero(np.diff(units[order])) + 1
-        for group in np.split(order, bounds):
-            buffers.setdefault(int(units[group[0]]), []).append(table[group])
-        parts["bytes"] += int(table.layout.nbytes)
-        if parts["bytes"] > FLUSH_BYTES:
+        pending.append((rows, place[order]))
+        if sum(block.nbytes for block, _ in pending) > FLUSH_BYTES:
             flush()
     flush()
-    return ReadResult(task.unit, rows=len(uses.entry), layout=layout)
+    return ReadResult(task.unit, rows=len(uses.entry), parts=written, layout=layout)
+
+
+def _unit_starts(task: ReadTask, rows: RowBlock) -> np.ndarray:
+    """First row of every write unit in rows sorted by place, then the row count."""
+    first_batches = np.arange(task.n_write_units + 1) * task.files_per_unit * task.batches_per_file
+    return np.searchsorted(rows.column("bb_batch"), first_batches)
 
 
 # -- write units --------------------------------------------------------------
@@ -326,6 +330,7 @@ def write_task(
         n_streams=plan.n_streams,
         per_batch=plan.per_batch,
         batches_per_file=plan.batches_per_file,
+        n_write_units=plan.n_write_units,
         seed=plan.seed,
         scratch=str(scratch),
         directory=config.output.directory,
@@ -358,27 +363,37 @@ def _write_outputs(task: WriteTask) -> WriteResult:
     first_batch = task.first * task.batches_per_file
     stop_batch = min(task.stop * task.batches_per_file, task.n_batches)
     expected = (stop_batch - first_batch) * task.n_streams * task.per_batch
-    rows = read_unit_parts(Path(task.scratch), task.unit)
-    found = 0 if rows is None else len(rows)
+    parts = [Part(path) for path in all_parts(Path(task.scratch))]
+    for part in parts:
+        if part.n_units != task.n_write_units:
+            raise CatalogError(
+                f"{part.path}: made for another plan ({part.n_units} write units, "
+                f"this plan has {task.n_write_units}); run the read units again"
+            )
+    ranges = [part.unit_range(task.unit) for part in parts]
+    found = sum(stop - start for start, stop in ranges)
     if found != expected:
         raise CatalogError(
             f"write unit {task.unit}: {found} rows arrived, {expected} planned; "
             "some read units are missing or unfinished"
         )
-    assert rows is not None
-    key = (
-        np.asarray(rows["bb_batch"]) * task.n_streams + np.asarray(rows[_STREAM])
-    ) * task.per_batch + np.asarray(rows[_SLOT])
-    order = np.argsort(key, kind="stable")
-    batches = np.asarray(rows["bb_batch"])[order]
     outputs = []
     directory = output_directory(task.directory, Path(task.scratch) / "staging")
     for index in range(task.first, task.stop):
-        lo, hi = np.searchsorted(
-            batches, [index * task.batches_per_file, (index + 1) * task.batches_per_file]
-        )
-        shuffle = np.random.default_rng([task.seed, index, 0x5EED]).permutation(hi - lo)
-        selected = rows[order[lo:hi][shuffle]]  # canonical order, then shuffled: one copy
+        bounds = [index * task.batches_per_file, (index + 1) * task.batches_per_file]
+        pieces = []
+        for part, (start, stop) in zip(parts, ranges, strict=True):
+            lo, hi = start + np.searchsorted(part.column("bb_batch")[start:stop], bounds)
+            if hi > lo:
+                pieces.append(part.rows(int(lo), int(hi)))
+        rows = concatenate(pieces)
+        place = (
+            rows.column("bb_batch") * task.n_streams + rows.column(_STREAM)
+        ) * task.per_batch + rows.column(_SLOT)
+        order = np.argsort(place, kind="stable")
+        shuffle = np.random.default_rng([task.seed, index, 0x5EED]).permutation(rows.length)
+        selected = rows.take(order[shuffle])  # canonical order, then shuffled: one copy
+        del rows, pieces
         path = output_path(str(directory.staging), task.name, task.spec.format, index)
         WRITERS[task.spec.format](path, selected, task.layout, PROVENANCE, task.spec)
         published = directory.publish(path)  # remote: a verified copy, then renamed
@@ -386,7 +401,7 @@ def _write_outputs(task: WriteTask) -> WriteResult:
             {
                 "index": index,
                 "path": published.path,
-                "entries": int(hi - lo),
+                "entries": selected.length,
                 "size": published.size,
                 "adler32": published.adler32,
                 "mtime_ns": modification_time(published.path),

@@ -21,10 +21,9 @@ from .count import selection_fingerprint
 log = logging.getLogger(__name__)
 
 BYTES_OVERHEAD = 3.0  # in-memory copies a write unit holds per row: buffers, shuffle, writer
-# Enough write units to keep several workers busy when there are enough output files. Each
-# unit costs every read unit one intermediate part: one unit per worker measured 24% less
-# CPU in `run` (BENCHMARKS.md), but the unit layout would then depend on the machine.
-MIN_WRITE_UNITS = 8
+# A write unit holds one output file at a time, so one file per unit spreads the writing
+# best. Every unit opens every intermediate part, so very many output files share units.
+MAX_WRITE_UNITS = 1024
 
 
 def process_key(file: FileRecord, pileup: str) -> str | None:
@@ -142,9 +141,7 @@ def build_plan(table: CountTable, config: ProjectConfig, bytes_per_entry: float)
     rows_per_file = per_batch * len(streams) * config.output.batches_per_file
     budget_rows = config.execution.unit_memory_mb * 2**20 / (bytes_per_entry * BYTES_OVERHEAD)
     n_output_files = -(-n_batches // config.output.batches_per_file)
-    by_memory = budget_rows // max(rows_per_file, 1)
-    by_parallelism = -(-n_output_files // MIN_WRITE_UNITS)
-    files_per_unit = int(max(1, min(by_memory, by_parallelism)))
+    files_per_unit = -(-n_output_files // MAX_WRITE_UNITS)
     if rows_per_file > budget_rows:
         log.warning(
             "one output file holds about %.0f MB in memory, more than execution.unit_memory_mb",

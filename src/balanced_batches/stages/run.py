@@ -21,7 +21,7 @@ from ..errors import BalancedBatchesError, CatalogError, InputFileError
 from ..jobs import JobSpec, build_jobs, spec_from_catalog, stored_layout
 from ..plan_model import Plan
 from ..remote import output_directory, size_of
-from ..shards import parts_of_read_unit, read_units_with_parts
+from ..shards import complete_parts
 from ..storage import BranchLayout, layout_to_json, write_json
 from .make import (
     ReadResult,
@@ -62,7 +62,9 @@ def _record_read(catalog: Catalog, result: ReadResult, path: str) -> None:
         return
     assert result.layout is not None
     _store_layout(catalog, result.layout, path)
-    catalog.set_unit("read", result.unit, "done", result={"rows": result.rows})
+    catalog.set_unit(
+        "read", result.unit, "done", result={"rows": result.rows, "parts": result.parts}
+    )
 
 
 def _record_write(catalog: Catalog, result: WriteResult) -> None:
@@ -175,9 +177,9 @@ def reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:
         catalog.set_unit("write", unit, "pending")
     if all(state == "done" for state in catalog.unit_states("write").values()):
         return
-    with_parts = read_units_with_parts(scratch)
+    complete = complete_parts(scratch)
     for unit, result in catalog.unit_results("read").items():
-        if result.get("rows", 0) and unit not in with_parts:
+        if complete[unit] != result.get("parts", 0):
             catalog.set_unit("read", unit, "pending")
 
 
@@ -219,7 +221,12 @@ def run_spec_job(spec: JobSpec, job: int) -> str:
         record.update(status="failed", error=result.error)
     elif isinstance(result, ReadResult):
         assert result.layout is not None
-        record.update(status="done", rows=result.rows, layout=layout_to_json(result.layout))
+        record.update(
+            status="done",
+            rows=result.rows,
+            parts=result.parts,
+            layout=layout_to_json(result.layout),
+        )
     else:
         record.update(status="done", outputs=result.outputs)
     write_json(record_path, record)
@@ -232,7 +239,7 @@ def _still_done(record: dict[str, Any], spec: JobSpec) -> bool:
     if record.get("status") != "done":
         return False
     if record["kind"] == "read":
-        return bool(parts_of_read_unit(Path(spec.scratch), int(record["unit"])))
+        return complete_parts(Path(spec.scratch))[int(record["unit"])] == record.get("parts")
     return all(size_of(o["path"]) == o["size"] for o in record["outputs"])
 
 

@@ -1,0 +1,179 @@
+"""Rows of a tree as plain numpy buffers, for moving many columns cheaply.
+
+`make` selects, routes and reorders rows of ~100 branches many times. Doing that on
+awkward records costs a fixed overhead per field and per operation; here a flat
+column is one numpy array, and jagged columns that share their counts (the members
+of a counted-array group, `pfCand_pt[npfCand]` ...) share one offsets array, so the
+index for a selection of rows is computed once per group and applied to every member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import awkward as ak
+import numpy as np
+
+from .storage import BranchLayout
+
+
+@dataclass(frozen=True)
+class Jagged:
+    """Jagged columns with identical counts: one offsets array, one content per column."""
+
+    offsets: np.ndarray  # int64, length rows + 1, starting at 0
+    contents: dict[str, np.ndarray]  # may run past offsets[-1] (views into larger buffers)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Items per row."""
+        return np.diff(self.offsets)
+
+
+@dataclass(frozen=True)
+class RowBlock:
+    """`length` rows: flat columns, and jagged columns by collection (a group or one branch)."""
+
+    length: int
+    flat: dict[str, np.ndarray] = field(default_factory=dict)
+    jagged: dict[str, Jagged] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the rows hold."""
+        flat = sum(values.nbytes for values in self.flat.values())
+        jagged = sum(
+            collection.offsets.nbytes + sum(c.nbytes for c in collection.contents.values())
+            for collection in self.jagged.values()
+        )
+        return int(flat + jagged)
+
+    def column(self, name: str) -> np.ndarray:
+        """A flat column."""
+        return self.flat[name]
+
+    def with_flat(self, columns: Mapping[str, np.ndarray]) -> RowBlock:
+        """The same rows with more flat columns."""
+        return RowBlock(self.length, {**self.flat, **columns}, self.jagged)
+
+    def take(self, index: np.ndarray) -> RowBlock:
+        """Rows `index` (any order, repeats allowed), packed into new buffers."""
+        index = np.asarray(index, dtype=np.int64)
+        flat = {name: values[index] for name, values in self.flat.items()}
+        jagged = {}
+        for name, collection in self.jagged.items():
+            offsets, items = _take_items(collection.offsets, index)
+            contents = {column: c[items] for column, c in collection.contents.items()}
+            jagged[name] = Jagged(offsets, contents)
+        return RowBlock(len(index), flat, jagged)
+
+
+def _take_items(offsets: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """New offsets of rows `index`, and the content positions of their items in order."""
+    starts = offsets[:-1][index]
+    counts = offsets[1:][index] - starts
+    new_offsets = np.zeros(len(index) + 1, dtype=np.int64)
+    np.cumsum(counts, out=new_offsets[1:])
+    # item k of the result sits at starts[row] + (k - new_offsets[row])
+    items = np.arange(new_offsets[-1], dtype=np.int64)
+    items += np.repeat(starts - new_offsets[:-1], counts)
+    return new_offsets, items
+
+
+def concatenate(blocks: Sequence[RowBlock]) -> RowBlock:
+    """Rows of every block, in order; blocks must have the same columns."""
+    if len(blocks) == 1:
+        return blocks[0]
+    first = blocks[0]
+    flat = {name: np.concatenate([b.flat[name] for b in blocks]) for name in first.flat}
+    jagged = {}
+    for name, collection in first.jagged.items():
+        parts = [b.jagged[name] for b in blocks]
+        offsets = np.zeros(sum(len(p.offsets) - 1 for p in parts) + 1, dtype=np.int64)
+        np.cumsum(np.concatenate([p.counts for p in parts]), out=offsets[1:])
+        contents = {
+            column: np.concatenate([p.contents[column][: p.offsets[-1]] for p in parts])
+            for column in collection.contents
+        }
+        jagged[name] = Jagged(offsets, contents)
+    return RowBlock(sum(b.length for b in blocks), flat, jagged)
+
+
+def collections_of(layout: BranchLayout) -> dict[str, tuple[str, ...]]:
+    """Jagged collections of a layout: a counted group's members, or one lone jagged branch."""
+    collections = {group.outer: group.members for group in layout.groups}
+    collections.update({name: (name,) for name in layout.singles})
+    return collections
+
+
+def from_arrays(arrays: Mapping[str, ak.Array], layout: BranchLayout) -> RowBlock:
+    """Rows from uproot's arrays of a layout's branches (absent branches are left out)."""
+    flat = {name: _flat(arrays[name]) for name in layout.scalars if name in arrays}
+    jagged = {}
+    for name, members in collections_of(layout).items():
+        present = [member for member in members if member in arrays]
+        if not present:
+            continue
+        # members of one group share their counts (the counter branch): keep one offsets
+        offsets, contents = None, {}
+        for member in present:
+            member_offsets, contents[member] = _list(arrays[member])
+            offsets = member_offsets if offsets is None else offsets
+        assert offsets is not None
+        jagged[name] = Jagged(offsets, contents)
+    length = len(next(iter(arrays.values()))) if arrays else 0
+    return RowBlock(length, flat, jagged)
+
+
+def _flat(array: ak.Array) -> np.ndarray:
+    return np.asarray(ak.to_layout(array).data)
+
+
+def _list(array: ak.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets from 0, content from the first row's first item): views, no copies."""
+    layout = ak.to_layout(array)
+    if not isinstance(layout, ak.contents.ListOffsetArray):
+        layout = layout.to_ListOffsetArray64(True)
+    offsets = np.asarray(layout.offsets, dtype=np.int64)
+    content = np.asarray(layout.content.data)[offsets[0] :]
+    return (offsets - offsets[0] if offsets[0] else offsets), content
+
+
+def to_arrays(block: RowBlock, layout: BranchLayout) -> dict[str, ak.Array | np.ndarray]:
+    """Branches as a TTree writer wants them: scalars as numpy, a counted group as one list
+    of records (`outer` with fields `inner`), a lone jagged branch as a list array."""
+    arrays: dict[str, ak.Array | np.ndarray] = {name: block.flat[name] for name in layout.scalars}
+    for group in layout.groups:
+        collection = block.jagged[group.outer]
+        record = ak.contents.RecordArray(
+            [ak.contents.NumpyArray(_items(collection, m)) for m in group.members],
+            [group.inner(m) for m in group.members],
+            length=int(collection.offsets[-1]),
+        )
+        arrays[group.outer] = _lists(collection.offsets, record)
+    for name in layout.singles:
+        collection = block.jagged[name]
+        arrays[name] = _list_array(collection, name)
+    return arrays
+
+
+def column_arrays(block: RowBlock) -> dict[str, ak.Array]:
+    """Every column under its own name, as awkward arrays."""
+    arrays = {name: ak.Array(values) for name, values in block.flat.items()}
+    for collection in block.jagged.values():
+        for name in collection.contents:
+            arrays[name] = _list_array(collection, name)
+    return arrays
+
+
+def _items(collection: Jagged, name: str) -> np.ndarray:
+    return collection.contents[name][: collection.offsets[-1]]
+
+
+def _list_array(collection: Jagged, name: str) -> ak.Array:
+    return _lists(collection.offsets, ak.contents.NumpyArray(_items(collection, name)))
+
+
+def _lists(offsets: np.ndarray, content: ak.contents.Content) -> ak.Array:
+    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), content))
