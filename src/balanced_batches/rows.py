@@ -60,11 +60,11 @@ class RowBlock:
     def take(self, index: np.ndarray) -> RowBlock:
         """Rows `index` (any order, repeats allowed), packed into new buffers."""
         index = np.asarray(index, dtype=np.int64)
-        flat = {name: values[index] for name, values in self.flat.items()}
+        flat = {name: np.take(values, index) for name, values in self.flat.items()}
         jagged = {}
         for name, collection in self.jagged.items():
             offsets, items = _take_items(collection.offsets, index)
-            contents = {column: c[items] for column, c in collection.contents.items()}
+            contents = {column: np.take(c, items) for column, c in collection.contents.items()}
             jagged[name] = Jagged(offsets, contents)
         return RowBlock(len(index), flat, jagged)
 

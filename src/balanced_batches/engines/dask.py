@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import dask
 from distributed import Client, LocalCluster, as_completed
 
 T = TypeVar("T")
@@ -34,6 +35,7 @@ class DaskEngine:
             cluster.scale(jobs=workers or 1)
             self._client = Client(cluster)
         else:
+            _keep_allocator_adaptive()
             self._cluster = LocalCluster(
                 n_workers=workers or os.cpu_count() or 1,
                 threads_per_worker=1,
@@ -61,3 +63,16 @@ class DaskEngine:
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def _keep_allocator_adaptive() -> None:
+    """Starts local workers without Dask's MALLOC_TRIM_THRESHOLD_.
+
+    Setting it turns off glibc's adaptive mmap threshold, so every large numpy buffer
+    becomes a fresh mmap whose pages fault in on first touch and go back on free: on
+    `run` that doubled the system time and cost 10% of the wall time (BENCHMARKS.md).
+    """
+    key = "distributed.nanny.pre-spawn-environ"
+    environ = dict(dask.config.get(key, default={}))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    dask.config.set({key: environ})
