@@ -7,17 +7,18 @@ removes its own old parts. Rows in a part are sorted by their place in the outpu
 header says where every write unit's range starts.
 
 A part is raw numpy buffers after a JSON header (jagged columns as offsets + content):
-writing one is a single pass over the buffers, and a write unit reads its rows as
-slices of a memory map. Parts live for minutes and are read once: no compression.
+writing one is a single pass over the buffers, and a write unit reads its rows of every
+part straight into one block. Parts live for minutes and are read once: no compression.
 """
 
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import struct
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def complete_parts(scratch: Path) -> Counter[int]:
 def is_complete(path: Path) -> bool:
     """True if a part file holds all the bytes its header announces."""
     try:
-        Part(path)
+        Part(path).close()
     except (BalancedBatchesError, OSError, ValueError):
         return False
     return True
@@ -129,38 +130,82 @@ def _aligned(size: int) -> int:
     return -(-size // _ALIGN) * _ALIGN
 
 
+@dataclass(frozen=True)
+class _Buffer:
+    """Where one buffer lies in a part file."""
+
+    dtype: np.dtype[Any]
+    offset: int
+    length: int
+
+
 class Part:
-    """A finished part, memory-mapped: columns are views, read from disk when touched."""
+    """A finished part, open for reading rows straight into their destination arrays.
+
+    Positioned reads (not a memory map): only what a write unit asks for is read, and it
+    is copied once, from the page cache into the output block.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        with path.open("rb") as handle:
-            # a plain array over the map: slicing np.memmap costs far more per view
-            self._map = np.frombuffer(
-                mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ), np.uint8
-            )
-        magic, size = _PREFIX.unpack(bytes(self._map[: _PREFIX.size]))
-        if magic != MAGIC or len(self._map) < _PREFIX.size + size:
-            raise BalancedBatchesError(f"{path}: not an intermediate part of balanced-batches")
-        self._header = json.loads(bytes(self._map[_PREFIX.size : _PREFIX.size + size]))
-        self._start = _aligned(_PREFIX.size + size)
-        if len(self._map) != self._start + self._header["data_bytes"]:
-            raise BalancedBatchesError(f"{path}: intermediate part is incomplete")
-        self.length: int = self._header["length"]
-        self.unit_starts = self._view(self._header["unit_starts"])
-        self._flat = {name: self._view(e) for name, e in self._header["flat"].items()}
+        self._fd = os.open(path, os.O_RDONLY)
+        try:
+            self._parse(os.fstat(self._fd).st_size)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _parse(self, size: int) -> None:
+        prefix = os.pread(self._fd, _PREFIX.size, 0)
+        if len(prefix) < _PREFIX.size:
+            raise BalancedBatchesError(f"{self.path}: intermediate part is incomplete")
+        magic, header_size = _PREFIX.unpack(prefix)
+        if magic != MAGIC:
+            raise BalancedBatchesError(f"{self.path}: not an intermediate part of balanced-batches")
+        text = os.pread(self._fd, header_size, _PREFIX.size)
+        start = _aligned(_PREFIX.size + header_size)
+        header = json.loads(text) if len(text) == header_size else None
+        if header is None or size != start + header["data_bytes"]:
+            raise BalancedBatchesError(f"{self.path}: intermediate part is incomplete")
+
+        def buffer(entry: list[Any]) -> _Buffer:
+            dtype, index, length = np.dtype(entry[0]), entry[1], entry[2]
+            return _Buffer(dtype, start + header["positions"][index], length)
+
+        self.length: int = header["length"]
+        starts = buffer(header["unit_starts"])
+        self.unit_starts = self._read(starts, 0, starts.length)
+        self._flat = {name: buffer(entry) for name, entry in header["flat"].items()}
         self._jagged = {
             name: (
-                self._view(entry["offsets"]),
-                {column: self._view(e) for column, e in entry["contents"].items()},
+                buffer(entry["offsets"]),
+                {column: buffer(e) for column, e in entry["contents"].items()},
             )
-            for name, entry in self._header["jagged"].items()
+            for name, entry in header["jagged"].items()
         }
 
-    def _view(self, entry: list[Any]) -> np.ndarray:
-        dtype, index, length = np.dtype(entry[0]), entry[1], entry[2]
-        first = self._start + self._header["positions"][index]
-        return self._map[first : first + length * dtype.itemsize].view(dtype)
+    def close(self) -> None:
+        """Closes the file."""
+        os.close(self._fd)
+
+    def __enter__(self) -> Part:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _read(self, buffer: _Buffer, start: int, stop: int) -> np.ndarray:
+        out = np.empty(stop - start, dtype=buffer.dtype)
+        self._read_into(buffer, start, out)
+        return out
+
+    def _read_into(self, buffer: _Buffer, start: int, out: np.ndarray) -> None:
+        """Items [start, start + len(out)) of a buffer into `out`."""
+        if not len(out):
+            return
+        position = buffer.offset + start * buffer.dtype.itemsize
+        if os.preadv(self._fd, [out.data.cast("B")], position) != out.nbytes:
+            raise BalancedBatchesError(f"{self.path}: intermediate part is incomplete")
 
     @property
     def n_units(self) -> int:
@@ -171,19 +216,56 @@ class Part:
         """[start, stop) of the rows of a write unit."""
         return int(self.unit_starts[unit]), int(self.unit_starts[unit + 1])
 
-    def column(self, name: str) -> np.ndarray:
-        """A flat column, every row (a view)."""
-        return self._view(self._header["flat"][name])
+    def column(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of a flat column."""
+        return self._read(self._flat[name], start, stop)
 
-    def rows(self, start: int, stop: int) -> RowBlock:
-        """Rows [start, stop) as views into the part."""
-        flat = {name: self._view(entry)[start:stop] for name, entry in self._header["flat"].items()}
-        jagged = {}
-        for name, entry in self._header["jagged"].items():
-            offsets = self._view(entry["offsets"])[start : stop + 1]
-            first = int(offsets[0])
-            contents = {
-                column: self._view(content)[first:] for column, content in entry["contents"].items()
-            }
-            jagged[name] = Jagged(offsets - first, contents)
-        return RowBlock(stop - start, flat, jagged)
+    def flat_into(self, name: str, start: int, out: np.ndarray) -> None:
+        """Rows [start, start + len(out)) of a flat column into `out`."""
+        self._read_into(self._flat[name], start, out)
+
+    def offsets(self, collection: str, start: int, stop: int) -> np.ndarray:
+        """Offsets of rows [start, stop) of a jagged collection (stop - start + 1 values)."""
+        return self._read(self._jagged[collection][0], start, stop + 1)
+
+    def items_into(self, collection: str, column: str, first: int, out: np.ndarray) -> None:
+        """Items [first, first + len(out)) of a jagged column into `out`."""
+        self._read_into(self._jagged[collection][1][column], first, out)
+
+    def columns(self) -> tuple[dict[str, np.dtype[Any]], dict[str, dict[str, np.dtype[Any]]]]:
+        """dtypes of the flat columns, and of the jagged columns by collection."""
+        flat = {name: buffer.dtype for name, buffer in self._flat.items()}
+        jagged = {
+            name: {column: buffer.dtype for column, buffer in contents.items()}
+            for name, (_, contents) in self._jagged.items()
+        }
+        return flat, jagged
+
+
+def gather(pieces: Sequence[tuple[Part, int, int]]) -> RowBlock:
+    """Rows [start, stop) of every (part, start, stop), one piece after another, read
+    straight into one block (the parts have the same columns)."""
+    total = sum(stop - start for _, start, stop in pieces)
+    flat_types, jagged_types = pieces[0][0].columns()
+    flat = {}
+    for name, dtype in flat_types.items():
+        flat[name] = out = np.empty(total, dtype=dtype)
+        position = 0
+        for part, start, stop in pieces:
+            part.flat_into(name, start, out[position : position + stop - start])
+            position += stop - start
+    jagged = {}
+    for name, column_types in jagged_types.items():
+        piece_offsets = [part.offsets(name, start, stop) for part, start, stop in pieces]
+        offsets = np.zeros(total + 1, dtype=np.int64)
+        np.cumsum(np.concatenate([np.diff(o) for o in piece_offsets]), out=offsets[1:])
+        contents = {}
+        for column, dtype in column_types.items():
+            contents[column] = out = np.empty(int(offsets[-1]), dtype=dtype)
+            position = 0
+            for (part, _, _), bounds in zip(pieces, piece_offsets, strict=True):
+                first, size = int(bounds[0]), int(bounds[-1] - bounds[0])
+                part.items_into(name, column, first, out[position : position + size])
+                position += size
+        jagged[name] = Jagged(offsets, contents)
+    return RowBlock(total, flat, jagged)

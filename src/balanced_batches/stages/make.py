@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from ..plan_model import Plan, members_uses
 from ..regions import Selection, build_selection
 from ..remote import output_directory
 from ..rows import RowBlock, concatenate, from_arrays
-from ..shards import Part, all_parts, part_path, remove_parts_of_read_unit, write_part
+from ..shards import Part, all_parts, gather, part_path, remove_parts_of_read_unit, write_part
 from ..storage import (
     BranchLayout,
     branch_layout,
@@ -363,7 +364,12 @@ def _write_outputs(task: WriteTask) -> WriteResult:
     first_batch = task.first * task.batches_per_file
     stop_batch = min(task.stop * task.batches_per_file, task.n_batches)
     expected = (stop_batch - first_batch) * task.n_streams * task.per_batch
-    parts = [Part(path) for path in all_parts(Path(task.scratch))]
+    with ExitStack() as stack:
+        parts = [stack.enter_context(Part(path)) for path in all_parts(Path(task.scratch))]
+        return WriteResult(task.unit, outputs=_write_files(task, parts, expected))
+
+
+def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict[str, Any]]:
     for part in parts:
         if part.n_units != task.n_write_units:
             raise CatalogError(
@@ -377,23 +383,27 @@ def _write_outputs(task: WriteTask) -> WriteResult:
             f"write unit {task.unit}: {found} rows arrived, {expected} planned; "
             "some read units are missing or unfinished"
         )
+    batches = [
+        part.column("bb_batch", start, stop)
+        for part, (start, stop) in zip(parts, ranges, strict=True)
+    ]
     outputs = []
     directory = output_directory(task.directory, Path(task.scratch) / "staging")
     for index in range(task.first, task.stop):
         bounds = [index * task.batches_per_file, (index + 1) * task.batches_per_file]
         pieces = []
-        for part, (start, stop) in zip(parts, ranges, strict=True):
-            lo, hi = start + np.searchsorted(part.column("bb_batch")[start:stop], bounds)
+        for part, (start, _), batch in zip(parts, ranges, batches, strict=True):
+            lo, hi = start + np.searchsorted(batch, bounds)
             if hi > lo:
-                pieces.append(part.rows(int(lo), int(hi)))
-        rows = concatenate(pieces)
+                pieces.append((part, int(lo), int(hi)))
+        rows = gather(pieces)
         place = (
             rows.column("bb_batch") * task.n_streams + rows.column(_STREAM)
         ) * task.per_batch + rows.column(_SLOT)
         order = np.argsort(place, kind="stable")
         shuffle = np.random.default_rng([task.seed, index, 0x5EED]).permutation(rows.length)
         selected = rows.take(order[shuffle])  # canonical order, then shuffled: one copy
-        del rows, pieces
+        del rows
         path = output_path(str(directory.staging), task.name, task.spec.format, index)
         WRITERS[task.spec.format](path, selected, task.layout, PROVENANCE, task.spec)
         published = directory.publish(path)  # remote: a verified copy, then renamed
@@ -407,7 +417,7 @@ def _write_outputs(task: WriteTask) -> WriteResult:
                 "mtime_ns": modification_time(published.path),
             }
         )
-    return WriteResult(task.unit, outputs=outputs)
+    return outputs
 
 
 def modification_time(path: str) -> int | None:
