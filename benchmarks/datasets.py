@@ -45,12 +45,16 @@ class DatasetSpec:
         )
 
 
-# tiny: the smoke test; small: seconds; medium: ~1 GB; large: several GB, only when asked.
+# tiny: the smoke test; small: seconds; medium: ~1 GB of small files; large: several GB, only
+# when asked; bigfiles: ~1 GB in 18 files of ~60 MB (fixed costs per file and per run matter
+# less, as with real n-tuples of GBs); onefile4gb: one ~4 GB file (memory with large inputs).
 SIZES: dict[str, DatasetSpec] = {
     "tiny": DatasetSpec(max_samples=4, files_per_sample=1, entries_per_file=400),
     "small": DatasetSpec(max_samples=10, files_per_sample=1, entries_per_file=2000),
     "medium": DatasetSpec(max_samples=None, files_per_sample=2, entries_per_file=4000),
     "large": DatasetSpec(max_samples=None, files_per_sample=4, entries_per_file=12000),
+    "bigfiles": DatasetSpec(max_samples=9, files_per_sample=2, entries_per_file=60000),
+    "onefile4gb": DatasetSpec(max_samples=1, files_per_sample=1, entries_per_file=3_800_000),
 }
 
 

@@ -22,6 +22,7 @@ from .config import ProjectConfig
 from .errors import CatalogError
 from .plan_model import Plan
 from .regions import build_selection
+from .shards import scratch_directory
 from .stages.make import ReadTask, WriteTask, read_task, write_task
 from .storage import BranchLayout, layout_from_json, layout_to_json, write_json
 
@@ -98,11 +99,6 @@ class JobSpec:
             scratch=spec["scratch"],
             records=spec.get("records"),
         )
-
-
-def scratch_directory(config: ProjectConfig, workdir: Path) -> Path:
-    """Where intermediate parts live."""
-    return Path(config.execution.scratch) if config.execution.scratch else workdir / "scratch"
 
 
 def stored_layout(catalog: Catalog) -> BranchLayout | None:

@@ -13,8 +13,10 @@ part straight into one block. Parts live for minutes and are read once: no compr
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import shutil
 import struct
 from collections import Counter
 from collections.abc import Sequence
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import ProjectConfig
 from .errors import BalancedBatchesError
 from .rows import Jagged, RowBlock
 from .storage import atomic_path, remove_temporaries
@@ -32,6 +35,16 @@ PART_SUFFIX = ".rows"
 MAGIC = b"BBROWS01"
 _ALIGN = 64
 _PREFIX = struct.Struct("<8sQ")  # magic, header length
+
+
+def scratch_directory(config: ProjectConfig, workdir: Path) -> Path:
+    """Where intermediate files live: `execution.scratch`, by default `<workdir>/scratch`."""
+    return Path(config.execution.scratch) if config.execution.scratch else workdir / "scratch"
+
+
+def remove_all_parts(scratch: Path) -> None:
+    """Deletes every part: a new plan routes rows differently."""
+    shutil.rmtree(parts_directory(scratch), ignore_errors=True)
 
 
 def parts_directory(scratch: Path) -> Path:
@@ -69,11 +82,22 @@ def is_complete(path: Path) -> bool:
 
 
 def remove_parts_of_read_unit(scratch: Path, read_unit: int) -> None:
-    """Deletes what an earlier, interrupted attempt of a read unit left."""
-    for path in parts_of_read_unit(scratch, read_unit):
-        path.unlink(missing_ok=True)
-    if parts_directory(scratch).is_dir():
-        remove_temporaries(parts_directory(scratch), f"r{read_unit:06d}-*")
+    """Deletes what an earlier, interrupted attempt of a read unit left.
+
+    Parts are numbered from 0 without gaps, so no directory listing is needed: that
+    would cost every read unit time in proportion to all the parts of the run.
+    """
+    for part in itertools.count():
+        try:
+            part_path(scratch, read_unit, part).unlink()
+        except FileNotFoundError:
+            break
+
+
+def remove_part_temporaries(scratch: Path) -> int:
+    """Deletes partial parts that interrupted read units left (one directory listing)."""
+    directory = parts_directory(scratch)
+    return remove_temporaries(directory) if directory.is_dir() else 0
 
 
 def write_part(path: Path, rows: RowBlock, unit_starts: np.ndarray) -> None:
@@ -162,10 +186,15 @@ class Part:
         magic, header_size = _PREFIX.unpack(prefix)
         if magic != MAGIC:
             raise BalancedBatchesError(f"{self.path}: not an intermediate part of balanced-batches")
-        text = os.pread(self._fd, header_size, _PREFIX.size)
         start = _aligned(_PREFIX.size + header_size)
-        header = json.loads(text) if len(text) == header_size else None
-        if header is None or size != start + header["data_bytes"]:
+        header = None
+        if start <= size:
+            try:
+                header = json.loads(os.pread(self._fd, header_size, _PREFIX.size))
+                complete = size == start + header["data_bytes"]
+            except (ValueError, TypeError, KeyError):
+                complete = False
+        if header is None or not complete:
             raise BalancedBatchesError(f"{self.path}: intermediate part is incomplete")
 
         def buffer(entry: list[Any]) -> _Buffer:

@@ -15,6 +15,7 @@ from ..errors import CatalogError, ConfigError, PlanError
 from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
 from ..remote import output_directory
+from ..shards import remove_all_parts, scratch_directory
 from ..storage import is_url, write_json
 from .count import selection_fingerprint
 
@@ -221,6 +222,7 @@ def plan_batches(catalog: Catalog, config: ProjectConfig, workdir: Path) -> Plan
     catalog.set_meta("plan", parameters)
     catalog.set_meta("plan_config", config.model_dump(mode="json"))
     catalog.reset_units({"read": len(plan.read_files), "write": plan.n_write_units})
+    remove_all_parts(scratch_directory(config, workdir))
     log.info(
         "%d batches of %d candidates from each of %d streams (%d keys), %d output files",
         plan.n_batches,

@@ -21,7 +21,7 @@ from ..errors import BalancedBatchesError, CatalogError, InputFileError
 from ..jobs import JobSpec, build_jobs, spec_from_catalog, stored_layout
 from ..plan_model import Plan
 from ..remote import output_directory, size_of
-from ..shards import complete_parts
+from ..shards import complete_parts, remove_part_temporaries
 from ..storage import BranchLayout, layout_to_json, write_json
 from .make import (
     ReadResult,
@@ -104,6 +104,7 @@ def run_plan(
     if removed_partials:
         log.info("removed partial files of an interrupted run")
     reopen_lost_outputs(catalog, Path(spec.scratch))
+    remove_part_temporaries(Path(spec.scratch))
     retries = config.execution.retries
     paths = [task.path for task in jobs.reads]
 
