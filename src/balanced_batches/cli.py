@@ -176,7 +176,6 @@ def count(
     """Count candidates per region in every new or changed input file."""
     from .catalog import Catalog
     from .display import RichReporter
-    from .stages.count import count_inputs
 
     if on_bad_file not in ("fail", "skip"):
         raise ConfigError(f"--on-bad-file = {on_bad_file!r}: expected fail or skip")
@@ -198,8 +197,10 @@ def count(
         raise ConfigError("no processes configured: pass --process-types or set 'processes'")
     with workdir_lock(workdir):
         catalog = Catalog.open(workdir, create=True)
-        engine = _engine(workers, settings, scheduler, cluster)
+        engine = _engine(workers, settings, scheduler, cluster)  # local: starts meanwhile
         try:
+            from .stages.count import count_inputs
+
             outcome = count_inputs(catalog, settings, engine, workdir, RichReporter(), on_bad_file)
         finally:
             engine.close()
@@ -353,16 +354,17 @@ def run(
     """Make every planned batch (resumes where an interrupted run stopped)."""
     from .catalog import Catalog
     from .display import RichReporter
-    from .stages.plan import load_plan
-    from .stages.run import run_plan
 
     workdir = workdir.resolve()
     catalog = Catalog.open(workdir)
-    stored_plan = load_plan(catalog)
     settings = resolve_config(workdir, None, {}, stored_key="plan_config")
     with workdir_lock(workdir):
-        engine = _engine(workers, settings, scheduler, cluster)
+        engine = _engine(workers, settings, scheduler, cluster)  # local: starts meanwhile
         try:
+            from .stages.plan import load_plan
+            from .stages.run import run_plan
+
+            stored_plan = load_plan(catalog)
             outcome = run_plan(
                 catalog, stored_plan, settings, engine, workdir, RichReporter(), keep_scratch
             )

@@ -58,7 +58,9 @@ def _open_tree(path: str, tree_name: str, options: dict[str, Any]) -> Any:
     from .remote import is_missing
 
     try:
-        handle = uproot.open(path, **options)
+        # no array cache: every branch is read once, and a cache would keep up to
+        # 100 MB per file alive until the garbage collector breaks uproot's cycles
+        handle = uproot.open(path, array_cache=None, **options)
     except FileNotFoundError as err:
         raise InputFileError(f"{path}: file not found") from err
     except Exception as err:  # uproot raises many kinds for corrupt or non-ROOT files

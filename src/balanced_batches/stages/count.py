@@ -99,12 +99,15 @@ def count_file(task: CountTask) -> CountResult:
     try:
         size, mtime = file_stat(task.path)
         tree = open_tree(task.path, task.tree)
-        if int(tree.num_entries) == 0:
-            raise InputFileError(f"{task.path}: tree {task.tree!r} has no entries")
-        regions = region_of_entries(tree, task.path, task.selection)
+        try:
+            if int(tree.num_entries) == 0:
+                raise InputFileError(f"{task.path}: tree {task.tree!r} has no entries")
+            regions = region_of_entries(tree, task.path, task.selection)
+            entries = int(tree.num_entries)
+            uncompressed = float(sum(branch.uncompressed_bytes for branch in tree.values()))
+        finally:
+            tree.file.close()
         counts = np.bincount(regions[regions >= 0], minlength=task.selection.space.n_regions)
-        entries = int(tree.num_entries)
-        uncompressed = float(sum(branch.uncompressed_bytes for branch in tree.values()))
     except BalancedBatchesError as err:
         return CountResult(task.file_id, task.path, error=str(err))
     except Exception as err:  # a damaged file fails in many ways inside uproot

@@ -10,6 +10,7 @@ complete. Results are therefore identical whatever ran where, and in what order.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -42,7 +43,10 @@ log = logging.getLogger(__name__)
 
 PROVENANCE = ("bb_process_key", "bb_region", "bb_source_file", "bb_source_entry", "bb_batch")
 _STREAM, _SLOT = "bb_stream_", "bb_slot_"
-FLUSH_BYTES = 256 * 2**20
+# rows of consecutive chunks are merged (sorted: two copies) into one part up to this size;
+# fewer, larger parts make the write units' reads cheaper
+PART_BYTES = 64 * 2**20
+USES_BLOCK = 2**20  # candidates whose uses are planned at once
 
 
 @dataclass(frozen=True)
@@ -186,14 +190,12 @@ def read_task(
 
 @dataclass(frozen=True)
 class _Uses:
-    """Every use of the file's candidates, sorted by entry."""
+    """Every use of the file's candidates, sorted by entry (20 bytes per use: a 4 GB file
+    with every candidate used holds millions of them)."""
 
-    entry: np.ndarray
-    stream: np.ndarray
-    region: np.ndarray
-    key_index: np.ndarray
-    batch: np.ndarray
-    slot: np.ndarray
+    entry: np.ndarray  # int64
+    member: np.ndarray  # int32: index into the file's share
+    position: np.ndarray  # int64: place in the stream's shuffled order
 
 
 def _plan_uses(task: ReadTask, regions: np.ndarray) -> _Uses:
@@ -208,22 +210,46 @@ def _plan_uses(task: ReadTask, regions: np.ndarray) -> _Uses:
             f"{found[share.regions[first]]} candidates, plan expects {share.counts[first]}); "
             "run 'count' and 'plan' again"
         )
-    order = np.argsort(regions, kind="stable")
-    starts = np.searchsorted(regions[order], share.regions, side="left")
-    member, ranks, positions = members_uses(
-        share.offsets, share.counts, share.totals, task.needed, share.round_keys
-    )
-    entry = order[starts[member] + ranks]
+    by_region = np.argsort(regions, kind="stable")
+    starts = np.searchsorted(regions[by_region], share.regions, side="left")
+    pieces = []
+    # members in blocks of about USES_BLOCK candidates: the permutation's temporaries
+    # (several 8-byte arrays per candidate) stay small whatever the size of the file
+    block = (np.cumsum(share.counts) - share.counts) // USES_BLOCK  # by first candidate
+    bounds = [0, *(np.flatnonzero(np.diff(block)) + 1).tolist(), len(share.counts)]
+    for lo, hi in itertools.pairwise(bounds):
+        member, ranks, positions = members_uses(
+            share.offsets[lo:hi],
+            share.counts[lo:hi],
+            share.totals[lo:hi],
+            task.needed,
+            share.round_keys[lo:hi],
+        )
+        member += lo
+        pieces.append((by_region[starts[member] + ranks], member.astype(np.int32), positions))
+    entry = np.concatenate([p[0] for p in pieces])
+    member = np.concatenate([p[1] for p in pieces])
+    position = np.concatenate([p[2] for p in pieces])
     by_entry = np.argsort(entry, kind="stable")
-    member, positions = member[by_entry], positions[by_entry]
-    return _Uses(
-        entry=entry[by_entry],
-        stream=share.streams[member].astype(np.int64),
-        region=share.regions[member].astype(np.int32),
-        key_index=share.key_index[member].astype(np.int32),
-        batch=positions // task.per_batch,
-        slot=positions % task.per_batch,
-    )
+    return _Uses(entry[by_entry], member[by_entry], position[by_entry])
+
+
+def chunk_bounds(tree: Any, branches: list[str], n_entries: int, step: int) -> list[int]:
+    """Entry boundaries of read chunks of about `step` entries, placed where every branch
+    starts a new basket when the file allows it, so that no basket is read twice."""
+    try:
+        common = [int(e) for e in tree.common_entry_offsets(filter_name=branches)]
+    except Exception:  # files without usable basket tables: plain steps
+        common = []
+    bounds = [0]
+    candidates = np.asarray(sorted(set(common) | {n_entries}), dtype=np.int64)
+    while bounds[-1] < n_entries:
+        start = bounds[-1]
+        # the last common boundary within one step, or a plain step if there is none
+        index = np.searchsorted(candidates, start + step, side="right") - 1
+        best = int(candidates[index]) if index >= 0 else start
+        bounds.append(best if best > start else min(start + step, n_entries))
+    return bounds
 
 
 def read_input(task: ReadTask) -> ReadResult:
@@ -245,17 +271,24 @@ def _read_input(task: ReadTask) -> ReadResult:
             "run 'count' and 'plan' again"
         )
     tree = open_tree(task.path, task.tree)
+    try:
+        return _read_tree(task, tree, scratch)
+    finally:
+        tree.file.close()
+
+
+def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
     layout = branch_layout(tree, task.path)
     n_entries = int(tree.num_entries)
     selection_values = read_selection_arrays(tree, task.path, task.selection, 0, n_entries)
     uses = _plan_uses(task, task.selection.assign(selection_values))
-    # every row's place in the outputs: parts are sorted by it
-    place = (uses.batch * task.n_streams + uses.stream) * task.per_batch + uses.slot
+    share = task.share
     others = [name for name in layout.data_branches if name not in selection_values]
     bytes_per_entry = max(
         sum(tree[name].uncompressed_bytes for name in others) / max(n_entries, 1), 1.0
     )
     step = max(1, int(task.chunk_bytes // bytes_per_entry))
+    bounds = chunk_bounds(tree, others, n_entries, step) if others else [0, n_entries]
     pending: list[tuple[RowBlock, np.ndarray]] = []
     written = 0
 
@@ -272,14 +305,18 @@ def _read_input(task: ReadTask) -> ReadResult:
         write_part(part_path(scratch, task.unit, written), rows, _unit_starts(task, rows))
         written += 1
 
-    for start in range(0, n_entries, step):
-        stop = min(start + step, n_entries)
+    for start, stop in itertools.pairwise(bounds):
         first, last = np.searchsorted(uses.entry, [start, stop])
         if first == last:
             continue  # nothing planned here: these baskets are never read
-        picked = slice(first, last)
-        order = first + np.argsort(place[picked], kind="stable")  # the chunk's rows by place
-        entries = uses.entry[order]
+        member = uses.member[first:last]
+        stream = share.streams[member].astype(np.int64)
+        batch, slot = np.divmod(uses.position[first:last], task.per_batch)
+        # every row's place in the outputs: parts are sorted by it
+        place = (batch * task.n_streams + stream) * task.per_batch + slot
+        order = np.argsort(place, kind="stable")
+        member, place = member[order], place[order]
+        entries = uses.entry[first:last][order]
         rows = RowBlock(len(entries))
         if others:
             chunk = tree.arrays(others, entry_start=start, entry_stop=stop, how=dict)
@@ -288,18 +325,20 @@ def _read_input(task: ReadTask) -> ReadResult:
         rows = rows.with_flat(
             {name: values[entries] for name, values in selection_values.items()}
             | {
-                "bb_process_key": uses.key_index[order],
-                "bb_region": uses.region[order],
+                "bb_process_key": share.key_index[member].astype(np.int32),
+                "bb_region": share.regions[member].astype(np.int32),
                 "bb_source_file": np.full(len(entries), task.file_id, dtype=np.int32),
                 "bb_source_entry": entries.astype(np.int64),
-                "bb_batch": uses.batch[order],
-                _STREAM: uses.stream[order],
-                _SLOT: uses.slot[order],
+                "bb_batch": batch[order],
+                _STREAM: stream[order],
+                _SLOT: slot[order],
             }
         )
-        pending.append((rows, place[order]))
-        if sum(block.nbytes for block, _ in pending) > FLUSH_BYTES:
+        if pending and sum(block.nbytes for block, _ in pending) + rows.nbytes > PART_BYTES:
             flush()
+        pending.append((rows, place))
+        if rows.nbytes >= PART_BYTES:
+            flush()  # a large chunk's rows are a part of their own: no merging copies
     flush()
     return ReadResult(task.unit, rows=len(uses.entry), parts=written, layout=layout)
 
