@@ -47,6 +47,7 @@ _STREAM, _SLOT = "bb_stream_", "bb_slot_"
 # fewer, larger parts make the write units' reads cheaper
 PART_BYTES = 64 * 2**20
 USES_BLOCK = 2**20  # candidates whose uses are planned at once
+NEAR_STEPS = 4  # a read chunk may grow to this many steps to end on a basket boundary
 
 
 @dataclass(frozen=True)
@@ -235,20 +236,28 @@ def _plan_uses(task: ReadTask, regions: np.ndarray) -> _Uses:
 
 
 def chunk_bounds(tree: Any, branches: list[str], n_entries: int, step: int) -> list[int]:
-    """Entry boundaries of read chunks of about `step` entries, placed where every branch
-    starts a new basket when the file allows it, so that no basket is read twice."""
+    """Entry boundaries of read chunks of about `step` entries.
+
+    A chunk ends where every branch starts a new basket, so that no basket is read (and
+    decompressed) twice: the last such boundary within the step, or the next one if it is
+    near (baskets larger than a step). Without a usable boundary the step is plain.
+    """
     try:
-        common = [int(e) for e in tree.common_entry_offsets(filter_name=branches)]
-    except Exception:  # files without usable basket tables: plain steps
-        common = []
+        common = {int(e) for e in tree.common_entry_offsets(filter_name=branches)}
+    except Exception:  # no usable basket tables: plain steps
+        common = set()
+    candidates = np.asarray(sorted(common | {0, n_entries}), dtype=np.int64)
     bounds = [0]
-    candidates = np.asarray(sorted(set(common) | {n_entries}), dtype=np.int64)
     while bounds[-1] < n_entries:
         start = bounds[-1]
-        # the last common boundary within one step, or a plain step if there is none
-        index = np.searchsorted(candidates, start + step, side="right") - 1
-        best = int(candidates[index]) if index >= 0 else start
-        bounds.append(best if best > start else min(start + step, n_entries))
+        within = int(candidates[np.searchsorted(candidates, start + step, side="right") - 1])
+        after = int(candidates[np.searchsorted(candidates, start, side="right")])
+        if within > start:
+            bounds.append(within)
+        elif after <= start + NEAR_STEPS * step:
+            bounds.append(after)
+        else:
+            bounds.append(min(start + step, n_entries))
     return bounds
 
 
