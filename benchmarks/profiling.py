@@ -25,13 +25,15 @@ SAMPLES_PER_S = 100
 HOT_SPOTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("run_plan (everything)", (("balanced_batches/", "run_plan"),)),
     ("read units: make._read_input", (("balanced_batches/", "_read_input"),)),
+    ("  storage.open_tree (TTree metadata)", (("balanced_batches/", "open_tree"),)),
     ("  uproot TTree.arrays (read, decompress, interpret)", (("behaviors/TBranch.py", "arrays"),)),
     ("  make._plan_uses (regions, plan uses)", (("balanced_batches/", "_plan_uses"),)),
-    ("  shards.write_part (Parquet parts)", (("balanced_batches/", "write_part"),)),
+    ("  rows.RowBlock.take (select and order rows)", (("balanced_batches/", "take"),)),
+    ("  shards.write_part (intermediate parts)", (("balanced_batches/", "write_part"),)),
     ("write units: make._write_outputs", (("balanced_batches/", "_write_outputs"),)),
-    ("  shards.read_unit_parts (Parquet parts)", (("balanced_batches/", "read_unit_parts"),)),
+    ("  shards.gather (rows from the parts)", (("balanced_batches/", "gather"),)),
     ("  writers.write_ttree", (("balanced_batches/", "write_ttree"),)),
-    ("    writers._tree_branches (ak.zip of groups)", (("balanced_batches/", "_tree_branches"),)),
+    ("    rows.to_arrays (branches for the writer)", (("balanced_batches/", "to_arrays"),)),
     ("    uproot mktree", (("uproot/writing/writable.py", "mktree"),)),
     ("    uproot extend", (("uproot/writing/writable.py", "extend"),)),
     (
@@ -39,11 +41,6 @@ HOT_SPOTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         (("~", "<built-in method zstd.compress>"), ("uproot/compression.py", "compress")),
     ),
     ("  storage.adler32_of", (("balanced_batches/", "adler32_of"),)),
-    ("awkward: ak.concatenate (all)", (("operations/ak_concatenate.py", "concatenate"),)),
-    ("awkward: Array.__getitem__ (all)", (("awkward/highlevel.py", "__getitem__"),)),
-    ("awkward: ak.zip (all)", (("operations/ak_zip.py", "zip"),)),
-    ("awkward: ak.to_parquet (all)", (("operations/ak_to_parquet.py", "to_parquet"),)),
-    ("awkward: ak.from_parquet (all)", (("operations/ak_from_parquet.py", "from_parquet"),)),
     ("catalog: Catalog.set_unit", (("balanced_batches/", "set_unit"),)),
 )
 

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -59,6 +60,9 @@ def user_errors(command: F) -> F:
         except KeyboardInterrupt:
             typer.echo("interrupted: rerun the same command to resume", err=True)
             raise typer.Exit(130) from None
+        finally:
+            if "balanced_batches.remote" in sys.modules:
+                sys.modules["balanced_batches.remote"].release_connections()
 
     return wrapper  # type: ignore[return-value]
 

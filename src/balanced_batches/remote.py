@@ -309,7 +309,36 @@ class FsspecStore(Store):
         """Drops fsspec's cached filesystem objects (and their connections) of this scheme."""
         import fsspec
 
+        _drop_read_handles(self.scheme)
         fsspec.get_filesystem_class(self.scheme).clear_instance_cache()
+
+
+def release_connections() -> None:
+    """Lets go of cached remote read handles before the process ends."""
+    for scheme in STORES:
+        _drop_read_handles(scheme)
+
+
+def _drop_read_handles(scheme: str) -> None:
+    """Closes fsspec-xrootd's cached read handles without waiting for the server.
+
+    Its own finalizer waits for every close and raises when the server is gone, which
+    prints a traceback when the process exits after a lost connection.
+    """
+    import fsspec
+
+    loaded = fsspec.registry.get(scheme)  # None unless a filesystem of it was made
+    instances = list(getattr(loaded, "_cache", {}).values())
+    for fs in instances:
+        handles = getattr(getattr(fs, "_readonly_filehandle_cache", None), "_cache", None)
+        if not isinstance(handles, dict):
+            continue
+        for item in list(handles.values()):
+            try:
+                item.handle.close(callback=lambda *_: None)  # fire and forget
+            except Exception as err:  # a dead connection: nothing left to close
+                log.debug("closing a cached read handle: %s", err)
+        handles.clear()
 
 
 @contextmanager
