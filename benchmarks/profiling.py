@@ -24,13 +24,13 @@ SAMPLES_PER_S = 100
 # builtins are "~" in cProfile and invisible to py-spy (it shows their Python caller).
 HOT_SPOTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("run_plan (everything)", (("balanced_batches/", "run_plan"),)),
-    ("read units: make._read_input", (("balanced_batches/", "_read_input"),)),
+    ("read units: read_units._read_input", (("balanced_batches/", "_read_input"),)),
     ("  storage.open_tree (TTree metadata)", (("balanced_batches/", "open_tree"),)),
     ("  uproot TTree.arrays (read, decompress, interpret)", (("behaviors/TBranch.py", "arrays"),)),
-    ("  make._plan_uses (regions, plan uses)", (("balanced_batches/", "_plan_uses"),)),
+    ("  read_units._plan_uses (regions, plan uses)", (("balanced_batches/", "_plan_uses"),)),
     ("  rows.RowBlock.take (select and order rows)", (("balanced_batches/", "take"),)),
     ("  shards.write_part (intermediate parts)", (("balanced_batches/", "write_part"),)),
-    ("write units: make._write_outputs", (("balanced_batches/", "_write_outputs"),)),
+    ("write units: write_units._write_outputs", (("balanced_batches/", "_write_outputs"),)),
     ("  shards.gather (rows from the parts)", (("balanced_batches/", "gather"),)),
     ("  writers.write_ttree", (("balanced_batches/", "write_ttree"),)),
     ("    rows.to_arrays (branches for the writer)", (("balanced_batches/", "to_arrays"),)),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import uproot
 
-from balanced_batches.stages.make import chunk_bounds
+from balanced_batches.stages.read_units import chunk_bounds
 
 BASKET = 100  # entries per `extend`: uproot writes one basket per branch per call
 

@@ -205,7 +205,9 @@ def remove_temporaries(directory: Path, pattern: str = "*") -> int:
             for leftover in private.iterdir():
                 leftover.unlink()
             private.rmdir()
-            removed += 1
+        else:
+            private.unlink(missing_ok=True)  # a JSON file written by `write_json`
+        removed += 1
     return removed
 
 
@@ -215,7 +217,8 @@ def write_json(path: Path, data: object, sort_keys: bool = True) -> None:
     import json
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
+    # a name of this process's own: batch jobs running at once write the same file
+    temporary = path.with_name(f".{path.name}{TEMPORARY_SUFFIX}{os.getpid()}")
     temporary.write_text(json.dumps(data, sort_keys=sort_keys, indent=4))
     os.replace(temporary, path)
 

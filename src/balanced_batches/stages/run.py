@@ -23,14 +23,9 @@ from ..plan_model import Plan
 from ..remote import output_directory, size_of
 from ..shards import complete_parts, remove_part_temporaries
 from ..storage import BranchLayout, layout_to_json, write_json
-from .make import (
-    ReadResult,
-    WriteResult,
-    modification_time,
-    read_input,
-    remove_stale_outputs,
-    write_outputs,
-)
+from .make import ReadResult, WriteResult, modification_time, remove_stale_outputs
+from .read_units import read_input
+from .write_units import write_outputs
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

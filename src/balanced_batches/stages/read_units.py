@@ -1,0 +1,198 @@
+"""Read units: each input file is read once, in chunks, and its planned rows become parts.
+
+The rows of a chunk are gathered as numpy buffers, sorted by their place in the outputs
+and written as one part (small chunks are merged). Chunks end where every branch starts
+a basket, so that no basket is read twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BalancedBatchesError, InputFileError
+from ..plan_model import members_uses
+from ..rows import RowBlock, concatenate, from_arrays
+from ..shards import part_path, remove_parts_of_read_unit, write_part
+from ..storage import branch_layout, file_stat, open_tree, unreadable
+from .count import read_selection_arrays
+from .make import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask
+
+# rows of consecutive chunks are merged (sorted: two copies) into one part up to this size;
+# fewer, larger parts make the write units' reads cheaper
+PART_BYTES = 64 * 2**20
+USES_BLOCK = 2**20  # candidates whose uses are planned at once
+NEAR_STEPS = 4  # a read chunk may grow to this many steps to end on a basket boundary
+
+
+@dataclass(frozen=True)
+class _Uses:
+    """Every use of the file's candidates, sorted by entry (20 bytes per use: a 4 GB file
+    with every candidate used holds millions of them)."""
+
+    entry: np.ndarray  # int64
+    member: np.ndarray  # int32: index into the file's share
+    position: np.ndarray  # int64: place in the stream's shuffled order
+
+
+def _plan_uses(task: ReadTask, regions: np.ndarray) -> _Uses:
+    share = task.share
+    found = np.bincount(regions[regions >= 0], minlength=task.selection.space.n_regions)
+    changed = np.flatnonzero(found[share.regions] != share.counts)
+    if changed.size:
+        first = int(changed[0])
+        raise InputFileError(
+            f"{task.path}: changed since it was counted (region "
+            f"{task.selection.space.name(int(share.regions[first]))}: "
+            f"{found[share.regions[first]]} candidates, plan expects {share.counts[first]}); "
+            "run 'count' and 'plan' again"
+        )
+    by_region = np.argsort(regions, kind="stable")
+    starts = np.searchsorted(regions[by_region], share.regions, side="left")
+    pieces = []
+    # members in blocks of about USES_BLOCK candidates: the permutation's temporaries
+    # (several 8-byte arrays per candidate) stay small whatever the size of the file
+    block = (np.cumsum(share.counts) - share.counts) // USES_BLOCK  # by first candidate
+    bounds = [0, *(np.flatnonzero(np.diff(block)) + 1).tolist(), len(share.counts)]
+    for lo, hi in itertools.pairwise(bounds):
+        member, ranks, positions = members_uses(
+            share.offsets[lo:hi],
+            share.counts[lo:hi],
+            share.totals[lo:hi],
+            task.needed,
+            share.round_keys[lo:hi],
+        )
+        member += lo
+        pieces.append((by_region[starts[member] + ranks], member.astype(np.int32), positions))
+    entry = np.concatenate([p[0] for p in pieces])
+    member = np.concatenate([p[1] for p in pieces])
+    position = np.concatenate([p[2] for p in pieces])
+    by_entry = np.argsort(entry, kind="stable")
+    return _Uses(entry[by_entry], member[by_entry], position[by_entry])
+
+
+def chunk_bounds(tree: Any, branches: list[str], n_entries: int, step: int) -> list[int]:
+    """Entry boundaries of read chunks of about `step` entries.
+
+    A chunk ends where every branch starts a new basket, so that no basket is read (and
+    decompressed) twice: the last such boundary within the step, or the next one if it is
+    near (baskets larger than a step). Without a usable boundary the step is plain.
+    """
+    try:
+        common = {int(e) for e in tree.common_entry_offsets(filter_name=branches)}
+    except Exception:  # no usable basket tables: plain steps
+        common = set()
+    candidates = np.asarray(sorted(common | {0, n_entries}), dtype=np.int64)
+    bounds = [0]
+    while bounds[-1] < n_entries:
+        start = bounds[-1]
+        within = int(candidates[np.searchsorted(candidates, start + step, side="right") - 1])
+        after = int(candidates[np.searchsorted(candidates, start, side="right")])
+        if within > start:
+            bounds.append(within)
+        elif after <= start + NEAR_STEPS * step:
+            bounds.append(after)
+        else:
+            bounds.append(min(start + step, n_entries))
+    return bounds
+
+
+def read_input(task: ReadTask) -> ReadResult:
+    """Runs one read unit; user-caused failures come back in the result."""
+    try:
+        return _read_input(task)
+    except BalancedBatchesError as err:
+        return ReadResult(task.unit, error=str(err))
+    except Exception as err:  # a damaged file fails in many ways inside uproot
+        return ReadResult(task.unit, error=unreadable(task.path, err))
+
+
+def _read_input(task: ReadTask) -> ReadResult:
+    scratch = Path(task.scratch)
+    remove_parts_of_read_unit(scratch, task.unit)
+    if task.counted_stat is not None and file_stat(task.path) != task.counted_stat:
+        raise InputFileError(
+            f"{task.path}: changed since it was counted (size or modification time); "
+            "run 'count' and 'plan' again"
+        )
+    tree = open_tree(task.path, task.tree)
+    try:
+        return _read_tree(task, tree, scratch)
+    finally:
+        tree.file.close()
+
+
+def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
+    layout = branch_layout(tree, task.path)
+    n_entries = int(tree.num_entries)
+    selection_values = read_selection_arrays(tree, task.path, task.selection, 0, n_entries)
+    uses = _plan_uses(task, task.selection.assign(selection_values))
+    share = task.share
+    others = [name for name in layout.data_branches if name not in selection_values]
+    bytes_per_entry = max(
+        sum(tree[name].uncompressed_bytes for name in others) / max(n_entries, 1), 1.0
+    )
+    step = max(1, int(task.chunk_bytes // bytes_per_entry))
+    bounds = chunk_bounds(tree, others, n_entries, step) if others else [0, n_entries]
+    pending: list[tuple[RowBlock, np.ndarray]] = []
+    written = 0
+
+    def flush() -> None:
+        nonlocal written
+        if not pending:
+            return
+        rows = concatenate([block for block, _ in pending])
+        places = np.concatenate([p for _, p in pending])
+        pending.clear()
+        if len(places) > 1 and np.any(places[1:] < places[:-1]):
+            order = np.argsort(places, kind="stable")
+            rows, places = rows.take(order), places[order]
+        write_part(part_path(scratch, task.unit, written), rows, _unit_starts(task, rows))
+        written += 1
+
+    for start, stop in itertools.pairwise(bounds):
+        first, last = np.searchsorted(uses.entry, [start, stop])
+        if first == last:
+            continue  # nothing planned here: these baskets are never read
+        member = uses.member[first:last]
+        stream = share.streams[member].astype(np.int64)
+        batch, slot = np.divmod(uses.position[first:last], task.per_batch)
+        # every row's place in the outputs: parts are sorted by it
+        place = (batch * task.n_streams + stream) * task.per_batch + slot
+        order = np.argsort(place, kind="stable")
+        member, place = member[order], place[order]
+        entries = uses.entry[first:last][order]
+        rows = RowBlock(len(entries))
+        if others:
+            chunk = tree.arrays(others, entry_start=start, entry_stop=stop, how=dict)
+            rows = from_arrays(chunk, layout).take(entries - start)
+            del chunk  # the chunk's buffers go before the next chunk is read
+        rows = rows.with_flat(
+            {name: values[entries] for name, values in selection_values.items()}
+            | {
+                "bb_process_key": share.key_index[member].astype(np.int32),
+                "bb_region": share.regions[member].astype(np.int32),
+                "bb_source_file": np.full(len(entries), task.file_id, dtype=np.int32),
+                "bb_source_entry": entries.astype(np.int64),
+                "bb_batch": batch[order],
+                STREAM_COLUMN: stream[order],
+                SLOT_COLUMN: slot[order],
+            }
+        )
+        if pending and sum(block.nbytes for block, _ in pending) + rows.nbytes > PART_BYTES:
+            flush()
+        pending.append((rows, place))
+        if rows.nbytes >= PART_BYTES:
+            flush()  # a large chunk's rows are a part of their own: no merging copies
+    flush()
+    return ReadResult(task.unit, rows=len(uses.entry), parts=written, layout=layout)
+
+
+def _unit_starts(task: ReadTask, rows: RowBlock) -> np.ndarray:
+    """First row of every write unit in rows sorted by place, then the row count."""
+    first_batches = np.arange(task.n_write_units + 1) * task.files_per_unit * task.batches_per_file
+    return np.searchsorted(rows.column("bb_batch"), first_batches)

@@ -1,0 +1,96 @@
+"""Write units: the rows of each output file, taken from every part, ordered, shuffled, written."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BalancedBatchesError, CatalogError
+from ..remote import output_directory
+from ..shards import Part, all_parts, gather
+from ..writers import WRITERS
+from .make import (
+    PROVENANCE,
+    SLOT_COLUMN,
+    STREAM_COLUMN,
+    WriteResult,
+    WriteTask,
+    modification_time,
+    output_path,
+)
+
+
+def write_outputs(task: WriteTask) -> WriteResult:
+    """Runs one write unit; user-caused failures come back in the result."""
+    try:
+        return _write_outputs(task)
+    except BalancedBatchesError as err:
+        return WriteResult(task.unit, error=str(err))
+    except OSError as err:
+        return WriteResult(
+            task.unit,
+            error=f"cannot write output files into {task.directory}: {err.strerror or err}",
+        )
+
+
+def _write_outputs(task: WriteTask) -> WriteResult:
+    first_batch = task.first * task.batches_per_file
+    stop_batch = min(task.stop * task.batches_per_file, task.n_batches)
+    expected = (stop_batch - first_batch) * task.n_streams * task.per_batch
+    with ExitStack() as stack:
+        parts = [stack.enter_context(Part(path)) for path in all_parts(Path(task.scratch))]
+        return WriteResult(task.unit, outputs=_write_files(task, parts, expected))
+
+
+def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict[str, Any]]:
+    for part in parts:
+        if part.n_units != task.n_write_units:
+            raise CatalogError(
+                f"{part.path}: made for another plan ({part.n_units} write units, "
+                f"this plan has {task.n_write_units}); run the read units again"
+            )
+    ranges = [part.unit_range(task.unit) for part in parts]
+    found = sum(stop - start for start, stop in ranges)
+    if found != expected:
+        raise CatalogError(
+            f"write unit {task.unit}: {found} rows arrived, {expected} planned; "
+            "some read units are missing or unfinished"
+        )
+    batches = [
+        part.column("bb_batch", start, stop)
+        for part, (start, stop) in zip(parts, ranges, strict=True)
+    ]
+    outputs = []
+    directory = output_directory(task.directory, Path(task.scratch) / "staging")
+    for index in range(task.first, task.stop):
+        bounds = [index * task.batches_per_file, (index + 1) * task.batches_per_file]
+        pieces = []
+        for part, (start, _), batch in zip(parts, ranges, batches, strict=True):
+            lo, hi = start + np.searchsorted(batch, bounds)
+            if hi > lo:
+                pieces.append((part, int(lo), int(hi)))
+        rows = gather(pieces)
+        place = (
+            rows.column("bb_batch") * task.n_streams + rows.column(STREAM_COLUMN)
+        ) * task.per_batch + rows.column(SLOT_COLUMN)
+        order = np.argsort(place, kind="stable")
+        shuffle = np.random.default_rng([task.seed, index, 0x5EED]).permutation(rows.length)
+        selected = rows.take(order[shuffle])  # canonical order, then shuffled: one copy
+        del rows
+        path = output_path(str(directory.staging), task.name, task.spec.format, index)
+        WRITERS[task.spec.format](path, selected, task.layout, PROVENANCE, task.spec)
+        published = directory.publish(path)  # remote: a verified copy, then renamed
+        outputs.append(
+            {
+                "index": index,
+                "path": published.path,
+                "entries": selected.length,
+                "size": published.size,
+                "adler32": published.adler32,
+                "mtime_ns": modification_time(published.path),
+            }
+        )
+    return outputs
