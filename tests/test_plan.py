@@ -22,8 +22,9 @@ from balanced_batches.config import (
     ProjectConfig,
 )
 from balanced_batches.errors import CatalogError, ConfigError, PlanError
-from balanced_batches.plan_model import Plan
+from balanced_batches.plan_model import Plan, member_uses, members_uses
 from balanced_batches.regions import build_selection
+from balanced_batches.shuffle import permute, stream_key
 from balanced_batches.stages.count import selection_fingerprint
 from balanced_batches.stages.plan import (
     CountTable,
@@ -624,3 +625,40 @@ def test_load_plan_without_a_plan_is_a_catalog_error(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="no plan"):
         load_plan(catalog)
     catalog.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    members=st.lists(
+        st.tuples(st.integers(1, 40), st.integers(0, 40), st.integers(0, 30)),
+        min_size=1,
+        max_size=6,
+    ),
+    needed=st.integers(1, 200),
+)
+def test_uses_of_many_members_at_once_are_those_of_each_member(
+    members: list[tuple[int, int, int]], needed: int
+) -> None:
+    """The vectorised planning of a file's uses gives, member by member, exactly the rule's
+    uses (streams of different sizes and keys, reuse included)."""
+    totals = np.array(
+        [count + extra_before + extra_after for count, extra_before, extra_after in members]
+    )
+    offsets = np.array([extra_before for _, extra_before, _ in members])
+    counts = np.array([count for count, _, _ in members])
+    keys = np.array([stream_key(3, "key", f"region{i}") for i in range(len(members))])
+    member, ranks, positions = members_uses(offsets, counts, totals, needed, keys)
+    for index in range(len(members)):
+        # the rule, written out: candidate c is used at permute(c) + m * total below `needed`
+        total, offset, count = int(totals[index]), int(offsets[index]), int(counts[index])
+        first = permute(np.arange(offset, offset + count), total, keys[index])
+        expected = sorted(
+            (int(p) + total * m, rank)
+            for rank, p in enumerate(first)
+            for m in range(-(-needed // total))
+            if int(p) + total * m < needed
+        )
+        mine = member == index
+        assert sorted(zip(positions[mine].tolist(), ranks[mine].tolist(), strict=True)) == expected
+        single = member_uses(offset, count, total, needed, keys[index])
+        assert np.array_equal(single[0], ranks[mine]) and np.array_equal(single[1], positions[mine])

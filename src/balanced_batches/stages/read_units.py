@@ -40,6 +40,7 @@ class _Uses:
 
 
 def _plan_uses(task: ReadTask, regions: np.ndarray) -> _Uses:
+    """Every planned use of the file's candidates; the counts must still be the plan's."""
     share = task.share
     found = np.bincount(regions[regions >= 0], minlength=task.selection.space.n_regions)
     changed = np.flatnonzero(found[share.regions] != share.counts)
