@@ -35,6 +35,7 @@ import numpy as np
 import uproot
 
 from balanced_batches.storage import BranchLayout, branch_layout
+from balanced_batches.writers import branch_type, root_compression
 
 PROVENANCE_TYPES = {
     "bb_process_key": np.int32,
@@ -106,23 +107,6 @@ def _branches(rows: ak.Array, layout: BranchLayout, with_provenance: bool) -> di
     return branches
 
 
-def _compression(spec: str) -> Any:
-    algorithm, _, level = spec.partition(":")
-    if algorithm == "none":
-        return None
-    kinds = {"zlib": uproot.ZLIB, "lzma": uproot.LZMA, "lz4": uproot.LZ4, "zstd": uproot.ZSTD}
-    return kinds[algorithm](int(level)) if level else kinds[algorithm]()
-
-
-def _branch_type(values: Any) -> Any:
-    if isinstance(values, np.ndarray):
-        return values.dtype
-    content = values.type.content
-    if isinstance(content, ak.types.NumpyType):
-        return np.dtype(content.primitive)
-    return content
-
-
 def _write_file(task: WriteTask) -> tuple[int, float, int, int]:
     """(pid, seconds, rows, bytes) to write one output file; reading its rows is not timed."""
     if task.output is not None:
@@ -136,10 +120,10 @@ def _write_file(task: WriteTask) -> tuple[int, float, int, int]:
     counters = {group.outer: group.counter for group in layout.groups}
     path = Path(task.directory) / f"limit{task.index}.root"
     start = time.perf_counter()
-    with uproot.recreate(path, compression=_compression(task.compression)) as output:
+    with uproot.recreate(path, compression=root_compression(task.compression)) as output:
         output.mktree(
             task.tree,
-            {name: _branch_type(values) for name, values in branches.items()},
+            {name: branch_type(values) for name, values in branches.items()},
             counter_name=lambda outer: counters.get(outer, "n" + outer),
         )
         output[task.tree].extend(branches)

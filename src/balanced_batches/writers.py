@@ -48,7 +48,7 @@ def write_ttree(
     """A TTree as the original writes; jagged branches become counted arrays (`x_pt[nx]`)."""
     branches = to_arrays(rows, layout) | {name: rows.column(name) for name in extra}
     counters = {group.outer: group.counter for group in layout.groups}
-    types = {name: _branch_type(values) for name, values in branches.items()}
+    types = {name: branch_type(values) for name, values in branches.items()}
     with (
         atomic_path(path) as temporary,
         _reproducible_root_file(temporary, spec) as output,
@@ -62,7 +62,8 @@ def write_ttree(
         output[PROVENANCE_OBJECT] = spec.provenance
 
 
-def _branch_type(values: ak.Array | np.ndarray) -> object:
+def branch_type(values: ak.Array | np.ndarray) -> object:
+    """The type `mktree` takes for a branch's values: a dtype, or the list type of a jagged one."""
     if isinstance(values, np.ndarray):
         return values.dtype
     content = values.type.content

@@ -106,6 +106,15 @@ class WriteResult:
     error: str | None = None
 
 
+def output_place(
+    batch: np.ndarray, stream: np.ndarray, slot: np.ndarray, n_streams: int, per_batch: int
+) -> np.ndarray:
+    """Each row's place in the canonical order of the outputs (batch, stream, slot): parts
+    are sorted by it, and write units order every output file by it before shuffling."""
+    place: np.ndarray = (batch * n_streams + stream) * per_batch + slot
+    return place
+
+
 def output_path(directory: str, name: str, file_format: str, index: int) -> Path:
     """The path of output file `index` (pure: reruns find the same names)."""
     return Path(directory) / (name.format(index=index) + EXTENSIONS[file_format])

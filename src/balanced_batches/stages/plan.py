@@ -140,13 +140,13 @@ def build_plan(table: CountTable, config: ProjectConfig, bytes_per_entry: float)
         members_count.append(table.file_counts[in_stream, region])
         pointer.append(pointer[-1] + int(in_stream.sum()))
     rows_per_file = per_batch * len(streams) * config.output.batches_per_file
-    budget_rows = config.execution.unit_memory_mb * 2**20 / (bytes_per_entry * BYTES_OVERHEAD)
+    file_memory_mb = rows_per_file * bytes_per_entry * BYTES_OVERHEAD / 2**20
     n_output_files = -(-n_batches // config.output.batches_per_file)
     files_per_unit = -(-n_output_files // MAX_WRITE_UNITS)
-    if rows_per_file > budget_rows:
+    if file_memory_mb > config.execution.unit_memory_mb:
         log.warning(
             "one output file holds about %.0f MB in memory, more than execution.unit_memory_mb",
-            rows_per_file * bytes_per_entry * BYTES_OVERHEAD / 2**20,
+            file_memory_mb,
         )
     return Plan(
         seed=config.plan.seed,

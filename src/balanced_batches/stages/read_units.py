@@ -20,7 +20,7 @@ from ..rows import RowBlock, concatenate, from_arrays
 from ..shards import part_path, remove_parts_of_read_unit, write_part
 from ..storage import branch_layout, file_stat, open_tree, unreadable
 from .count import read_selection_arrays
-from .make import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask
+from .make import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask, output_place
 
 # rows of consecutive chunks are merged (sorted: two copies) into one part up to this size;
 # fewer, larger parts make the write units' reads cheaper
@@ -163,7 +163,7 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
         stream = share.streams[member].astype(np.int64)
         batch, slot = np.divmod(uses.position[first:last], task.per_batch)
         # every row's place in the outputs: parts are sorted by it
-        place = (batch * task.n_streams + stream) * task.per_batch + slot
+        place = output_place(batch, stream, slot, task.n_streams, task.per_batch)
         order = np.argsort(place, kind="stable")
         member, place = member[order], place[order]
         entries = uses.entry[first:last][order]

@@ -20,6 +20,7 @@ from .make import (
     WriteTask,
     modification_time,
     output_path,
+    output_place,
 )
 
 
@@ -73,9 +74,13 @@ def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict
             if hi > lo:
                 pieces.append((part, int(lo), int(hi)))
         rows = gather(pieces)
-        place = (
-            rows.column("bb_batch") * task.n_streams + rows.column(STREAM_COLUMN)
-        ) * task.per_batch + rows.column(SLOT_COLUMN)
+        place = output_place(
+            rows.column("bb_batch"),
+            rows.column(STREAM_COLUMN),
+            rows.column(SLOT_COLUMN),
+            task.n_streams,
+            task.per_batch,
+        )
         order = np.argsort(place, kind="stable")
         shuffle = np.random.default_rng([task.seed, index, 0x5EED]).permutation(rows.length)
         selected = rows.take(order[shuffle])  # canonical order, then shuffled: one copy
