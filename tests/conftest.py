@@ -395,6 +395,16 @@ class Dataset:
     paths: tuple[str, ...]
 
 
+def copy_dataset(dataset: Dataset, target: Path) -> tuple[Path, list[str]]:
+    """A private copy of the dataset (modification times kept) and its file list."""
+    source = dataset.file_list.parent
+    shutil.copytree(source, target)
+    paths = [str(target / Path(p).relative_to(source)) for p in dataset.paths]
+    file_list = target / "flist.txt"
+    file_list.write_text("".join(f"{p}\n" for p in paths))
+    return file_list, paths
+
+
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     """6 PU200 samples (DY, TT, QCD, ElecGun, MuonGun, ggH) x 2 files x 300 candidates."""

@@ -40,6 +40,7 @@ from conftest import (
     active_types,
     assert_same_outputs,
     cli,
+    copy_dataset,
     count_args,
     expected_counts_json,
     read_output,
@@ -137,16 +138,6 @@ def status_counts(stdout: str, kind: str) -> tuple[int, int, int]:
     assert match, stdout
     assert int(match[2]) == 0, stdout
     return int(match[1]), int(match[3]), int(match[4])
-
-
-def copy_dataset(dataset: Dataset, target: Path) -> tuple[Path, list[str]]:
-    """A private copy of the dataset (modification times kept) and its file list."""
-    source = dataset.file_list.parent
-    shutil.copytree(source, target)
-    paths = [str(target / Path(p).relative_to(source)) for p in dataset.paths]
-    file_list = target / "flist.txt"
-    file_list.write_text("".join(f"{p}\n" for p in paths))
-    return file_list, paths
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:

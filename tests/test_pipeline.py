@@ -38,6 +38,7 @@ from conftest import (
     assert_same_outputs,
     assert_same_provenance,
     cli,
+    copy_dataset,
     count_args,
     expected_counts_json,
     planned_streams,
@@ -281,16 +282,6 @@ def test_run_again_remakes_a_deleted_output(tmp_path: Path, dataset: Dataset) ->
 
 
 # -- incremental counting -----------------------------------------------------------------------
-
-
-def copy_dataset(dataset: Dataset, target: Path) -> tuple[Path, list[str]]:
-    """A private copy of the dataset and its file list."""
-    source = dataset.file_list.parent
-    shutil.copytree(source, target)
-    paths = [str(target / Path(p).relative_to(source)) for p in dataset.paths]
-    file_list = target / "flist.txt"
-    file_list.write_text("".join(f"{p}\n" for p in paths))
-    return file_list, paths
 
 
 def counted_line(stdout: str) -> tuple[int, int]:
