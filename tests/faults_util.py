@@ -76,15 +76,27 @@ def run_command(
     preexec_fn: Callable[[], None] | None = None,
 ) -> Outcome:
     """Runs `balanced-batches ARGS` to its end in a new session (for parity with the kills)."""
-    start = time.monotonic()
-    process = subprocess.Popen(
-        command_line(executable, args),
+    return _to_end(command_line(executable, args), preexec_fn)
+
+
+def _start(
+    command: list[str], preexec_fn: Callable[[], None] | None = None
+) -> subprocess.Popen[str]:
+    """A command in a session of its own (its whole process group can be killed), text pipes."""
+    return subprocess.Popen(
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
         preexec_fn=preexec_fn,
     )
+
+
+def _to_end(command: list[str], preexec_fn: Callable[[], None] | None = None) -> Outcome:
+    """Runs a command to its end; whatever it left running in its group is killed."""
+    start = time.monotonic()
+    process = _start(command, preexec_fn)
     try:
         stdout, stderr = process.communicate(timeout=TIMEOUT)
     finally:
@@ -101,13 +113,7 @@ def run_watched(
     they kill at moments when work is under way.
     """
     start = time.monotonic()
-    process = subprocess.Popen(
-        command_line(executable, args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = _start(command_line(executable, args))
     seen = None
     try:
         while seen is None:
@@ -131,13 +137,7 @@ def run_killed_after(executable: Path, args: Iterable[object], delay: float) -> 
     If the command ends before the delay, its own exit code is returned instead.
     """
     start = time.monotonic()
-    process = subprocess.Popen(
-        command_line(executable, args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = _start(command_line(executable, args))
     try:
         stdout, stderr = process.communicate(timeout=delay)
     except subprocess.TimeoutExpired:
@@ -150,19 +150,7 @@ def run_killed_after(executable: Path, args: Iterable[object], delay: float) -> 
 
 def run_killed_at(point: KillPoint, args: Iterable[object]) -> Outcome:
     """Runs `balanced-batches ARGS` in a process that SIGKILLs itself at `point`."""
-    start = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, __file__, json.dumps(asdict(point)), *(str(arg) for arg in args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=TIMEOUT)
-    finally:
-        kill_group(process.pid)
-    return Outcome(process.pid, process.returncode, stdout, stderr, time.monotonic() - start)
+    return _to_end([sys.executable, __file__, json.dumps(asdict(point)), *(str(a) for a in args)])
 
 
 def kill_group(pgid: int) -> None:
