@@ -189,3 +189,53 @@ def test_remote_cluster_through_the_library(
         while len(client.scheduler_info()["workers"]) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(client.scheduler_info()["workers"]) == 2
+
+
+def _worker_state(_: int) -> dict[str, object]:
+    import os
+    import sys
+
+    return {
+        "pid": os.getpid(),
+        "parent": os.getppid(),
+        "uproot_loaded": "uproot" in sys.modules,
+        "environment": {
+            key: os.environ.get(key)
+            for key in ("OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_", "BB_TEST_SETTING")
+        },
+    }
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_local_workers_are_forked_ready_and_their_server_stops_with_the_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Local workers come from a fork server that imported the pipeline; they start with
+    Dask's worker environment minus MALLOC_TRIM_THRESHOLD_ and with this process's settings
+    as they are when the engine starts; closing the engine stops the server."""
+    servers = []
+    for setting in ("first", "second"):  # a setting changed between two runs reaches workers
+        monkeypatch.setenv("BB_TEST_SETTING", setting)
+        engine = make_engine(2, worker_modules=("balanced_batches.stages.read_units",))
+        try:
+            states = list(engine.map(_worker_state, [0, 1, 2, 3]))
+        finally:
+            engine.close()
+        parents = {state["parent"] for state in states}
+        assert len(parents) == 1  # every worker was forked by one server
+        servers.append(parents.pop())
+        for state in states:
+            assert state["uproot_loaded"]
+            assert state["environment"] == {
+                "OMP_NUM_THREADS": "1",
+                "MALLOC_TRIM_THRESHOLD_": None,
+                "BB_TEST_SETTING": setting,
+            }
+        assert not _alive(servers[-1])
+    assert servers[0] != servers[1]

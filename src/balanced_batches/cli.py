@@ -114,13 +114,17 @@ def resolve_config(
     return with_overrides(config, overrides, "command line")
 
 
+# what the tasks of `count` and `run` import: local workers start with them imported
+_WORKER_MODULES = ("balanced_batches.stages.read_units", "balanced_batches.stages.write_units")
+
+
 def _engine(
     workers: int | None, config: Any, scheduler: str | None = None, cluster: str | None = None
 ) -> Any:
     from .engines import make_engine
 
     workers = workers or config.execution.workers or os.cpu_count()
-    return make_engine(workers, scheduler, cluster, config.batch)
+    return make_engine(workers, scheduler, cluster, config.batch, _WORKER_MODULES)
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from rich.console import Console
@@ -24,7 +24,9 @@ from rich.table import Table
 from rich.text import Text
 
 from .regions import bin_label
-from .stages.summary import Summary
+
+if TYPE_CHECKING:  # the summary stage imports uproot, which commands without I/O skip
+    from .stages.summary import Summary
 
 T = TypeVar("T")
 console = Console(stderr=True)

@@ -58,15 +58,23 @@ def make_engine(
     scheduler: str | None = None,
     cluster: str | None = None,
     batch: Any = None,
+    worker_modules: tuple[str, ...] = (),
 ) -> Any:
     """An engine: an existing Dask cluster by address, workers as HTCondor/Slurm jobs
-    (`cluster`, resources from `batch`), a local Dask cluster for >1 worker, else in-process."""
+    (`cluster`, resources from `batch`), a local Dask cluster for >1 worker, else in-process.
+
+    Local workers have `worker_modules` imported before they start (see `worker_server`).
+    """
     if scheduler is None and cluster is None and (workers or 1) <= 1:
         return InProcessEngine()
+    if scheduler is None and cluster is None:
+        from . import worker_server
+
+        worker_server.start(worker_modules)  # before importing Dask here: it takes a while
     from .dask import DaskEngine
 
     if cluster is not None:
         from .jobqueue import jobqueue_cluster
 
         return DaskEngine(workers=workers, cluster=jobqueue_cluster(cluster, batch))
-    return DaskEngine(workers=workers, scheduler=scheduler)
+    return DaskEngine(workers=workers, scheduler=scheduler, worker_modules=worker_modules)

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 import dask
 from distributed import Client, LocalCluster, as_completed
 
+from . import worker_server
+
 _STARTER = ThreadPoolExecutor(1, thread_name_prefix="balanced-batches-cluster")
 T = TypeVar("T")
 R = TypeVar("R")
@@ -26,16 +28,19 @@ class DaskEngine:
         workers: int | None = None,
         scheduler: str | None = None,
         cluster: Any = None,
+        worker_modules: tuple[str, ...] = (),
     ) -> None:
         """Connects to `scheduler`, or scales `cluster` (dask-jobqueue) to `workers` jobs,
         or starts a local cluster of `workers` processes.
 
         A local cluster starts in the background: its worker processes come up while this
-        process imports the pipeline and prepares the work (~0.3 s of a short command).
+        process imports the pipeline and prepares the work. They are forked from a server
+        that imports `worker_modules` once (see `worker_server`).
         """
         self._cluster: Any = None
         self._client: Any = None
         self._starting: Future[None] | None = None
+        self._settings: Any = None
         if scheduler is not None:
             self._client = Client(scheduler, timeout="30s")
         elif cluster is not None:
@@ -43,10 +48,18 @@ class DaskEngine:
             cluster.scale(jobs=workers or 1)
             self._client = Client(cluster)
         else:
-            self._starting = _STARTER.submit(self._start_local, workers or os.cpu_count() or 1)
+            forked = worker_server.start(worker_modules)
+            self._starting = _STARTER.submit(
+                self._start_local, workers or os.cpu_count() or 1, forked
+            )
 
-    def _start_local(self, workers: int) -> None:
-        _keep_allocator_adaptive()
+    def _start_local(self, workers: int, forked: bool) -> None:
+        settings: dict[str, Any] = {
+            "distributed.nanny.pre-spawn-environ": worker_server.worker_environment()
+        }
+        if forked:
+            settings["distributed.worker.multiprocessing-method"] = worker_server.METHOD
+        self._settings = dask.config.set(settings)  # until closed: also for restarted workers
         self._cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
@@ -83,16 +96,8 @@ class DaskEngine:
             self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+        if self._starting is not None:
+            worker_server.stop()
+        if self._settings is not None:
+            self._settings.__exit__(None, None, None)
 
-
-def _keep_allocator_adaptive() -> None:
-    """Starts local workers without Dask's MALLOC_TRIM_THRESHOLD_.
-
-    Setting it turns off glibc's adaptive mmap threshold, so every large numpy buffer
-    becomes a fresh mmap whose pages fault in on first touch and go back on free: on
-    `run` that doubled the system time and cost 10% of the wall time (BENCHMARKS.md).
-    """
-    key = "distributed.nanny.pre-spawn-environ"
-    environ = dict(dask.config.get(key, default={}))
-    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-    dask.config.set({key: environ})
