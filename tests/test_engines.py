@@ -239,3 +239,18 @@ def test_local_workers_are_forked_ready_and_their_server_stops_with_the_engine(
             }
         assert not _alive(servers[-1])
     assert servers[0] != servers[1]
+
+
+def test_a_fork_server_started_early_is_stopped_when_the_work_runs_in_process() -> None:
+    """`count` and `run` start the fork server before reading their configuration; if the
+    configuration then asks for one worker, nothing is left running."""
+    import multiprocessing.forkserver
+
+    from balanced_batches.engines import InProcessEngine, worker_server
+
+    assert worker_server.start(("balanced_batches.stages.count",))
+    server = multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    assert server is not None and _alive(server)
+    engine = make_engine(1)
+    assert isinstance(engine, InProcessEngine)
+    assert not _alive(server)

@@ -118,6 +118,15 @@ def resolve_config(
 _WORKER_MODULES = ("balanced_batches.stages.read_units", "balanced_batches.stages.write_units")
 
 
+def _start_local_workers(workers: int | None, scheduler: str | None, cluster: str | None) -> None:
+    """Starts what local workers fork from before the command reads its configuration, so
+    that their imports overlap this process's start-up (see `engines.worker_server`)."""
+    if scheduler is None and cluster is None and workers != 1:
+        from .engines import worker_server
+
+        worker_server.start(_WORKER_MODULES)
+
+
 def _engine(
     workers: int | None, config: Any, scheduler: str | None = None, cluster: str | None = None
 ) -> Any:
@@ -182,6 +191,7 @@ def count(
     verbose: VerboseOption = False,
 ) -> None:
     """Count candidates per region in every new or changed input file."""
+    _start_local_workers(workers, scheduler, cluster)
     from .catalog import Catalog
     from .display import RichReporter
 
@@ -360,6 +370,7 @@ def run(
     verbose: VerboseOption = False,
 ) -> None:
     """Make every planned batch (resumes where an interrupted run stopped)."""
+    _start_local_workers(workers, scheduler, cluster)
     from .catalog import Catalog
     from .display import RichReporter
 

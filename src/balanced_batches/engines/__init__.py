@@ -65,11 +65,12 @@ def make_engine(
 
     Local workers have `worker_modules` imported before they start (see `worker_server`).
     """
+    from . import worker_server
+
     if scheduler is None and cluster is None and (workers or 1) <= 1:
+        worker_server.stop()  # started early by a command that turned out to need none
         return InProcessEngine()
     if scheduler is None and cluster is None:
-        from . import worker_server
-
         worker_server.start(worker_modules)  # before importing Dask here: it takes a while
     from .dask import DaskEngine
 

@@ -100,4 +100,3 @@ class DaskEngine:
             worker_server.stop()
         if self._settings is not None:
             self._settings.__exit__(None, None, None)
-
