@@ -445,6 +445,27 @@ def test_commands_refuse_a_working_directory_in_use_while_the_run_completes(
     assert lock.read_text() == ""
 
 
+def test_make_jobs_share_the_working_directory_and_keep_out_commands_that_need_it_alone(
+    planned: Path,
+) -> None:
+    """`make --job` runs beside other jobs (batch systems start many at once), but not beside
+    `run`, `count` or `plan`, which would change the plan or the parts under it."""
+    from balanced_batches.catalog import workdir_lock
+
+    refused = f"is in use by balanced-batches make --job {os.getpid()};"
+    with workdir_lock(planned, shared=True):  # a job running now
+        for args in (run_args(planned), reference_plan_args(planned, batches=2)):
+            assert refused in process_error(run_command(EXECUTABLE, args)), args[0]
+        job = run_command(EXECUTABLE, ["make", "--workdir", planned, "--job", 0])
+        assert job.returncode == 0, job.stderr
+        assert job.stdout.startswith("read unit 0: ")
+    with workdir_lock(planned):  # a run
+        job = run_command(EXECUTABLE, ["make", "--workdir", planned, "--job", 1])
+        assert f"is in use by balanced-batches pid {os.getpid()};" in process_error(job)
+    states = Catalog.open(planned).unit_states("read")
+    assert {unit for unit, state in states.items() if state == "done"} == {0}
+
+
 # -- 3. job bookkeeping -------------------------------------------------------------------------
 
 

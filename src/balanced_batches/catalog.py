@@ -309,26 +309,32 @@ class Catalog:
 
 
 @contextmanager
-def workdir_lock(workdir: Path) -> Iterator[None]:
-    """Holds the working directory for one command; a second one refuses to start."""
+def workdir_lock(workdir: Path, shared: bool = False) -> Iterator[None]:
+    """Holds the working directory for one command; a second one refuses to start.
+
+    `shared`: for `make --job`, several of which may run at once; they still keep out
+    the commands that take the directory alone (count, plan, run), and those keep them out.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / LOCK_NAME
+    holder = f"balanced-batches {'make --job' if shared else 'pid'} {os.getpid()}"
     with path.open("a+") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            other = handle.read().strip() or "another process"
             raise CatalogError(
-                f"{workdir} is in use by {holder}; wait for it to finish (or stop it) and retry"
+                f"{workdir} is in use by {other}; wait for it to finish (or stop it) and retry"
             ) from None
         handle.seek(0)
-        handle.truncate()
-        handle.write(f"balanced-batches pid {os.getpid()}")
+        handle.truncate()  # jobs holding it together: the last one to start is named
+        handle.write(holder)
         handle.flush()
         try:
             yield
         finally:
-            handle.seek(0)
-            handle.truncate()
+            if not shared:  # another job may still hold it
+                handle.seek(0)
+                handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)

@@ -427,7 +427,8 @@ def make(
         typer.echo(f"jobs {n_reads}-{n_reads + n_writes - 1}: write output files (after all reads)")
         return
     settings = resolve_config(workdir, None, {}, stored_key="plan_config")
-    typer.echo(run_job(catalog, stored_plan, settings, workdir, job))
+    with workdir_lock(workdir, shared=True):
+        typer.echo(run_job(catalog, stored_plan, settings, workdir, job))
 
 
 @app.command("export-jobs")
