@@ -6,8 +6,8 @@
 
 and ``<output_dir>/flist.txt`` (absolute paths, one per line). Every file holds a TTree ``taus``
 with one entry per tau candidate. This module holds the options, the choice of samples, the plan
-of files, the process pool and the writing; what a file holds (branch schema, physics models and
-the draws, re-exported here) is in :mod:`.tautuple_model`.
+of files, the process pool and the writing; what a file holds is in :mod:`.tautuple_schema` (the
+branch schema) and :mod:`.tautuple_model` (physics models and the draws), re-exported here.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from .samples import CAMPAIGN, PHYSICS_KINDS, SAMPLES, Sample
-from .tautuple_model import BRANCH_TYPES as BRANCH_TYPES
 from .tautuple_model import CHUNK_ENTRIES as CHUNK_ENTRIES
-from .tautuple_model import JAGGED_GROUPS as JAGGED_GROUPS
 from .tautuple_model import PHYSICS_MODELS as PHYSICS_MODELS
-from .tautuple_model import SCALAR_BRANCHES as SCALAR_BRANCHES
 from .tautuple_model import GenerateOptionsError as GenerateOptionsError
 from .tautuple_model import generate_chunks as generate_chunks
+from .tautuple_schema import BRANCH_TYPES as BRANCH_TYPES
+from .tautuple_schema import JAGGED_GROUPS as JAGGED_GROUPS
+from .tautuple_schema import SCALAR_BRANCHES as SCALAR_BRANCHES
 
 __all__ = [
     "BRANCH_TYPES",
