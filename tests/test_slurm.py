@@ -9,11 +9,13 @@ root, or when the node does not come up idle in time, the module is skipped.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -285,3 +287,43 @@ def test_run_with_slurm_workers_reproduces_run(
     texts = [path.read_text(errors="replace") for path in worker_logs]
     assert any("Start worker" in text for text in texts), "\n".join(texts)
     assert_reproduces(Production(workdir), reference)
+
+
+WORKER_ENVIRONMENT = """
+import json, os, sys
+from distributed import Client
+from balanced_batches.config import BatchConfig
+from balanced_batches.engines.jobqueue import jobqueue_cluster
+
+def environment():
+    import os
+    return {key: os.environ.get(key) for key in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
+
+cluster = jobqueue_cluster("slurm", BatchConfig(cores=1, memory_mb=1000, walltime="00:05:00"))
+cluster.scale(jobs=1)
+with Client(cluster) as client:
+    client.wait_for_workers(1, timeout=100)
+    print(json.dumps(client.submit(environment).result()))
+cluster.close()
+"""
+
+
+def test_slurm_dask_workers_start_with_the_local_workers_environment(
+    slurm: Slurm, tmp_path: Path
+) -> None:
+    """Workers that dask-jobqueue starts get Dask's worker environment without
+    MALLOC_TRIM_THRESHOLD_, like local workers (see engines/worker_server.py)."""
+    pytest.importorskip("dask_jobqueue")
+    finished = slurm.run(
+        sys.executable,
+        "-c",
+        WORKER_ENVIRONMENT,
+        cwd=tmp_path,
+        timeout=JOBS_SECONDS,
+    )
+    assert finished.returncode == 0, f"{finished.stdout}\n{finished.stderr}\n{job_logs(tmp_path)}"
+    assert json.loads(finished.stdout.splitlines()[-1]) == {
+        "MALLOC_TRIM_THRESHOLD_": None,
+        "OMP_NUM_THREADS": "1",
+    }
+    slurm.wait_until_idle(30, "the dask worker", scan=tmp_path)

@@ -12,6 +12,11 @@ from ..config import BatchConfig
 from ..errors import ConfigError
 
 CLUSTERS = ("htcondor", "slurm")
+# Worker processes start without Dask's MALLOC_TRIM_THRESHOLD_, as local ones do (see
+# `worker_server.worker_environment`): the job's nanny reads this before it starts its worker.
+KEEP_ALLOCATOR_ADAPTIVE = (
+    "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON=\"{'MALLOC_TRIM_THRESHOLD_': None}\""
+)
 
 
 def _submit_lines(lines: list[str]) -> dict[str, str]:
@@ -40,7 +45,7 @@ def jobqueue_cluster(system: str, batch: BatchConfig, host: str | None = None) -
         "cores": batch.cores,
         "processes": 1,
         "memory": f"{batch.memory_mb}MB",
-        "job_script_prologue": list(batch.setup),
+        "job_script_prologue": [KEEP_ALLOCATOR_ADAPTIVE, *batch.setup],
         "scheduler_options": {"host": host} if host else {},
     }
     if system == "slurm":
