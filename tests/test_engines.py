@@ -6,6 +6,7 @@ The remote cluster is a real `dask scheduler` and `dask worker` started on 127.0
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -13,13 +14,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from distributed import Client
 
 from balanced_batches.catalog import Catalog
 from balanced_batches.config import ProjectConfig
-from balanced_batches.engines import SilentReporter, make_engine
+from balanced_batches.engines import InProcessEngine, SilentReporter, make_engine, worker_server
 from balanced_batches.stages.count import count_inputs
 from balanced_batches.stages.plan import load_plan, plan_batches
 from balanced_batches.stages.run import run_plan
@@ -191,19 +193,27 @@ def test_remote_cluster_through_the_library(
         assert len(client.scheduler_info()["workers"]) == 2
 
 
-def _worker_state(_: int) -> dict[str, object]:
-    import os
-    import sys
+# Run in a fresh interpreter: this test module has imported distributed and the pipeline
+# already, which would hide a server started without Dask's settings or without its modules.
+FORKED_WORKERS = """
+import json, os, sys
+from balanced_batches.engines import make_engine, worker_server
 
-    return {
-        "pid": os.getpid(),
-        "parent": os.getppid(),
-        "uproot_loaded": "uproot" in sys.modules,
-        "environment": {
-            key: os.environ.get(key)
-            for key in ("OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_", "BB_TEST_SETTING")
-        },
-    }
+def state(_):
+    import os, sys
+    return {"parent": os.getppid(), "preloaded": "balanced_batches.report_html" in sys.modules}
+
+if __name__ == "__main__":
+    engine = make_engine(2, worker_modules=("balanced_batches.report_html",))
+    server = worker_server.server_pid()
+    environ = dict(
+        item.split("=", 1)
+        for item in open(f"/proc/{server}/environ").read().split("\\0") if "=" in item
+    )
+    states = list(engine.map(state, [0, 1, 2, 3]))
+    engine.close()
+    print(json.dumps({"server": server, "environ": environ, "states": states}))
+"""
 
 
 def _alive(pid: int) -> bool:
@@ -213,44 +223,51 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _forked_workers(tmp_path: Path, **environment: str) -> dict[str, Any]:
+    script = tmp_path / "forked_workers.py"
+    script.write_text(FORKED_WORKERS)
+    finished = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **environment},
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    result: dict[str, Any] = json.loads(finished.stdout.splitlines()[-1])
+    return result
+
+
+@pytest.mark.skipif(not worker_server.available(), reason="no fork server on this platform")
 def test_local_workers_are_forked_ready_and_their_server_stops_with_the_engine(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    """Local workers come from a fork server that imported the pipeline; they start with
-    Dask's worker environment minus MALLOC_TRIM_THRESHOLD_ and with this process's settings
-    as they are when the engine starts; closing the engine stops the server."""
-    servers = []
+    """Local workers come from a fork server that imported the modules asked for; the server
+    starts with Dask's worker environment (one BLAS thread) minus MALLOC_TRIM_THRESHOLD_, and
+    with this process's settings as they are when the engine starts; closing the engine
+    stops it."""
     for setting in ("first", "second"):  # a setting changed between two runs reaches workers
-        monkeypatch.setenv("BB_TEST_SETTING", setting)
-        engine = make_engine(2, worker_modules=("balanced_batches.stages.read_units",))
-        try:
-            states = list(engine.map(_worker_state, [0, 1, 2, 3]))
-        finally:
-            engine.close()
-        parents = {state["parent"] for state in states}
-        assert len(parents) == 1  # every worker was forked by one server
-        servers.append(parents.pop())
-        for state in states:
-            assert state["uproot_loaded"]
-            assert state["environment"] == {
-                "OMP_NUM_THREADS": "1",
-                "MALLOC_TRIM_THRESHOLD_": None,
-                "BB_TEST_SETTING": setting,
-            }
-        assert not _alive(servers[-1])
-    assert servers[0] != servers[1]
+        result = _forked_workers(tmp_path, BB_TEST_SETTING=setting)
+        assert {state["parent"] for state in result["states"]} == {result["server"]}
+        assert all(state["preloaded"] for state in result["states"])
+        environ = result["environ"]
+        assert environ["BB_TEST_SETTING"] == setting
+        assert environ["OMP_NUM_THREADS"] == environ["OPENBLAS_NUM_THREADS"] == "1"
+        assert "MALLOC_TRIM_THRESHOLD_" not in environ
+        assert not _alive(result["server"])
 
 
+@pytest.mark.skipif(not worker_server.available(), reason="no fork server on this platform")
 def test_a_fork_server_started_early_is_stopped_when_the_work_runs_in_process() -> None:
     """`count` and `run` start the fork server before reading their configuration; if the
     configuration then asks for one worker, nothing is left running."""
-    import multiprocessing.forkserver
-
-    from balanced_batches.engines import InProcessEngine, worker_server
-
-    assert worker_server.start(("balanced_batches.stages.count",))
-    server = multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
-    assert server is not None and _alive(server)
-    engine = make_engine(1)
-    assert isinstance(engine, InProcessEngine)
-    assert not _alive(server)
+    try:
+        assert worker_server.start(("balanced_batches.stages.count",))
+        server = worker_server.server_pid()
+        assert server is not None and _alive(server)
+        assert isinstance(make_engine(1), InProcessEngine)
+        assert worker_server.server_pid() is None
+        assert not _alive(server)
+    finally:
+        worker_server.stop()

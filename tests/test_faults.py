@@ -449,16 +449,18 @@ def test_make_jobs_share_the_working_directory_and_keep_out_commands_that_need_i
     planned: Path,
 ) -> None:
     """`make --job` runs beside other jobs (batch systems start many at once), but not beside
-    `run`, `count` or `plan`, which would change the plan or the parts under it."""
-    from balanced_batches.catalog import workdir_lock
+    `run` or `plan`, which would change the plan or the parts under it."""
+    from balanced_batches.catalog import JOBS_NOTE, workdir_lock
 
-    refused = f"is in use by balanced-batches make --job {os.getpid()};"
+    lock = planned / LOCK_NAME
     with workdir_lock(planned, shared=True):  # a job running now
         for args in (run_args(planned), reference_plan_args(planned, batches=2)):
-            assert refused in process_error(run_command(EXECUTABLE, args)), args[0]
+            assert f"is in use by {JOBS_NOTE};" in process_error(run_command(EXECUTABLE, args))
         job = run_command(EXECUTABLE, ["make", "--workdir", planned, "--job", 0])
         assert job.returncode == 0, job.stderr
         assert job.stdout.startswith("read unit 0: ")
+        assert lock.read_text() == JOBS_NOTE  # the job that ended left the note to the other
+    assert lock.read_text() == ""  # the last job out clears it
     with workdir_lock(planned):  # a run
         job = run_command(EXECUTABLE, ["make", "--workdir", planned, "--job", 1])
         assert f"is in use by balanced-batches pid {os.getpid()};" in process_error(job)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import io
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,7 @@ import numpy as np
 
 from .errors import CatalogError
 
+log = logging.getLogger(__name__)
 CATALOG_NAME = "balanced-batches.sqlite"
 LOCK_NAME = "balanced-batches.lock"
 SCHEMA_VERSION = 1
@@ -308,33 +310,62 @@ class Catalog:
         return {index: json.loads(result) for index, result in rows if result is not None}
 
 
+JOBS_NOTE = "balanced-batches make --job (one or more jobs)"
+
+
 @contextmanager
-def workdir_lock(workdir: Path, shared: bool = False) -> Iterator[None]:
+def workdir_lock(workdir: Path, *, shared: bool = False) -> Iterator[None]:
     """Holds the working directory for one command; a second one refuses to start.
 
     `shared`: for `make --job`, several of which may run at once; they still keep out
     the commands that take the directory alone (count, plan, run), and those keep them out.
+    The lock file names the holder, for the message of a command that is refused.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / LOCK_NAME
-    holder = f"balanced-batches {'make --job' if shared else 'pid'} {os.getpid()}"
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            other = handle.read().strip() or "another process"
-            raise CatalogError(
-                f"{workdir} is in use by {other}; wait for it to finish (or stop it) and retry"
-            ) from None
-        handle.seek(0)
-        handle.truncate()  # jobs holding it together: the last one to start is named
-        handle.write(holder)
-        handle.flush()
+    # jobs write the same note at the same place, so jobs starting together cannot mix it
+    note = (JOBS_NOTE if shared else f"balanced-batches pid {os.getpid()}").encode()
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        locked = _lock(descriptor, path, shared)
+        if locked:
+            os.pwrite(descriptor, note, 0)
+            os.ftruncate(descriptor, len(note))
         try:
             yield
         finally:
-            if not shared:  # another job may still hold it
-                handle.seek(0)
-                handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if locked:
+                if not shared or _last_holder(descriptor):
+                    os.ftruncate(descriptor, 0)
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
+
+
+def _lock(descriptor: int, path: Path, shared: bool) -> bool:
+    """Takes the lock, or refuses naming its holder; False where the file system has no
+    locks (some network mounts): jobs then run without it, other commands refuse."""
+    try:
+        fcntl.flock(descriptor, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(descriptor, 4096, 0).decode(errors="replace").strip()
+        raise CatalogError(
+            f"{path.parent} is in use by {other or 'another process'}; "
+            "wait for it to finish (or stop it) and retry"
+        ) from None
+    except OSError as err:
+        if not shared:
+            raise CatalogError(f"cannot lock {path}: {err.strerror or err}") from None
+        log.warning("cannot lock %s (%s): running without the lock", path, err.strerror)
+        return False
+    return True
+
+
+def _last_holder(descriptor: int) -> bool:
+    """Whether no other job holds the lock (the shared lock may be lost on the way: it is
+    being released anyway)."""
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True

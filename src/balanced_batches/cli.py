@@ -63,6 +63,9 @@ def user_errors(command: F) -> F:
         finally:
             if "balanced_batches.remote" in sys.modules:
                 sys.modules["balanced_batches.remote"].release_connections()
+            if "balanced_batches.engines.worker_server" in sys.modules:
+                # started early, and the command ended before its engine took it over
+                sys.modules["balanced_batches.engines.worker_server"].stop()
 
     return wrapper  # type: ignore[return-value]
 
@@ -419,15 +422,16 @@ def make(
         typer.echo(run_spec_job(job_spec, job))
         return
     workdir = workdir.resolve()
-    catalog = Catalog.open(workdir)
-    stored_plan = load_plan(catalog)
-    n_reads, n_writes = len(stored_plan.read_files), stored_plan.n_write_units
     if list_jobs or job is None:
+        stored_plan = load_plan(Catalog.open(workdir))
+        n_reads, n_writes = len(stored_plan.read_files), stored_plan.n_write_units
         typer.echo(f"jobs 0-{n_reads - 1}: read one input file each (any order, in parallel)")
         typer.echo(f"jobs {n_reads}-{n_reads + n_writes - 1}: write output files (after all reads)")
         return
-    settings = resolve_config(workdir, None, {}, stored_key="plan_config")
-    with workdir_lock(workdir, shared=True):
+    with workdir_lock(workdir, shared=True):  # the plan cannot change under a running job
+        catalog = Catalog.open(workdir)
+        stored_plan = load_plan(catalog)
+        settings = resolve_config(workdir, None, {}, stored_key="plan_config")
         typer.echo(run_job(catalog, stored_plan, settings, workdir, job))
 
 

@@ -89,7 +89,8 @@ class DaskEngine:
                 future.cancel()
 
     def close(self) -> None:
-        """Closes the client and, if we started it, the local cluster."""
+        """Closes the client and, if we started it, the local cluster, then the fork server
+        its workers came from, and puts Dask's settings back."""
         if self._starting is not None:
             wait([self._starting])  # a cluster still starting is closed once it is up
         if self._client is not None:
@@ -99,4 +100,5 @@ class DaskEngine:
         if self._starting is not None:
             worker_server.stop()
         if self._settings is not None:
-            self._settings.__exit__(None, None, None)
+            settings, self._settings = self._settings, None
+            settings.__exit__(None, None, None)

@@ -5,24 +5,27 @@ pipeline before its first task: ~0.8 s of CPU per worker, on the critical path o
 local command. Instead, multiprocessing's fork server is started as early as a command
 knows it needs local workers; it imports those modules once, while this process goes on
 with its own start-up, and the workers are then forked from it, ready to work.
+
+Where there is no fork server (Windows), or one was started by other code, workers are
+spawned as Dask does by default: slower to start, otherwise the same.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
 import signal
 from collections.abc import Sequence
+from pathlib import Path
 
 METHOD = "forkserver"
 
-
-class _ServerState:
-    running = False
-
-
-_server = _ServerState()
+log = logging.getLogger(__name__)
+_started_pid: int | None = None  # the server this module started, while it runs
 
 
 def available() -> bool:
@@ -31,7 +34,7 @@ def available() -> bool:
 
 
 def worker_environment() -> dict[str, str]:
-    """What Dask sets for a new worker process (one BLAS thread, a fixed hash seed),
+    """What Dask's Nanny sets for a new worker process (one BLAS thread, a fixed hash seed),
     without MALLOC_TRIM_THRESHOLD_.
 
     That variable turns off glibc's adaptive mmap threshold, so every large numpy buffer
@@ -40,27 +43,55 @@ def worker_environment() -> dict[str, str]:
     """
     import dask.config
 
+    _load_distributed_defaults()
     configured = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
-    # as Dask's Nanny: variables already set here win; None unsets a default
+    # as the Nanny: variables already set here win; None unsets a default
     environment = {
         key: os.environ.get(key, str(value))
         for key, value in configured.items()
         if value is not None and key != "MALLOC_TRIM_THRESHOLD_"
     }
-    if os.environ.get("PYTHONHASHSEED") in (None, "0"):
-        environment["PYTHONHASHSEED"] = "6640"  # as Dask's Nanny does
+    if environment.get("PYTHONHASHSEED") in (None, "0"):
+        environment["PYTHONHASHSEED"] = "6640"  # as the Nanny does
     return environment
 
 
-def start(modules: Sequence[str] = ()) -> bool:
-    """Starts the fork server with `modules` imported, unless it runs already; False if this
-    platform has none. Returns at once: the imports run in the server.
+def _load_distributed_defaults() -> None:
+    """Dask's settings for workers, without importing `distributed` (0.4 s, which the server
+    is there to take off this process's start-up); importing it later loads them again."""
+    import dask.config
+    import yaml
 
-    The server and its workers start with this process's environment as it is now.
+    spec = importlib.util.find_spec("distributed")
+    if spec is None or spec.origin is None:
+        return
+    defaults = yaml.safe_load(Path(spec.origin).with_name("distributed.yaml").read_text())
+    dask.config.update_defaults(defaults)
+
+
+def _running_pid() -> int | None:
+    """The pid of multiprocessing's fork server, if one runs (a private attribute: None if
+    a later Python names it otherwise)."""
+    pid = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    return pid if isinstance(pid, int) else None
+
+
+def server_pid() -> int | None:
+    """The pid of the server this module started, while it runs."""
+    return _started_pid
+
+
+def start(modules: Sequence[str] = ()) -> bool:
+    """Starts the fork server with `modules` imported; whether workers can fork from it.
+
+    Returns at once: the imports run in the server, which starts with this process's
+    environment as it is now. A server this module started stays as it is (its modules and
+    environment) until `stop`; one that other code started is left alone.
     """
-    if not available():
+    global _started_pid
+    if not available() or (_running_pid() is not None and _started_pid is None):
         return False
-    if _server.running:
+    if _started_pid is not None:
         return True
     environment = worker_environment()
     multiprocessing.get_context(METHOD).set_forkserver_preload(["distributed", *modules])
@@ -68,28 +99,28 @@ def start(modules: Sequence[str] = ()) -> bool:
     os.environ.update(environment)
     try:
         multiprocessing.forkserver.ensure_running()
-        _server.running = True
+        _started_pid = _running_pid()
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    return True
+    return _started_pid is not None
 
 
 def stop() -> None:
-    """Stops the fork server, once its workers are gone, and waits for it: its CPU time then
-    counts as this process's children's, and the next start sees the environment anew."""
-    if not _server.running:
+    """Stops the server this module started, once its workers are gone, and waits for it:
+    its CPU time then counts as this process's children's, and the next `start` sees the
+    environment anew. A worker still forked from it would look dead to its nanny."""
+    global _started_pid
+    pid, _started_pid = _started_pid, None
+    if pid is None or _running_pid() != pid:
+        return  # not ours, or it died and multiprocessing replaced it
+    stop_server = getattr(multiprocessing.forkserver._forkserver, "_stop", None)
+    if stop_server is None:  # multiprocessing has no public way; it stops when we exit
+        log.debug("cannot stop the fork server %d: it stops when this process exits", pid)
         return
-    _server.running = False
-    # multiprocessing has no public way to stop its server; without one it stops when
-    # this process exits. SIGTERM spares it the teardown of its many modules (~0.2 s).
-    server = multiprocessing.forkserver._forkserver
-    pid = getattr(server, "_forkserver_pid", None)
-    stop_server = getattr(server, "_stop", None)
-    if pid is None or stop_server is None:
-        return
-    os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)  # spares it the teardown of its many modules (~0.2 s)
     stop_server()  # closes its pipe and waits for it
