@@ -465,7 +465,11 @@ def export_jobs_command(
         reopen_lost_outputs(catalog, Path(job_spec.scratch))
     if job_spec.layout is None:
         first = job_spec.files[int(stored_plan.read_files[0])].path
-        layout = branch_layout(open_tree(first, settings.inputs.tree), first)
+        tree = open_tree(first, settings.inputs.tree)
+        try:
+            layout = branch_layout(tree, first)
+        finally:
+            tree.file.close()
         job_spec = dataclasses.replace(job_spec, layout=layout)
     job_spec = dataclasses.replace(job_spec, records=str(records))
     pending = None

@@ -79,6 +79,15 @@ def _open_tree(path: str, tree_name: str, options: dict[str, Any]) -> Any:
             raise InputFileError(f"{path}: file not found") from err
         raise InputFileError(f"{path}: not a readable ROOT file ({error_summary(err)})") from err
     try:
+        return _checked_tree(handle, path, tree_name)
+    except BaseException:
+        handle.file.close()
+        raise
+
+
+def _checked_tree(handle: Any, path: str, tree_name: str) -> Any:
+    """The tree of an open file; a missing tree or a truncated file is an InputFileError."""
+    try:
         tree = handle[tree_name]
     except Exception as err:
         raise InputFileError(f"{path}: no tree {tree_name!r} in file") from err

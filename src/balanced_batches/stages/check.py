@@ -58,6 +58,14 @@ class SourceTrees:
             self._open[file_id] = open_tree(self.paths[file_id], self._tree)
         return self._open[file_id]
 
+    def __enter__(self) -> SourceTrees:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for tree in self._open.values():
+            tree.file.close()
+        self._open.clear()
+
 
 class SourceIndex:
     """Entries of each region in each source file, read once per file (selection branches only)."""
@@ -182,11 +190,11 @@ def check_outputs(catalog: Catalog, plan: Plan, config: ProjectConfig, sample: i
         if per_file_sample:
             picked = rng.choice(len(rows), size=min(per_file_sample, len(rows)), replace=False)
             samples.append(rows[np.sort(picked)])
-    trees = SourceTrees(paths, config.inputs.tree)
-    if uses:
-        _check_membership(plan, uses, present, SourceIndex(trees, selection), report)
-    if samples:
-        _compare_with_sources(ak.concatenate(samples), trees, report)
+    with SourceTrees(paths, config.inputs.tree) as trees:
+        if uses:
+            _check_membership(plan, uses, present, SourceIndex(trees, selection), report)
+        if samples:
+            _compare_with_sources(ak.concatenate(samples), trees, report)
     return report
 
 
