@@ -6,8 +6,8 @@ local command. Instead, multiprocessing's fork server is started as early as a c
 knows it needs local workers; it imports those modules once, while this process goes on
 with its own start-up, and the workers are then forked from it, ready to work.
 
-Where there is no fork server (Windows), or one was started by other code, workers are
-spawned as Dask does by default: slower to start, otherwise the same.
+Elsewhere than on Linux, or where other code started multiprocessing's fork server, workers
+are spawned as Dask does by default: slower to start, otherwise the same.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,8 +30,9 @@ _started_pid: int | None = None  # the server this module started, while it runs
 
 
 def available() -> bool:
-    """Whether this platform has a fork server (not on Windows)."""
-    return METHOD in multiprocessing.get_all_start_methods()
+    """Whether workers fork from a server here: on Linux. macOS has a fork server too, but
+    its system libraries (behind numpy, for one) are not safe to use in a forked child."""
+    return sys.platform.startswith("linux") and METHOD in multiprocessing.get_all_start_methods()
 
 
 def worker_environment() -> dict[str, str]:
