@@ -207,20 +207,16 @@ def python_command(module: str, *args: object) -> list[str]:
 
 
 def local_cluster(workers: int) -> None:
-    """Starts and stops a Dask LocalCluster as the CLI's engine does (a start-up baseline)."""
-    import logging
+    """Starts the CLI's local engine (fork server and LocalCluster), runs one trivial task per
+    worker and stops it: a start-up baseline."""
+    from balanced_batches.engines import make_engine
 
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.WARNING,
-    )
-    Client(cluster).close()
-    cluster.close()
+    modules = ("balanced_batches.stages.read_units", "balanced_batches.stages.write_units")
+    engine = make_engine(workers, worker_modules=modules)
+    try:
+        list(engine.map(abs, [0] * workers))
+    finally:
+        engine.close()
 
 
 def imports() -> None:
