@@ -450,7 +450,7 @@ def export_jobs_command(
     from .jobs import spec_from_catalog
     from .stages.plan import load_plan
     from .stages.run import reopen_lost_outputs
-    from .storage import branch_layout, open_tree
+    from .storage import branch_layout, opened_tree
 
     workdir = workdir.resolve()
     directory = directory.resolve()
@@ -465,11 +465,8 @@ def export_jobs_command(
         reopen_lost_outputs(catalog, Path(job_spec.scratch))
     if job_spec.layout is None:
         first = job_spec.files[int(stored_plan.read_files[0])].path
-        tree = open_tree(first, settings.inputs.tree)
-        try:
+        with opened_tree(first, settings.inputs.tree) as tree:
             layout = branch_layout(tree, first)
-        finally:
-            tree.file.close()
         job_spec = dataclasses.replace(job_spec, layout=layout)
     job_spec = dataclasses.replace(job_spec, records=str(records))
     pending = None

@@ -64,6 +64,16 @@ def open_tree(path: str, tree_name: str) -> Any:
     return remote.retrying(lambda: _open_tree(path, tree_name, options), path)
 
 
+@contextmanager
+def opened_tree(path: str, tree_name: str) -> Iterator[Any]:
+    """`open_tree`, its file closed at the end (local files are plain file objects)."""
+    tree = open_tree(path, tree_name)
+    try:
+        yield tree
+    finally:
+        tree.file.close()
+
+
 def _open_tree(path: str, tree_name: str, options: dict[str, Any]) -> Any:
     """One attempt of `open_tree`; `options` go to `uproot.open`."""
     from .remote import is_missing

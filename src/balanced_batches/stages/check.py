@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ..plan_model import Plan
 from ..regions import Selection, build_selection
 from ..remote import open_options, output_directory
 from ..shuffle import unpermute
-from ..storage import open_tree, unreadable
+from ..storage import opened_tree, unreadable
 from .count import region_of_entries
 from .make import output_path
 
@@ -47,24 +48,26 @@ def read_output(path: Path | str, file_format: str, tree: str) -> ak.Array:
 
 
 class SourceTrees:
-    """Source trees opened once each (opening a tree of many branches costs tens of ms)."""
+    """Source trees opened once each (opening a tree of many branches costs tens of ms),
+    closed together at the end."""
 
     def __init__(self, paths: dict[int, str], tree: str) -> None:
         self.paths, self._tree = paths, tree
         self._open: dict[int, Any] = {}
+        self._files = ExitStack()
 
     def __getitem__(self, file_id: int) -> Any:
         if file_id not in self._open:
-            self._open[file_id] = open_tree(self.paths[file_id], self._tree)
+            opened = opened_tree(self.paths[file_id], self._tree)
+            self._open[file_id] = self._files.enter_context(opened)
         return self._open[file_id]
 
     def __enter__(self) -> SourceTrees:
         return self
 
     def __exit__(self, *_: object) -> None:
-        for tree in self._open.values():
-            tree.file.close()
         self._open.clear()
+        self._files.close()
 
 
 class SourceIndex:

@@ -17,7 +17,7 @@ from ..engines import Engine, Reporter
 from ..errors import BalancedBatchesError, InputFileError
 from ..inputs import describe_inputs
 from ..regions import Selection, build_selection
-from ..storage import file_stat, open_tree, unreadable, write_json
+from ..storage import file_stat, opened_tree, unreadable, write_json
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +100,12 @@ def count_file(task: CountTask) -> CountResult:
     """Counts one file; user-caused failures come back as a result with `error` set."""
     try:
         size, mtime = file_stat(task.path)
-        tree = open_tree(task.path, task.tree)
-        try:
+        with opened_tree(task.path, task.tree) as tree:
             if int(tree.num_entries) == 0:
                 raise InputFileError(f"{task.path}: tree {task.tree!r} has no entries")
             regions = region_of_entries(tree, task.path, task.selection)
             entries = int(tree.num_entries)
             uncompressed = float(sum(branch.uncompressed_bytes for branch in tree.values()))
-        finally:
-            tree.file.close()
         counts = np.bincount(regions[regions >= 0], minlength=task.selection.space.n_regions)
     except BalancedBatchesError as err:
         return CountResult(task.file_id, task.path, error=str(err))

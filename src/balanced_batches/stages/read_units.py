@@ -18,7 +18,7 @@ from ..errors import BalancedBatchesError, InputFileError
 from ..plan_model import members_uses
 from ..rows import RowBlock, concatenate, from_arrays
 from ..shards import part_path, remove_parts_of_read_unit, write_part
-from ..storage import branch_layout, file_stat, open_tree, unreadable
+from ..storage import branch_layout, file_stat, opened_tree, unreadable
 from .count import read_selection_arrays
 from .make import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask, output_place
 
@@ -120,11 +120,8 @@ def _read_input(task: ReadTask) -> ReadResult:
             f"{task.path}: changed since it was counted (size or modification time); "
             "run 'count' and 'plan' again"
         )
-    tree = open_tree(task.path, task.tree)
-    try:
+    with opened_tree(task.path, task.tree) as tree:
         return _read_tree(task, tree, scratch)
-    finally:
-        tree.file.close()
 
 
 def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
