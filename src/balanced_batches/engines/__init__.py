@@ -70,8 +70,6 @@ def make_engine(
     if scheduler is None and cluster is None and (workers or 1) <= 1:
         worker_server.stop()  # started early by a command that turned out to need none
         return InProcessEngine()
-    if scheduler is None and cluster is None:
-        worker_server.start(worker_modules)  # before importing distributed: it takes 0.4 s
     from .dask import DaskEngine
 
     if cluster is not None:

@@ -64,6 +64,8 @@ def _load_distributed_defaults() -> None:
     import dask.config
     import yaml
 
+    if "distributed.config" in sys.modules:
+        return  # loaded them on import
     spec = importlib.util.find_spec("distributed")
     if spec is None or spec.origin is None:
         return
