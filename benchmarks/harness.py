@@ -48,7 +48,7 @@ from .report import markdown, targets
 STAGES = ("count", "plan", "run", "io", "original", "profile")
 DEFAULT_STAGES = "count,plan,run,io"
 MEASURED = (
-    "count", "plan", "run", "io_select", "io_read", "io_write", "cli_startup", "dask_startup",
+    "count", "plan", "run", "io_select", "io_read", "io_write", "cli_startup", "engine_startup",
 )  # fmt: skip
 
 
@@ -142,7 +142,7 @@ def repetition(
             "wall_s": records["io_read"]["seconds"] + records["io_write"]["seconds"],
         }
         records["cli_startup"] = baseline_stage("imports")
-        records["dask_startup"] = baseline_stage("local-cluster", workers)
+        records["engine_startup"] = baseline_stage("local-engine", workers)
     shutil.rmtree(output, ignore_errors=True)
     shutil.rmtree(limit, ignore_errors=True)
     return records

@@ -206,12 +206,17 @@ def python_command(module: str, *args: object) -> list[str]:
     return [sys.executable, "-m", module, *(str(arg) for arg in args)]
 
 
-def local_cluster(workers: int) -> None:
-    """Starts the CLI's local engine (fork server and LocalCluster), runs one trivial task per
-    worker and stops it: a start-up baseline."""
+def local_engine(workers: int) -> None:
+    """Starts the CLI's local engine (fork server and worker processes), runs one trivial
+    task per worker and stops it: a start-up baseline. The modules are the CLI's
+    `_WORKER_MODULES` (importing the CLI here would time typer's import too)."""
     from balanced_batches.engines import make_engine
 
-    modules = ("balanced_batches.stages.read_units", "balanced_batches.stages.write_units")
+    modules = (
+        "balanced_batches.stages.count",
+        "balanced_batches.stages.read_units",
+        "balanced_batches.stages.write_units",
+    )
     engine = make_engine(workers, worker_modules=modules)
     try:
         list(engine.map(abs, [0] * workers))
@@ -227,9 +232,9 @@ def imports() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "local-cluster":
-        local_cluster(int(sys.argv[2]))
+    if len(sys.argv) == 3 and sys.argv[1] == "local-engine":
+        local_engine(int(sys.argv[2]))
     elif sys.argv[1:] == ["imports"]:
         imports()
     else:
-        raise SystemExit("usage: python -m benchmarks.monitor local-cluster WORKERS | imports")
+        raise SystemExit("usage: python -m benchmarks.monitor local-engine WORKERS | imports")

@@ -204,7 +204,7 @@ def io_stage(
 
 
 def baseline_stage(*arguments: object) -> dict[str, Any]:
-    """A start-up baseline of `benchmarks.monitor` (`imports`, `local-cluster N`)."""
+    """A start-up baseline of `benchmarks.monitor` (`imports`, `local-engine N`)."""
     return _summary(measure(python_command("benchmarks.monitor", *arguments)), None)
 
 

@@ -15,7 +15,7 @@ STAGE_LABELS = {
     "io_write": "I/O: write run's rows once",
     "io_limit": "I/O limit = read all + write",
     "cli_startup": "baseline: start Python, import the library",
-    "dask_startup": "baseline: local engine start + stop",
+    "engine_startup": "baseline: local engine start + stop",
 }
 
 

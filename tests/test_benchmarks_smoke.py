@@ -30,7 +30,7 @@ def test_harness_tiny(tmp_path: Path) -> None:
     assert written["stages"].keys() == results["stages"].keys()
     stages = written["stages"]
     measured = ("count", "plan", "run", "io_select", "io_read", "io_write", "cli_startup")
-    assert set(stages) == {*measured, "io_limit", "dask_startup"}
+    assert set(stages) == {*measured, "io_limit", "engine_startup"}
     for stage in measured:
         for key in STAGE_KEYS:
             assert _positive(stages[stage][key]), (stage, key, stages[stage][key])

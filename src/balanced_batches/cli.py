@@ -118,7 +118,12 @@ def resolve_config(
 
 
 # what the tasks of `count` and `run` import: local workers start with them imported
-_WORKER_MODULES = ("balanced_batches.stages.read_units", "balanced_batches.stages.write_units")
+_ONE_COMMAND_PER_PROCESS = False  # set by `main`, the entry point of the command line
+_WORKER_MODULES = (
+    "balanced_batches.stages.count",
+    "balanced_batches.stages.read_units",
+    "balanced_batches.stages.write_units",
+)
 
 
 def _start_local_workers(workers: int | None, scheduler: str | None, cluster: str | None) -> None:
@@ -133,10 +138,23 @@ def _start_local_workers(workers: int | None, scheduler: str | None, cluster: st
 def _engine(
     workers: int | None, config: Any, scheduler: str | None = None, cluster: str | None = None
 ) -> Any:
+    """The engine of a command whose pipeline modules are imported."""
     from .engines import make_engine
 
     workers = workers or config.execution.workers or os.cpu_count()
-    return make_engine(workers, scheduler, cluster, config.batch, _WORKER_MODULES)
+    engine = make_engine(workers, scheduler, cluster, config.batch, _WORKER_MODULES)
+    _ready_for_work()
+    return engine
+
+
+def _ready_for_work() -> None:
+    """Freezes what lives now (see `engines.heap`), for the work this process does itself;
+    only in a process that exits after the command: a test runner or a notebook that calls
+    the app again and again keeps its collector as it is."""
+    if _ONE_COMMAND_PER_PROCESS:
+        from .engines.heap import freeze_long_lived
+
+        freeze_long_lived()
 
 
 @app.command()
@@ -216,12 +234,12 @@ def count(
     )
     if not settings.processes:
         raise ConfigError("no processes configured: pass --process-types or set 'processes'")
+    from .stages.count import count_inputs
+
     with workdir_lock(workdir):
         catalog = Catalog.open(workdir, create=True)
-        engine = _engine(workers, settings, scheduler, cluster)  # local: starts meanwhile
+        engine = _engine(workers, settings, scheduler, cluster)
         try:
-            from .stages.count import count_inputs
-
             outcome = count_inputs(catalog, settings, engine, workdir, RichReporter(), on_bad_file)
         finally:
             engine.close()
@@ -380,12 +398,12 @@ def run(
     workdir = workdir.resolve()
     catalog = Catalog.open(workdir)
     settings = resolve_config(workdir, None, {}, stored_key="plan_config")
-    with workdir_lock(workdir):
-        engine = _engine(workers, settings, scheduler, cluster)  # local: starts meanwhile
-        try:
-            from .stages.plan import load_plan
-            from .stages.run import run_plan
+    from .stages.plan import load_plan
+    from .stages.run import run_plan
 
+    with workdir_lock(workdir):
+        engine = _engine(workers, settings, scheduler, cluster)
+        try:
             stored_plan = load_plan(catalog)
             outcome = run_plan(
                 catalog, stored_plan, settings, engine, workdir, RichReporter(), keep_scratch
@@ -419,6 +437,7 @@ def make(
         job_spec = JobSpec.load(spec)
         if job is None:
             raise ConfigError("--spec needs --job")
+        _ready_for_work()
         typer.echo(run_spec_job(job_spec, job))
         return
     workdir = workdir.resolve()
@@ -432,6 +451,7 @@ def make(
         catalog = Catalog.open(workdir)
         stored_plan = load_plan(catalog)
         settings = resolve_config(workdir, None, {}, stored_key="plan_config")
+        _ready_for_work()
         typer.echo(run_job(catalog, stored_plan, settings, workdir, job))
 
 
@@ -605,6 +625,8 @@ def main_options(
 
 def main() -> None:
     """Entry point of the `balanced-batches` command."""
+    global _ONE_COMMAND_PER_PROCESS
+    _ONE_COMMAND_PER_PROCESS = True
     app(prog_name="balanced-batches")
 
 

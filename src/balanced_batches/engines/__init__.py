@@ -1,4 +1,4 @@
-"""Where work runs: in this process, on a local Dask cluster, or on an existing one.
+"""Where work runs: in this process, on local worker processes, or on a Dask cluster.
 
 An engine maps a function over work items and yields results as they finish.
 Dask is imported only inside its engine.
@@ -61,19 +61,24 @@ def make_engine(
     worker_modules: tuple[str, ...] = (),
 ) -> Any:
     """An engine: an existing Dask cluster by address, workers as HTCondor/Slurm jobs
-    (`cluster`, resources from `batch`), a local Dask cluster for >1 worker, else in-process.
+    (`cluster`, resources from `batch`), local worker processes for >1 worker, else
+    in-process. (A local Dask cluster, with its dashboard: `dask.DaskEngine(workers=N)`.)
 
     Local workers have `worker_modules` imported before they start (see `worker_server`).
     """
     from . import worker_server
 
-    if scheduler is None and cluster is None and (workers or 1) <= 1:
-        worker_server.stop()  # started early by a command that turned out to need none
-        return InProcessEngine()
+    if scheduler is None and cluster is None:
+        if (workers or 1) <= 1:
+            worker_server.stop()  # started early by a command that turned out to need none
+            return InProcessEngine()
+        from .processes import ProcessEngine
+
+        return ProcessEngine(workers or 1, worker_modules)
     from .dask import DaskEngine
 
     if cluster is not None:
         from .jobqueue import jobqueue_cluster
 
         return DaskEngine(workers=workers, cluster=jobqueue_cluster(cluster, batch))
-    return DaskEngine(workers=workers, scheduler=scheduler, worker_modules=worker_modules)
+    return DaskEngine(workers=workers, scheduler=scheduler)

@@ -9,15 +9,28 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import dask
-from distributed import Client, LocalCluster, as_completed
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 
 from . import worker_server
+from .heap import freeze_long_lived
 
 _STARTER = ThreadPoolExecutor(1, thread_name_prefix="balanced-batches-cluster")
 T = TypeVar("T")
 R = TypeVar("R")
 
 log = logging.getLogger(__name__)
+
+
+class FrozenHeap(WorkerPlugin):
+    """Freezes a worker's long-lived objects once it has started (see `heap`); the scheduler
+    also runs it on workers that join, or are restarted, later."""
+
+    name = "balanced-batches-frozen-heap"
+
+    def setup(self, worker: Any) -> None:
+        """Runs on the worker, after its start-up."""
+        del worker
+        freeze_long_lived()
 
 
 class DaskEngine:
@@ -35,7 +48,9 @@ class DaskEngine:
 
         A local cluster starts in the background: its worker processes come up while this
         process imports the pipeline and prepares the work. They are forked from a server
-        that imports `worker_modules` once (see `worker_server`).
+        that imports `worker_modules` once (see `worker_server`). Workers of the clusters
+        started here freeze their long-lived objects (`FrozenHeap`); those of a cluster
+        reached by address are the cluster's own and are left as they are.
         """
         self._cluster: Any = None
         self._client: Any = None
@@ -47,8 +62,9 @@ class DaskEngine:
             self._cluster = cluster
             cluster.scale(jobs=workers or 1)
             self._client = Client(cluster)
+            self._client.register_plugin(FrozenHeap())
         else:
-            forked = worker_server.start(worker_modules)
+            forked = worker_server.start(("distributed", *worker_modules))
             self._starting = _STARTER.submit(
                 self._start_local, workers or os.cpu_count() or 1, forked
             )
@@ -68,6 +84,7 @@ class DaskEngine:
             silence_logs=logging.WARNING,
         )
         self._client = Client(self._cluster)
+        self._client.register_plugin(FrozenHeap())
 
     def _ready(self) -> Any:
         """The client, once the local cluster is up (its start-up error is raised here)."""

@@ -1,13 +1,14 @@
-"""Local Dask workers forked from a server process that has already imported their code.
+"""Local workers forked from a server process that has already imported their code.
 
-A spawned worker is a fresh interpreter that imports Dask, numpy, awkward, uproot and the
-pipeline before its first task: ~0.8 s of CPU per worker, on the critical path of every
-local command. Instead, multiprocessing's fork server is started as early as a command
-knows it needs local workers; it imports those modules once, while this process goes on
-with its own start-up, and the workers are then forked from it, ready to work.
+A spawned worker is a fresh interpreter that imports numpy, awkward, uproot and the
+pipeline (and Dask, for a Dask worker) before its first task: 0.5-0.8 s of CPU per worker,
+on the critical path of every local command. Instead, multiprocessing's fork server is
+started as early as a command knows it needs local workers; it imports those modules once,
+while this process goes on with its own start-up, and the workers are then forked from it,
+ready to work.
 
 Elsewhere than on Linux, or where other code started multiprocessing's fork server, workers
-are spawned as Dask does by default: slower to start, otherwise the same.
+are spawned: slower to start, otherwise the same.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def available() -> bool:
 
 def worker_environment() -> dict[str, str]:
     """What Dask's Nanny sets for a new worker process (one BLAS thread, a fixed hash seed),
-    without MALLOC_TRIM_THRESHOLD_.
+    without MALLOC_TRIM_THRESHOLD_; local workers of every engine start with it.
 
     That variable turns off glibc's adaptive mmap threshold, so every large numpy buffer
     becomes a fresh mapping whose pages fault in on first touch and go back on free: on
@@ -98,7 +99,7 @@ def start(modules: Sequence[str] = ()) -> bool:
     if _started_pid is not None:
         return True
     environment = worker_environment()
-    multiprocessing.get_context(METHOD).set_forkserver_preload(["distributed", *modules])
+    multiprocessing.get_context(METHOD).set_forkserver_preload(list(modules))
     saved = {key: os.environ.get(key) for key in environment}
     os.environ.update(environment)
     try:
