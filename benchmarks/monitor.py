@@ -208,16 +208,11 @@ def python_command(module: str, *args: object) -> list[str]:
 
 def local_engine(workers: int) -> None:
     """Starts the CLI's local engine (fork server and worker processes), runs one trivial
-    task per worker and stops it: a start-up baseline. The modules are the CLI's
-    `_WORKER_MODULES` (importing the CLI here would time typer's import too)."""
+    task per worker and stops it: a start-up baseline."""
     from balanced_batches.engines import make_engine
+    from balanced_batches.stages import WORKER_MODULES
 
-    modules = (
-        "balanced_batches.stages.count",
-        "balanced_batches.stages.read_units",
-        "balanced_batches.stages.write_units",
-    )
-    engine = make_engine(workers, worker_modules=modules)
+    engine = make_engine(workers, worker_modules=WORKER_MODULES)
     try:
         list(engine.map(abs, [0] * workers))
     finally:

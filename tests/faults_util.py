@@ -1,7 +1,7 @@
 """Fault injection for test_faults.py: real processes killed, limited and measured.
 
 `balanced-batches` is started as a real process in its own session, so that a kill of its
-process group also takes down every Dask worker it started. Two ways of choosing the moment:
+process group also takes down every worker it started. Two ways of choosing the moment:
 
 - `run_killed_after`: after a delay (the tests draw it from a seeded generator);
 - `run_killed_at`: exactly when a named function is called for the n-th time. This module is
@@ -109,7 +109,7 @@ def run_watched(
 ) -> tuple[Outcome, float]:
     """Runs a command to its end; also returns when `started()` first held (polled every 10 ms).
 
-    The kill tests use it to learn how long start-up (imports, a Dask cluster) takes, so that
+    The kill tests use it to learn how long start-up (imports, workers) takes, so that
     they kill at moments when work is under way.
     """
     start = time.monotonic()
@@ -129,6 +129,35 @@ def run_watched(
         kill_group(process.pid)
     elapsed = time.monotonic() - start
     return Outcome(process.pid, process.returncode, stdout, stderr, elapsed), seen or elapsed
+
+
+def run_acting_when(
+    executable: Path, args: Iterable[object], ready: Callable[[], bool], act: Callable[[int], None]
+) -> tuple[Outcome, list[int]]:
+    """Runs `balanced-batches ARGS`; once `ready()` holds (polled every 10 ms) calls `act` with
+    the command's pid, once, then lets the command end. Returns how it ended and the processes
+    of its group still alive then (they are killed after).
+    """
+    start = time.monotonic()
+    process = _start(command_line(executable, args))
+    try:
+        acted = False
+        while True:
+            try:
+                stdout, stderr = process.communicate(timeout=0.01)
+                break
+            except subprocess.TimeoutExpired:
+                if not acted and ready():
+                    act(process.pid)
+                    acted = True
+                if time.monotonic() - start > TIMEOUT:
+                    raise
+        left_running = group_members(process.pid)
+        assert acted, f"the command ended before it was ready to be acted on:\n{stderr}"
+    finally:
+        kill_group(process.pid)
+    elapsed = time.monotonic() - start
+    return Outcome(process.pid, process.returncode, stdout, stderr, elapsed), left_running
 
 
 def run_killed_after(executable: Path, args: Iterable[object], delay: float) -> Outcome:
@@ -179,6 +208,29 @@ def group_members(pgid: int) -> list[int]:
         if int(pgrp) == pgid and state not in ("Z", "X"):
             members.append(int(entry.name))
     return members
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of a live process (None once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def forked_workers(command: int) -> list[int]:
+    """The local worker processes of a command: the children of its fork server."""
+    members = group_members(command)
+    servers = set()
+    for pid in members:
+        try:
+            arguments = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if parent_of(pid) == command and b"multiprocessing.forkserver" in arguments:
+            servers.add(pid)
+    return [pid for pid in members if parent_of(pid) in servers]
 
 
 def peak_rss_of(executable: Path, args: Iterable[object]) -> tuple[Outcome, int]:

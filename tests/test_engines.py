@@ -1,4 +1,5 @@
-"""Where the work runs does not change the outputs: in process, local Dask cluster, remote Dask.
+"""Where the work runs does not change the outputs: in process, local worker processes, a local
+Dask cluster, a remote Dask cluster.
 
 The remote cluster is a real `dask scheduler` and `dask worker` started on 127.0.0.1.
 """
@@ -22,6 +23,7 @@ from distributed import Client
 from balanced_batches.catalog import Catalog
 from balanced_batches.config import ProjectConfig
 from balanced_batches.engines import InProcessEngine, SilentReporter, make_engine, worker_server
+from balanced_batches.engines.dask import DaskEngine
 from balanced_batches.stages.count import count_inputs
 from balanced_batches.stages.plan import load_plan, plan_batches
 from balanced_batches.stages.run import run_plan
@@ -102,7 +104,7 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 process.wait(timeout=20)
 
 
-def test_local_dask_cluster_gives_the_in_process_outputs(
+def test_local_workers_give_the_in_process_outputs(
     tmp_path: Path, dataset: Dataset, reference: Production
 ) -> None:
     workdir = tmp_path / "work"
@@ -193,6 +195,26 @@ def test_remote_cluster_through_the_library(
         assert len(client.scheduler_info()["workers"]) == 2
 
 
+def frozen_heap_and_parent(_: int) -> tuple[bool, int]:
+    """Whether this worker froze its long-lived objects, and its parent pid."""
+    import gc
+
+    return gc.get_freeze_count() > 0, os.getppid()
+
+
+def test_a_local_dask_cluster_forks_its_workers_and_freezes_their_long_lived_objects() -> None:
+    engine = DaskEngine(workers=2, worker_modules=("balanced_batches.stages.count",))
+    try:
+        results = list(engine.map(frozen_heap_and_parent, [0, 1, 2, 3]))
+        server = worker_server.server_pid()
+    finally:
+        engine.close()
+    assert all(frozen for frozen, _ in results)
+    if worker_server.available():
+        assert {parent for _, parent in results} == {server}
+        assert server is not None and not _alive(server)
+
+
 # Run in a fresh interpreter: this test module has imported distributed and the pipeline
 # already, which would hide a server started without Dask's settings or without its modules.
 FORKED_WORKERS = """
@@ -219,7 +241,7 @@ if __name__ == "__main__":
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
+    except OSError:  # gone, or going while being read
         return False
 
 

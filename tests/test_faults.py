@@ -55,12 +55,15 @@ from faults_util import (
     Outcome,
     command_line,
     file_size_limit,
+    forked_workers,
     group_members,
     kill_group,
     leftovers,
     output_digests,
+    parent_of,
     peak_rss_of,
     restore_stat,
+    run_acting_when,
     run_command,
     run_killed_after,
     run_killed_at,
@@ -154,7 +157,7 @@ def finished_line(outdir: Path) -> str:
 
 
 def run_args(workdir: Path, workers: int = 1) -> list[object]:
-    """`run` with a given number of workers (1: in-process engine, more: local Dask)."""
+    """`run` with a given number of workers (1: in-process engine, more: worker processes)."""
     return ["run", "--workdir", workdir, "--workers", workers]
 
 
@@ -181,7 +184,7 @@ class Timing:
     """How long an uninterrupted `run` takes, and when its first intermediate part appears."""
 
     duration: float
-    working: float  # start-up (imports, Dask cluster) is over: read units are writing parts
+    working: float  # start-up (imports, workers) is over: read units are writing parts
 
     def moments(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """`n` seeded moments spread over the time work is under way."""
@@ -253,9 +256,9 @@ def assert_resumes(
     ("workers", "kills"),
     [
         pytest.param(1, 2, id="in-process-2-moments"),
-        pytest.param(2, 1, id="dask-1-moment"),
+        pytest.param(2, 1, id="workers-1-moment"),
         pytest.param(1, 12, id="in-process-12-moments", marks=pytest.mark.slow),
-        pytest.param(2, 6, id="dask-6-moments", marks=pytest.mark.slow),
+        pytest.param(2, 6, id="workers-6-moments", marks=pytest.mark.slow),
     ],
 )
 def test_run_killed_at_random_moments_resumes_to_byte_identical_outputs(
@@ -266,7 +269,7 @@ def test_run_killed_at_random_moments_resumes_to_byte_identical_outputs(
     workers: int,
     kills: int,
 ) -> None:
-    """For every seeded moment t: `run` SIGKILLed (with its Dask workers) at t, then run again."""
+    """For every seeded moment t: `run` SIGKILLed (with its workers) at t, then run again."""
     timing = run_timing(workers)
     rng = np.random.default_rng([KILL_SEED, workers, kills])
     pristine = Path(shutil.copytree(planned, tmp_path / "pristine"))
@@ -398,6 +401,71 @@ def test_count_killed_then_counted_again_writes_the_uninterrupted_counts_json(
     assert again.returncode == 0, again.stderr
     assert (workdir / "counts.json").read_bytes() == (counted / "counts.json").read_bytes()
     assert [f.status for f in files(workdir)] == ["counted"] * len(dataset.paths)
+
+
+def test_ctrl_c_stops_run_and_its_workers_with_one_line_and_the_run_resumes(
+    planned: Path, reference_digests: dict[str, str]
+) -> None:
+    """Ctrl-C in a terminal reaches the command's whole process group, workers included."""
+    args = run_args(planned, workers=2)
+    outcome, left_running = run_acting_when(
+        EXECUTABLE,
+        args,
+        lambda: bool(all_parts(planned / "scratch")),
+        lambda pid: os.killpg(pid, signal.SIGINT),
+    )
+    assert outcome.returncode == 130, outcome.stderr
+    lines = outcome.stderr.splitlines()
+    assert lines[-1] == "interrupted: rerun the same command to resume", outcome.stderr
+    assert all(LOG_LINE.match(line) for line in lines[:-1]), outcome.stderr
+    assert left_running == []
+    assert_consistent_after_kill(planned, reference_digests, "interrupted")
+    assert_resumes(planned, args, reference_digests)
+
+
+def test_a_worker_killed_during_run_is_replaced_and_the_run_ends_identical(
+    planned: Path, reference_digests: dict[str, str]
+) -> None:
+    """The system kills one worker (out of memory, say) while read units are under way."""
+
+    def kill_a_worker(command: int) -> None:
+        workers = forked_workers(command)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+
+    outcome, _ = run_acting_when(
+        EXECUTABLE,
+        run_args(planned, workers=2),
+        lambda: bool(all_parts(planned / "scratch")),
+        kill_a_worker,
+    )
+    assert outcome.returncode == 0, outcome.stderr
+    assert "a worker died on item" in outcome.stderr
+    assert "killed by SIGKILL" in outcome.stderr
+    assert output_digests(planned / "batches") == reference_digests
+    assert leftovers(planned / "batches") == []
+    assert {status for _, _, status, _, _ in units(planned)} == {"done"}
+
+
+def test_a_run_killed_alone_takes_its_workers_with_it(
+    planned: Path, reference_digests: dict[str, str]
+) -> None:
+    """Only the command is killed (not its group): its fork server and workers end too."""
+    workers: list[int] = []
+
+    def kill_the_command(command: int) -> None:
+        workers.extend(forked_workers(command))
+        os.kill(command, signal.SIGKILL)
+
+    args = run_args(planned, workers=2)
+    outcome, _ = run_acting_when(
+        EXECUTABLE, args, lambda: bool(all_parts(planned / "scratch")), kill_the_command
+    )
+    assert outcome.killed
+    assert len(workers) == 2
+    wait_for(lambda: not any(parent_of(pid) for pid in workers), "the workers to end", 10)
+    assert_consistent_after_kill(planned, reference_digests, "command killed alone")
+    assert_resumes(planned, args, reference_digests)
 
 
 # -- 2. two commands on one working directory ---------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,10 +65,46 @@ def sleep_unless_zero(value: int) -> int:
     return value
 
 
+def return_after(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def return_a_lambda(_: int) -> object:
+    return lambda: None
+
+
+class NeedsTwoArguments(Exception):
+    """Pickles, but cannot be unpickled: its __init__ wants what its args do not hold."""
+
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__(f"{first} and {second}")
+
+
+def raise_needs_two(_: int) -> None:
+    raise NeedsTwoArguments("this", "that")
+
+
+def hold_memory_or_pass(megabytes: int) -> int:
+    if megabytes:
+        return hold_memory(megabytes)
+    time.sleep(0.03)
+    return 0
+
+
+def blas_threads(_: int) -> tuple[int, str | None]:
+    return os.getppid(), os.environ.get("OMP_NUM_THREADS")
+
+
+def write_pid_and_sleep(path: str) -> None:
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(60)
+
+
 def alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
+    except OSError:  # gone, or going while being read
         return False
 
 
@@ -93,6 +131,10 @@ def test_every_result_comes_back_once_in_completion_order(engine: ProcessEngine)
     assert list(engine.map(square, [7])) == [49]  # the same workers serve a second map
 
 
+def test_results_come_back_as_they_finish_not_in_item_order(engine: ProcessEngine) -> None:
+    assert list(engine.map(return_after, [0.5, 0.0])) == [0.0, 0.5]
+
+
 def test_work_is_spread_over_the_workers_forked_from_the_server(engine: ProcessEngine) -> None:
     processes = set(engine.map(identity, list(range(20))))
     assert len({pid for pid, _ in processes}) == 2
@@ -108,6 +150,27 @@ def test_a_task_exception_is_raised_here_with_the_workers_traceback(
     assert isinstance(raised.value.__cause__, RemoteTraceback)
     assert "fail_on_three" in str(raised.value.__cause__)
     assert sorted(engine.map(square, [1, 2])) == [1, 4]  # the engine still works
+
+
+def test_what_cannot_travel_back_is_an_error_naming_it(engine: ProcessEngine) -> None:
+    with pytest.raises(Exception, match="pickle"):
+        list(engine.map(return_a_lambda, [0]))
+    with pytest.raises(RuntimeError, match="NeedsTwoArguments: this and that"):
+        list(engine.map(raise_needs_two, [0]))
+    assert list(engine.map(square, [2])) == [4]
+
+
+def test_a_worker_that_dies_while_idle_is_replaced_without_a_word(
+    engine: ProcessEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    workers = {pid for pid, _ in engine.map(identity, [0, 1, 2, 3])}
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    assert wait_until_gone(workers) == set()
+    with caplog.at_level(logging.WARNING, logger="balanced_batches"):
+        after = {pid for pid, _ in engine.map(identity, [0, 1, 2, 3])}
+    assert len(after) == 2 and after.isdisjoint(workers)
+    assert not [r for r in caplog.records if "died" in r.getMessage()]
 
 
 def test_a_worker_that_dies_is_replaced_and_its_item_given_again(
@@ -140,15 +203,66 @@ def test_a_worker_over_its_memory_limit_is_stopped() -> None:
         engine.close()
 
 
+def test_memory_is_watched_while_other_workers_keep_finishing_items() -> None:
+    engine = ProcessEngine(2, memory_bytes=200 * 2**20)
+    finished: list[int] = []
+    try:
+        with pytest.raises(WorkerDied, match=r"over its limit of 200 MB"):
+            for result in engine.map(hold_memory_or_pass, [400] + [0] * 300):
+                finished.append(result)
+    finally:
+        engine.close()
+    assert len(finished) < 250  # stopped while the quick items still flowed
+
+
+def test_a_worker_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """The command is killed outright (not its group): its fork server ends, and the kernel
+    then ends the worker, which would otherwise sleep on for a minute."""
+    pid_file = tmp_path / "worker.pid"
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from balanced_batches.engines import make_engine\n"
+        "from test_processes import write_pid_and_sleep\n"
+        "if __name__ == '__main__':\n"
+        f"    list(make_engine(2).map(write_pid_and_sleep, [{str(pid_file)!r}]))\n"
+    )
+    owner = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert owner.poll() is None and time.monotonic() < deadline, "no worker started"
+            time.sleep(0.05)
+        worker = int(pid_file.read_text())
+        assert alive(worker)
+    finally:
+        owner.kill()
+        owner.wait()
+    assert wait_until_gone({worker}, timeout=5) == set()
+
+
+def test_without_a_fork_server_workers_are_spawned_with_the_same_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker_server, "available", lambda: False)
+    engine = ProcessEngine(2)
+    try:
+        results = list(engine.map(blas_threads, [0, 1]))
+    finally:
+        engine.close()
+    expected = worker_server.worker_environment()["OMP_NUM_THREADS"]
+    assert results == [(os.getpid(), expected)] * 2
+
+
 def test_work_left_behind_is_stopped_and_close_ends_every_worker(engine: ProcessEngine) -> None:
     workers = {pid for pid, _ in engine.map(identity, [0, 1, 2, 3])}
     results = engine.map(sleep_unless_zero, [0, 1, 2])
-    assert next(results) == 0  # one worker is idle again, the other sleeps on item 1
-    results.close()  # the caller gives up on the rest: the busy worker is stopped
-    survivors = wait_until_gone(workers, timeout=5)  # the idle one stays
-    assert len(survivors) == 1
+    assert next(results) == 0  # its worker already has item 2: both sleep now
+    results.close()  # the caller gives up on the rest: the busy workers are stopped
+    assert wait_until_gone(workers) == set()
     after = {pid for pid, _ in engine.map(identity, [0, 1])}
-    assert len(after) == 2 and after & workers == survivors  # a new worker took its place
+    assert len(after) == 2 and after.isdisjoint(workers)  # new workers took their place
     server = worker_server.server_pid()
     engine.close()
     assert wait_until_gone(after) == set()

@@ -17,6 +17,7 @@ from rich.markup import escape
 from . import __version__
 from .catalog import workdir_lock
 from .errors import BalancedBatchesError, CheckFailed, ConfigError
+from .stages import WORKER_MODULES
 
 log = logging.getLogger(__name__)
 app = typer.Typer(
@@ -117,13 +118,7 @@ def resolve_config(
     return with_overrides(config, overrides, "command line")
 
 
-# what the tasks of `count` and `run` import: local workers start with them imported
 _ONE_COMMAND_PER_PROCESS = False  # set by `main`, the entry point of the command line
-_WORKER_MODULES = (
-    "balanced_batches.stages.count",
-    "balanced_batches.stages.read_units",
-    "balanced_batches.stages.write_units",
-)
 
 
 def _start_local_workers(workers: int | None, scheduler: str | None, cluster: str | None) -> None:
@@ -132,7 +127,7 @@ def _start_local_workers(workers: int | None, scheduler: str | None, cluster: st
     if scheduler is None and cluster is None and workers != 1:
         from .engines import worker_server
 
-        worker_server.start(_WORKER_MODULES)
+        worker_server.start(WORKER_MODULES)
 
 
 def _engine(
@@ -142,7 +137,7 @@ def _engine(
     from .engines import make_engine
 
     workers = workers or config.execution.workers or os.cpu_count()
-    engine = make_engine(workers, scheduler, cluster, config.batch, _WORKER_MODULES)
+    engine = make_engine(workers, scheduler, cluster, config.batch, WORKER_MODULES)
     _ready_for_work()
     return engine
 

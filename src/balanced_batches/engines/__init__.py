@@ -80,5 +80,6 @@ def make_engine(
     if cluster is not None:
         from .jobqueue import jobqueue_cluster
 
-        return DaskEngine(workers=workers, cluster=jobqueue_cluster(cluster, batch))
+        jobs = jobqueue_cluster(cluster, batch)
+        return DaskEngine(workers=workers, cluster=jobs, worker_modules=worker_modules)
     return DaskEngine(workers=workers, scheduler=scheduler)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -22,14 +23,20 @@ log = logging.getLogger(__name__)
 
 
 class FrozenHeap(WorkerPlugin):
-    """Freezes a worker's long-lived objects once it has started (see `heap`); the scheduler
-    also runs it on workers that join, or are restarted, later."""
+    """Imports the pipeline's modules on a worker that has started, then freezes its
+    long-lived objects (see `heap`); the scheduler also runs it on workers that join, or
+    are restarted, later."""
 
     name = "balanced-batches-frozen-heap"
+
+    def __init__(self, modules: tuple[str, ...]) -> None:
+        self.modules = modules
 
     def setup(self, worker: Any) -> None:
         """Runs on the worker, after its start-up."""
         del worker
+        for module in self.modules:  # a worker forked from `worker_server` has them already
+            importlib.import_module(module)
         freeze_long_lived()
 
 
@@ -49,20 +56,21 @@ class DaskEngine:
         A local cluster starts in the background: its worker processes come up while this
         process imports the pipeline and prepares the work. They are forked from a server
         that imports `worker_modules` once (see `worker_server`). Workers of the clusters
-        started here freeze their long-lived objects (`FrozenHeap`); those of a cluster
-        reached by address are the cluster's own and are left as they are.
+        started here import `worker_modules` and freeze their long-lived objects
+        (`FrozenHeap`); those of a cluster reached by address are left as they are.
         """
         self._cluster: Any = None
         self._client: Any = None
         self._starting: Future[None] | None = None
         self._settings: Any = None
+        self._worker_modules = worker_modules
         if scheduler is not None:
             self._client = Client(scheduler, timeout="30s")
         elif cluster is not None:
             self._cluster = cluster
             cluster.scale(jobs=workers or 1)
             self._client = Client(cluster)
-            self._client.register_plugin(FrozenHeap())
+            self._client.register_plugin(FrozenHeap(worker_modules))
         else:
             forked = worker_server.start(("distributed", *worker_modules))
             self._starting = _STARTER.submit(
@@ -84,7 +92,7 @@ class DaskEngine:
             silence_logs=logging.WARNING,
         )
         self._client = Client(self._cluster)
-        self._client.register_plugin(FrozenHeap())
+        self._client.register_plugin(FrozenHeap(self._worker_modules))
 
     def _ready(self) -> Any:
         """The client, once the local cluster is up (its start-up error is raised here)."""

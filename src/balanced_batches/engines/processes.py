@@ -1,33 +1,36 @@
 """Local worker processes without a scheduler: the engine for work on this machine.
 
 Each worker is a process that takes one item at a time over a pipe. On 2 cores a local Dask
-cluster cost `count` 22 % of its time and `run` 9 % (BENCHMARKS.md): its scheduler and
-nannies share the cores with the work, and its workers start later. What the nannies gave
-is kept here:
+cluster made `count` and `run` slower (BENCHMARKS.md): its scheduler and nannies share the
+cores with the work, and its workers start later. What the nannies gave is kept:
 
 - a worker that dies (killed, crashed, out of memory) is replaced and its item given again,
   up to `MAX_DEATHS` times per item; then the map fails with a message naming the item;
 - a worker whose resident memory exceeds its share of the machine (as Dask's default:
-  95 % of the memory / workers) is stopped, and counts as dead.
+  95 % of the memory / workers) is stopped, which counts as a death.
 
-Workers fork from the server of `worker_server` (spawned elsewhere than on Linux), ignore
-Ctrl-C (the command stops them), and freeze their long-lived objects (`heap`).
+Workers fork from the server of `worker_server` (elsewhere than on Linux they are spawned),
+ignore Ctrl-C (the command stops them), die with the command, and freeze their long-lived
+objects (`heap`).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import logging
 import multiprocessing
+import os
+import pickle
+import select
 import signal
-import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,7 +46,6 @@ MAX_DEATHS = 3  # as Dask's distributed.scheduler.allowed-failures
 MEMORY_FRACTION = 0.95  # as Dask's distributed.worker.memory.terminate
 MEMORY_CHECK_S = 0.5
 STOP_TIMEOUT_S = 5.0
-PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 log = logging.getLogger(__name__)
 
@@ -76,39 +78,68 @@ def memory_limit(workers: int) -> int:
     return int(MEMORY_FRACTION * total_memory() / max(1, workers))
 
 
-def _die_with_parent() -> None:
-    """On Linux, has the kernel kill this worker when the process it was forked from ends:
-    the fork server, which ends with the command. A command killed outright (by a batch
-    system, or out of memory) then leaves no worker writing behind it."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def _exit_with(command: int) -> None:
+    """Ends this worker as soon as `command`, the process that started it, ends: a command
+    killed outright (by a batch system, or out of memory) then leaves no worker writing
+    behind it. (The fork server outlives it while workers hold its pipe, so the kernel's
+    parent-death signal would not do.)"""
+
+    def watch() -> None:
+        try:
+            handle = os.pidfd_open(command)  # Linux >= 5.3: readable once it has ended
+        except (AttributeError, OSError):
+            while _running(command):
+                time.sleep(1.0)
+        else:
+            select.select([handle], [], [])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-command", daemon=True).start()
 
 
-def _serve(connection: Connection) -> None:
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # another user's process now holds that pid: ours has ended
+    return True
+
+
+def _serve(connection: Connection, command: int) -> None:
     """A worker: runs `(function, item)` messages until told to stop (None) or orphaned."""
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle
+    _exit_with(command)
     freeze_long_lived()
     while True:
         try:
             message = connection.recv()
         except EOFError:
             return
+        except Exception as err:  # e.g. the function's module cannot be imported here
+            connection.send_bytes(pickle.dumps(_failure(err)))
+            continue
         if message is None:
             return
         function, item = message
-        reply: tuple[bool, Any, str | None]
         try:
-            reply = (True, function(item), None)
-        except Exception as err:
-            reply = (False, err, traceback.format_exc())
+            data = pickle.dumps((True, function(item), None))
+        except Exception as err:  # the task's, or its result cannot travel back
+            data = pickle.dumps(_failure(err))
         try:
-            connection.send(reply)
+            connection.send_bytes(data)
         except OSError:
             return  # the command is gone
-        except Exception as err:  # an unpicklable result or exception
-            connection.send((False, RuntimeError(f"cannot send back: {err}"), reply[2]))
+
+
+def _failure(err: Exception) -> tuple[bool, Any, str]:
+    """The reply for a failed task: the exception if it survives pickling, else its text."""
+    text = traceback.format_exc()
+    try:
+        pickle.loads(pickle.dumps(err))
+    except Exception:
+        err = RuntimeError(f"{type(err).__name__}: {err}")
+    return False, err, text
 
 
 @dataclass(eq=False)
@@ -116,16 +147,21 @@ class _Worker:
     process: BaseProcess
     connection: Connection
     item: int | None = None  # index of the item it works on
+    owner: object = None  # the map that gave it the item
+    served: int = 0  # items it has finished
     stopped_for: str | None = None  # why it was killed, if it was
 
     def death(self) -> str:
         """Why the process ended, once it has."""
         self.process.join(STOP_TIMEOUT_S)
-        code = self.process.exitcode
         if self.stopped_for is not None:
             return self.stopped_for
+        code = self.process.exitcode
         if code is not None and code < 0:
-            name = signal.Signals(-code).name
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
             hint = " (out of memory?)" if -code == signal.SIGKILL else ""
             return f"killed by {name}{hint}"
         return f"exited with code {code}"
@@ -133,7 +169,8 @@ class _Worker:
 
 class ProcessEngine:
     """Runs a function over items on `workers` local processes; results come back in
-    completion order, a task's exception is raised in the caller."""
+    completion order, a task's exception is raised in the caller. One map at a time: a
+    new map stops the work an abandoned one left running."""
 
     def __init__(
         self, workers: int, worker_modules: Sequence[str] = (), memory_bytes: int | None = None
@@ -142,33 +179,42 @@ class ProcessEngine:
         `memory_bytes` is each worker's limit (default: `memory_limit`)."""
         self._size = max(1, workers)
         self._forked = worker_server.start(worker_modules)
-        method = worker_server.METHOD if self._forked else "spawn"
-        self._context: Any = multiprocessing.get_context(method)
+        self._context: ForkServerContext | SpawnContext = (
+            multiprocessing.get_context(worker_server.METHOD)
+            if self._forked
+            else multiprocessing.get_context("spawn")
+        )
         self._memory_bytes = memory_bytes or memory_limit(self._size)
         self._workers: list[_Worker] = []
+        self._next_memory_check = 0.0
 
     def map(self, function: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
         """Yields `function(item)` for every item, in completion order."""
+        owner = object()
+        self._stop(self._busy(None))  # left by an abandoned map
         waiting = collections.deque(range(len(items)))
         deaths: collections.Counter[int] = collections.Counter()
+        name = getattr(function, "__name__", "work")
         try:
-            while waiting or self._busy():
-                self._give(function, items, waiting)
-                for worker in self._with_news():
+            while waiting or self._busy(owner):
+                self._give(owner, function, items, waiting)
+                for worker in self._with_news(owner):
                     index = worker.item
                     assert index is not None
-                    try:
-                        ok, value, remote = worker.connection.recv()
-                    except (EOFError, OSError):
-                        self._died(worker, function, index, len(items), deaths)
+                    reply = self._receive(worker)
+                    if reply is None:
+                        self._died(worker, name, index, len(items), deaths)
                         waiting.appendleft(index)
                         continue
-                    worker.item = None
+                    worker.item, worker.owner = None, None
+                    worker.served += 1
+                    ok, value, remote = reply
                     if not ok:
                         raise value from RemoteTraceback(remote)
+                    self._give(owner, function, items, waiting)  # before the caller's turn
                     yield value
         finally:
-            self._stop(self._busy())  # abandoned or failed: their work is not wanted
+            self._stop(self._busy(owner))  # abandoned or failed: their work is not wanted
 
     def close(self) -> None:
         """Stops the workers, then the fork server they came from."""
@@ -176,56 +222,86 @@ class ProcessEngine:
         if self._forked:
             worker_server.stop()
 
-    def _busy(self) -> list[_Worker]:
-        return [worker for worker in self._workers if worker.item is not None]
+    def _busy(self, owner: object) -> list[_Worker]:
+        """Workers busy for the map `owner` (None: for any map)."""
+        return [
+            worker
+            for worker in self._workers
+            if worker.item is not None and (owner is None or worker.owner is owner)
+        ]
 
-    def _give(self, function: Callable[[T], R], items: Sequence[T], waiting: Any) -> None:
+    def _give(
+        self,
+        owner: object,
+        function: Callable[[T], R],
+        items: Sequence[T],
+        waiting: collections.deque[int],
+    ) -> None:
         """Hands waiting items to idle workers, starting workers up to the engine's size."""
         while waiting:
-            worker = self._idle_worker(len(waiting))
+            worker = self._idle_worker()
             if worker is None:
                 return
-            index = waiting[0]
+            worker.item, worker.owner = waiting.popleft(), owner
             try:
-                worker.connection.send((function, items[index]))
+                worker.connection.send((function, items[worker.item]))
             except (BrokenPipeError, ConnectionResetError):
+                waiting.appendleft(worker.item)
+                worker.item = None
+                reason = worker.death()
                 self._stop([worker])  # died while idle: nothing of ours was lost
-                continue
-            worker.item = waiting.popleft()
+                if worker.served == 0:
+                    raise WorkerDied(f"a new worker process died at once: {reason}") from None
 
-    def _idle_worker(self, wanted: int) -> _Worker | None:
+    def _idle_worker(self) -> _Worker | None:
         for worker in self._workers:
             if worker.item is None:
                 return worker
-        if len(self._workers) >= self._size or wanted <= 0:
-            return None
-        return self._start()
+        return self._start() if len(self._workers) < self._size else None
 
     def _start(self) -> _Worker:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
-            target=_serve, args=(theirs,), daemon=True, name="balanced-batches-worker"
+            target=_serve, args=(theirs, os.getpid()), daemon=True, name="balanced-batches-worker"
         )
-        process.start()
+        with worker_server.starting_workers():
+            process.start()
         theirs.close()  # so that our end reads EOF when the worker dies
         worker = _Worker(process, ours)
         self._workers.append(worker)
         return worker
 
-    def _with_news(self) -> list[_Worker]:
-        """Busy workers with a result or dead, after waiting for one; polices memory."""
-        busy = self._busy()
-        if not busy:
-            return []
+    def _with_news(self, owner: object) -> list[_Worker]:
+        """This map's busy workers with a result, or dead, once there is one; meanwhile
+        (and at least every MEMORY_CHECK_S) stops workers over their memory limit."""
+        busy = self._busy(owner)
         handles: list[Any] = [w.connection for w in busy] + [w.process.sentinel for w in busy]
-        deadline = time.monotonic() + MEMORY_CHECK_S
-        while True:
-            ready = set(wait(handles, timeout=max(0.0, deadline - time.monotonic())))
+        while busy:
+            now = time.monotonic()
+            if now >= self._next_memory_check:
+                self._enforce_memory_limit(busy)
+                self._next_memory_check = now + MEMORY_CHECK_S
+            ready = set(wait(handles, timeout=max(0.0, self._next_memory_check - now)))
             news = [w for w in busy if w.connection in ready or w.process.sentinel in ready]
             if news:
                 return news
-            self._enforce_memory_limit(busy)
-            deadline = time.monotonic() + MEMORY_CHECK_S
+        return []
+
+    @staticmethod
+    def _receive(worker: _Worker) -> tuple[bool, Any, str | None] | None:
+        """The worker's reply, or None if it died (a dead worker's pipe may lack the EOF
+        when another process holds its end, so it is read only if it holds data)."""
+        try:
+            if not worker.connection.poll():
+                return None  # news from its sentinel alone: it died
+            data = worker.connection.recv_bytes()
+        except (EOFError, OSError):
+            return None
+        try:
+            reply: tuple[bool, Any, str | None] = pickle.loads(data)
+        except Exception as err:
+            return False, RuntimeError(f"cannot read the worker's reply: {err}"), None
+        return reply
 
     def _enforce_memory_limit(self, busy: list[_Worker]) -> None:
         import psutil
@@ -243,19 +319,13 @@ class ProcessEngine:
                 worker.process.kill()
 
     def _died(
-        self,
-        worker: _Worker,
-        function: Callable[..., Any],
-        index: int,
-        n_items: int,
-        deaths: collections.Counter[int],
+        self, worker: _Worker, name: str, index: int, n_items: int, deaths: collections.Counter[int]
     ) -> None:
         """Buries a worker that died on item `index`; fails once the item killed too many."""
         reason = worker.death()
-        self._workers.remove(worker)
-        worker.connection.close()
+        worker.item = None
+        self._stop([worker])
         deaths[index] += 1
-        name = getattr(function, "__name__", "work")
         if deaths[index] > MAX_DEATHS:
             raise WorkerDied(
                 f"a worker process died {deaths[index]} times on item {index + 1} of "
@@ -277,5 +347,6 @@ class ProcessEngine:
                 worker.process.kill()
                 worker.process.join()
             worker.connection.close()
-            worker.item = None
+            worker.process.close()
+            worker.item = worker.owner = None
         self._workers = [worker for worker in self._workers if worker not in workers]

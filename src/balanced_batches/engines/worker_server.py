@@ -21,10 +21,12 @@ import multiprocessing.forkserver
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Final
 
-METHOD = "forkserver"
+METHOD: Final = "forkserver"
 
 log = logging.getLogger(__name__)
 _started_pid: int | None = None  # the server this module started, while it runs
@@ -98,20 +100,37 @@ def start(modules: Sequence[str] = ()) -> bool:
         return False
     if _started_pid is not None:
         return True
-    environment = worker_environment()
     multiprocessing.get_context(METHOD).set_forkserver_preload(list(modules))
-    saved = {key: os.environ.get(key) for key in environment}
-    os.environ.update(environment)
-    try:
+    with starting_workers():
         multiprocessing.forkserver.ensure_running()
         _started_pid = _running_pid()
+    return _started_pid is not None
+
+
+@contextlib.contextmanager
+def starting_workers() -> Iterator[None]:
+    """Within: processes started from here get the workers' environment and ignore Ctrl-C.
+
+    Ctrl-C in a terminal reaches every process of the command; the command stops its
+    workers itself, and a server or worker still importing would print a traceback. An
+    ignored signal stays ignored across exec and fork, and Python then leaves it so.
+    """
+    environment = worker_environment()
+    saved = {key: os.environ.get(key) for key in environment}
+    os.environ.update(environment)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:  # only the main thread may set handlers
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, signal.SIG_DFL if interrupt is None else interrupt)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    return _started_pid is not None
 
 
 def stop() -> None:
