@@ -212,7 +212,7 @@ def local_engine(workers: int) -> None:
     from balanced_batches.engines import make_engine
     from balanced_batches.stages import WORKER_MODULES
 
-    engine = make_engine(workers, worker_modules=WORKER_MODULES)
+    engine = make_engine(workers, worker_modules=WORKER_MODULES["run"])
     try:
         list(engine.map(abs, [0] * workers))
     finally:

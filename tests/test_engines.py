@@ -266,7 +266,7 @@ def test_local_workers_are_forked_ready_and_their_server_stops_with_the_engine(
     tmp_path: Path,
 ) -> None:
     """Local workers come from a fork server that imported the modules asked for; the server
-    starts with Dask's worker environment (one BLAS thread) minus MALLOC_TRIM_THRESHOLD_, and
+    starts with the workers' environment (one BLAS thread, no MALLOC_TRIM_THRESHOLD_), and
     with this process's settings as they are when the engine starts; closing the engine
     stops it."""
     for setting in ("first", "second"):  # a setting changed between two runs reaches workers

@@ -121,23 +121,29 @@ def resolve_config(
 _ONE_COMMAND_PER_PROCESS = False  # set by `main`, the entry point of the command line
 
 
-def _start_local_workers(workers: int | None, scheduler: str | None, cluster: str | None) -> None:
+def _start_local_workers(
+    command: str, workers: int | None, scheduler: str | None, cluster: str | None
+) -> None:
     """Starts what local workers fork from before the command reads its configuration, so
     that their imports overlap this process's start-up (see `engines.worker_server`)."""
     if scheduler is None and cluster is None and workers != 1:
         from .engines import worker_server
 
-        worker_server.start(WORKER_MODULES)
+        worker_server.start(WORKER_MODULES[command])
 
 
 def _engine(
-    workers: int | None, config: Any, scheduler: str | None = None, cluster: str | None = None
+    command: str,
+    workers: int | None,
+    config: Any,
+    scheduler: str | None = None,
+    cluster: str | None = None,
 ) -> Any:
     """The engine of a command whose pipeline modules are imported."""
     from .engines import make_engine
 
     workers = workers or config.execution.workers or os.cpu_count()
-    engine = make_engine(workers, scheduler, cluster, config.batch, WORKER_MODULES)
+    engine = make_engine(workers, scheduler, cluster, config.batch, WORKER_MODULES[command])
     _ready_for_work()
     return engine
 
@@ -207,7 +213,7 @@ def count(
     verbose: VerboseOption = False,
 ) -> None:
     """Count candidates per region in every new or changed input file."""
-    _start_local_workers(workers, scheduler, cluster)
+    _start_local_workers("count", workers, scheduler, cluster)
     from .catalog import Catalog
     from .display import RichReporter
 
@@ -233,7 +239,7 @@ def count(
 
     with workdir_lock(workdir):
         catalog = Catalog.open(workdir, create=True)
-        engine = _engine(workers, settings, scheduler, cluster)
+        engine = _engine("count", workers, settings, scheduler, cluster)
         try:
             outcome = count_inputs(catalog, settings, engine, workdir, RichReporter(), on_bad_file)
         finally:
@@ -386,7 +392,7 @@ def run(
     verbose: VerboseOption = False,
 ) -> None:
     """Make every planned batch (resumes where an interrupted run stopped)."""
-    _start_local_workers(workers, scheduler, cluster)
+    _start_local_workers("run", workers, scheduler, cluster)
     from .catalog import Catalog
     from .display import RichReporter
 
@@ -397,7 +403,7 @@ def run(
     from .stages.run import run_plan
 
     with workdir_lock(workdir):
-        engine = _engine(workers, settings, scheduler, cluster)
+        engine = _engine("run", workers, settings, scheduler, cluster)
         try:
             stored_plan = load_plan(catalog)
             outcome = run_plan(

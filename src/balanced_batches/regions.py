@@ -12,12 +12,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import ProjectConfig
 from .errors import ConfigError
 from .expressions import Expression, parse_expression
+
+if TYPE_CHECKING:  # a type only: the CLI's display imports this module before any config
+    from .config import ProjectConfig
 
 _REGION_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9]*)_absetabin(\d+)_ptbin(\d+)$")
 

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 
 CLUSTERS = ("htcondor", "slurm")
 # Worker processes start without Dask's MALLOC_TRIM_THRESHOLD_, as local ones do (see
-# `worker_server.worker_environment`): the job's nanny reads this before it starts its worker.
+# `worker_server.WORKER_ENVIRONMENT`): the job's nanny reads this before it starts its worker.
 KEEP_ALLOCATOR_ADAPTIVE = (
     "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON=\"{'MALLOC_TRIM_THRESHOLD_': None}\""
 )

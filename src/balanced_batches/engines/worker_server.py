@@ -14,7 +14,6 @@ are spawned: slower to start, otherwise the same.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import multiprocessing
 import multiprocessing.forkserver
@@ -23,10 +22,19 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Final
 
 METHOD: Final = "forkserver"
+# one thread per numerical library: a worker is one of several processes sharing the cores
+# (Dask's nanny sets the same, and also MALLOC_TRIM_THRESHOLD_, which is left out on purpose:
+# it turns off glibc's adaptive mmap threshold, so every large numpy buffer becomes a fresh
+# mapping whose pages fault in on first touch; on `run` that doubled the system time and
+# cost 10 % of the wall time, BENCHMARKS.md)
+WORKER_ENVIRONMENT: Final = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
 
 log = logging.getLogger(__name__)
 _started_pid: int | None = None  # the server this module started, while it runs
@@ -39,41 +47,9 @@ def available() -> bool:
 
 
 def worker_environment() -> dict[str, str]:
-    """What Dask's Nanny sets for a new worker process (one BLAS thread, a fixed hash seed),
-    without MALLOC_TRIM_THRESHOLD_; local workers of every engine start with it.
-
-    That variable turns off glibc's adaptive mmap threshold, so every large numpy buffer
-    becomes a fresh mapping whose pages fault in on first touch and go back on free: on
-    `run` it doubled the system time and cost 10% of the wall time (BENCHMARKS.md).
-    """
-    import dask.config
-
-    _load_distributed_defaults()
-    configured = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
-    # as the Nanny: variables already set here win; None unsets a default
-    environment = {
-        key: os.environ.get(key, str(value))
-        for key, value in configured.items()
-        if value is not None and key != "MALLOC_TRIM_THRESHOLD_"
-    }
-    if environment.get("PYTHONHASHSEED") in (None, "0"):
-        environment["PYTHONHASHSEED"] = "6640"  # as the Nanny does
-    return environment
-
-
-def _load_distributed_defaults() -> None:
-    """Dask's settings for workers, without importing `distributed` (0.4 s, which the server
-    is there to take off this process's start-up); importing it later loads them again."""
-    import dask.config
-    import yaml
-
-    if "distributed.config" in sys.modules:
-        return  # loaded them on import
-    spec = importlib.util.find_spec("distributed")
-    if spec is None or spec.origin is None:
-        return
-    defaults = yaml.safe_load(Path(spec.origin).with_name("distributed.yaml").read_text())
-    dask.config.update_defaults(defaults)
+    """What local worker processes start with: `WORKER_ENVIRONMENT`, except variables already
+    set here, which win."""
+    return {key: os.environ.get(key, value) for key, value in WORKER_ENVIRONMENT.items()}
 
 
 def _running_pid() -> int | None:

@@ -20,7 +20,7 @@ from ..regions import Selection, build_selection
 from ..remote import open_options, output_directory
 from ..shuffle import unpermute
 from ..storage import opened_tree, unreadable
-from .count import region_of_entries
+from .count_units import region_of_entries
 from .make import output_path
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from ..plan_model import members_uses
 from ..rows import RowBlock, concatenate, from_arrays
 from ..shards import part_path, remove_parts_of_read_unit, write_part
 from ..storage import branch_layout, file_stat, opened_tree, unreadable
-from .count import read_selection_arrays
+from .count_units import read_selection_arrays
 from .make import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask, output_place
 
 # rows of consecutive chunks are merged (sorted: two copies) into one part up to this size;
