@@ -101,6 +101,10 @@ def write_pid_and_sleep(path: str) -> None:
     time.sleep(60)
 
 
+def imported(module: str) -> bool:
+    return module in sys.modules
+
+
 def alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
@@ -240,6 +244,38 @@ def test_a_worker_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
         owner.kill()
         owner.wait()
     assert wait_until_gone({worker}, timeout=5) == set()
+
+
+# The command's main script, as the console script `balanced-batches` is: it imports the CLI.
+MAIN_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from balanced_batches.cli import _keep_workers_off_the_main_script
+from balanced_batches.engines import make_engine
+from test_processes import imported
+
+if __name__ == "__main__":
+    if sys.argv[1] == "keep-off":
+        _keep_workers_off_the_main_script()
+    engine = make_engine(2)
+    try:
+        print(sorted(set(engine.map(imported, ["balanced_batches.cli", "typer"] * 2))))
+    finally:
+        engine.close()
+"""
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("keep-off", "[False]"), ("as-is", "[True]")])
+def test_workers_of_the_command_do_not_run_its_main_script_again(
+    tmp_path: Path, mode: str, expected: str
+) -> None:
+    script = tmp_path / "command.py"
+    script.write_text(MAIN_SCRIPT.format(tests=str(Path(__file__).parent)))
+    finished = subprocess.run(
+        [sys.executable, str(script), mode], capture_output=True, text=True, timeout=120
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == expected
 
 
 def test_without_a_fork_server_workers_are_spawned_with_the_same_environment(

@@ -628,7 +628,18 @@ def main() -> None:
     """Entry point of the `balanced-batches` command."""
     global _ONE_COMMAND_PER_PROCESS
     _ONE_COMMAND_PER_PROCESS = True
+    _keep_workers_off_the_main_script()
     app(prog_name="balanced-batches")
+
+
+def _keep_workers_off_the_main_script() -> None:
+    """Worker processes started by a fork server, or spawned, run the main script again
+    unless it has no file (multiprocessing's safe importing of the main module). Ours is the
+    console script: it would import the CLI (typer, rich) in every worker, 0.1 s each, for
+    nothing; the workers' tasks come from the pipeline's modules."""
+    script = sys.modules.get("__main__")
+    if script is not None and getattr(script, "__spec__", None) is None:
+        script.__dict__.pop("__file__", None)
 
 
 if __name__ == "__main__":
