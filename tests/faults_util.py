@@ -132,11 +132,16 @@ def run_watched(
 
 
 def run_acting_when(
-    executable: Path, args: Iterable[object], ready: Callable[[], bool], act: Callable[[int], None]
+    executable: Path,
+    args: Iterable[object],
+    ready: Callable[[], bool],
+    act: Callable[[int], None],
+    grace: float = 5.0,
 ) -> tuple[Outcome, list[int]]:
     """Runs `balanced-batches ARGS`; once `ready()` holds (polled every 10 ms) calls `act` with
     the command's pid, once, then lets the command end. Returns how it ended and the processes
-    of its group still alive then (they are killed after).
+    of its group still alive `grace` seconds later (they are killed after): a process that
+    closed its pipes may take a moment to end.
     """
     start = time.monotonic()
     process = _start(command_line(executable, args))
@@ -152,7 +157,9 @@ def run_acting_when(
                     acted = True
                 if time.monotonic() - start > TIMEOUT:
                     raise
-        left_running = group_members(process.pid)
+        deadline = time.monotonic() + grace
+        while (left_running := group_members(process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert acted, f"the command ended before it was ready to be acted on:\n{stderr}"
     finally:
         kill_group(process.pid)
