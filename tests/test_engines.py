@@ -24,6 +24,7 @@ from balanced_batches.catalog import Catalog
 from balanced_batches.config import ProjectConfig
 from balanced_batches.engines import InProcessEngine, SilentReporter, make_engine, worker_server
 from balanced_batches.engines.dask import DaskEngine
+from balanced_batches.stages import WORKER_MODULES
 from balanced_batches.stages.count import count_inputs
 from balanced_batches.stages.plan import load_plan, plan_batches
 from balanced_batches.stages.run import run_plan
@@ -203,7 +204,7 @@ def frozen_heap_and_parent(_: int) -> tuple[bool, int]:
 
 
 def test_a_local_dask_cluster_forks_its_workers_and_freezes_their_long_lived_objects() -> None:
-    engine = DaskEngine(workers=2, worker_modules=("balanced_batches.stages.count",))
+    engine = DaskEngine(workers=2, worker_modules=WORKER_MODULES["count"])
     try:
         results = list(engine.map(frozen_heap_and_parent, [0, 1, 2, 3]))
         server = worker_server.server_pid()
@@ -215,8 +216,28 @@ def test_a_local_dask_cluster_forks_its_workers_and_freezes_their_long_lived_obj
         assert server is not None and not _alive(server)
 
 
+LIGHT_IMPORTS = """
+import sys
+import balanced_batches.display, balanced_batches.engines.worker_server
+import balanced_batches.stages.count_units
+heavy = ("balanced_batches.config", "pydantic", "dask", "distributed", "typer")
+print(sorted(name for name in heavy if name in sys.modules))
+"""
+
+
+def test_count_workers_and_the_commands_first_steps_import_no_configuration_or_dask() -> None:
+    """What `count`'s fork server preloads, and what a command imports before it starts the
+    server, stay free of the configuration models and Dask: they are on the command's
+    critical path (BENCHMARKS.md, count)."""
+    finished = subprocess.run(
+        [sys.executable, "-c", LIGHT_IMPORTS], capture_output=True, text=True, timeout=60
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "[]"
+
+
 # Run in a fresh interpreter: this test module has imported distributed and the pipeline
-# already, which would hide a server started without Dask's settings or without its modules.
+# already, which would hide a server started without the workers' environment or its modules.
 FORKED_WORKERS = """
 import json, os, sys
 from balanced_batches.engines import make_engine, worker_server
@@ -285,7 +306,7 @@ def test_a_fork_server_started_early_is_stopped_when_the_work_runs_in_process() 
     """`count` and `run` start the fork server before reading their configuration; if the
     configuration then asks for one worker, nothing is left running."""
     try:
-        assert worker_server.start(("balanced_batches.stages.count",))
+        assert worker_server.start(WORKER_MODULES["count"])
         server = worker_server.server_pid()
         assert server is not None and _alive(server)
         assert isinstance(make_engine(1), InProcessEngine)

@@ -102,6 +102,7 @@ def write_pid_and_sleep(path: str) -> None:
 
 
 def imported(module: str) -> bool:
+    """Whether this process has imported `module`."""
     return module in sys.modules
 
 
@@ -220,8 +221,9 @@ def test_memory_is_watched_while_other_workers_keep_finishing_items() -> None:
 
 
 def test_a_worker_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
-    """The command is killed outright (not its group): its fork server ends, and the kernel
-    then ends the worker, which would otherwise sleep on for a minute."""
+    """The command is killed outright (not its group): the worker sees it end and exits,
+    where it would otherwise sleep on for a minute (its fork server outlives the command
+    while the worker holds the server's pipe)."""
     pid_file = tmp_path / "worker.pid"
     script = tmp_path / "owner.py"
     script.write_text(
@@ -250,13 +252,13 @@ def test_a_worker_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
 MAIN_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
-from balanced_batches.cli import _keep_workers_off_the_main_script
-from balanced_batches.engines import make_engine
+import balanced_batches.cli  # as the console script does
+from balanced_batches.engines import make_engine, worker_server
 from test_processes import imported
 
 if __name__ == "__main__":
     if sys.argv[1] == "keep-off":
-        _keep_workers_off_the_main_script()
+        worker_server.keep_workers_off_the_main_script()
     engine = make_engine(2)
     try:
         print(sorted(set(engine.map(imported, ["balanced_batches.cli", "typer"] * 2))))
@@ -289,6 +291,14 @@ def test_without_a_fork_server_workers_are_spawned_with_the_same_environment(
         engine.close()
     expected = worker_server.worker_environment()["OMP_NUM_THREADS"]
     assert results == [(os.getpid(), expected)] * 2
+
+
+def test_one_map_at_a_time_a_paused_map_learns_another_one_ran(engine: ProcessEngine) -> None:
+    first = engine.map(slow_square, list(range(10)))
+    next(first)  # paused with work in flight
+    assert sorted(engine.map(square, [1, 2])) == [1, 4]
+    with pytest.raises(RuntimeError, match="another map started"):
+        list(first)
 
 
 def test_work_left_behind_is_stopped_and_close_ends_every_worker(engine: ProcessEngine) -> None:

@@ -289,7 +289,7 @@ def test_run_with_slurm_workers_reproduces_run(
     assert_reproduces(Production(workdir), reference)
 
 
-WORKER_ENVIRONMENT = """
+PRINT_JOB_WORKER_ENVIRONMENT = """
 import json, os, sys
 from distributed import Client
 from balanced_batches.config import BatchConfig
@@ -312,12 +312,13 @@ def test_slurm_dask_workers_start_with_the_local_workers_environment(
     slurm: Slurm, tmp_path: Path
 ) -> None:
     """Workers that dask-jobqueue starts get Dask's worker environment without
-    MALLOC_TRIM_THRESHOLD_, like local workers (see engines/worker_server.py)."""
+    MALLOC_TRIM_THRESHOLD_, which local workers do not get either (see
+    engines/worker_server.py)."""
     pytest.importorskip("dask_jobqueue")
     finished = slurm.run(
         sys.executable,
         "-c",
-        WORKER_ENVIRONMENT,
+        PRINT_JOB_WORKER_ENVIRONMENT,
         cwd=tmp_path,
         timeout=JOBS_SECONDS,
     )

@@ -17,7 +17,7 @@ from rich.markup import escape
 from . import __version__
 from .catalog import workdir_lock
 from .errors import BalancedBatchesError, CheckFailed, ConfigError
-from .stages import WORKER_MODULES
+from .stages import WORKER_MODULES, Command
 
 log = logging.getLogger(__name__)
 app = typer.Typer(
@@ -39,6 +39,15 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logg
 ClusterOption = Annotated[
     str | None,
     typer.Option(help="htcondor or slurm: Dask workers as batch jobs (--workers of them)."),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        "--parallel",
+        min=1,
+        help="Local worker processes (default: one per core); with --cluster, batch jobs.",
+    ),
 ]
 
 
@@ -122,7 +131,7 @@ _ONE_COMMAND_PER_PROCESS = False  # set by `main`, the entry point of the comman
 
 
 def _start_local_workers(
-    command: str, workers: int | None, scheduler: str | None, cluster: str | None
+    command: Command, workers: int | None, scheduler: str | None, cluster: str | None
 ) -> None:
     """Starts what local workers fork from before the command reads its configuration, so
     that their imports overlap this process's start-up (see `engines.worker_server`)."""
@@ -133,7 +142,7 @@ def _start_local_workers(
 
 
 def _engine(
-    command: str,
+    command: Command,
     workers: int | None,
     config: Any,
     scheduler: str | None = None,
@@ -204,7 +213,7 @@ def count(
     ] = None,
     replace_file_prefix: Annotated[str | None, typer.Option(help="OLD@NEW for every path.")] = None,
     tree: Annotated[str | None, typer.Option(help="Tree name (default taus).")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", "--parallel", min=1)] = None,
+    workers: WorkersOption = None,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address.")] = None,
     cluster: ClusterOption = None,
     on_bad_file: Annotated[str, typer.Option(help="fail or skip.")] = "fail",
@@ -385,7 +394,7 @@ def plan(
 @user_errors
 def run(
     workdir: WorkdirOption = Path("."),
-    workers: Annotated[int | None, typer.Option(min=1, help="Local Dask workers.")] = None,
+    workers: WorkersOption = None,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address.")] = None,
     cluster: ClusterOption = None,
     keep_scratch: Annotated[bool, typer.Option(help="Keep intermediate parts.")] = False,
@@ -628,18 +637,10 @@ def main() -> None:
     """Entry point of the `balanced-batches` command."""
     global _ONE_COMMAND_PER_PROCESS
     _ONE_COMMAND_PER_PROCESS = True
-    _keep_workers_off_the_main_script()
+    from .engines import worker_server
+
+    worker_server.keep_workers_off_the_main_script()
     app(prog_name="balanced-batches")
-
-
-def _keep_workers_off_the_main_script() -> None:
-    """Worker processes started by a fork server, or spawned, run the main script again
-    unless it has no file (multiprocessing's safe importing of the main module). Ours is the
-    console script: it would import the CLI (typer, rich) in every worker, 0.1 s each, for
-    nothing; the workers' tasks come from the pipeline's modules."""
-    script = sys.modules.get("__main__")
-    if script is not None and getattr(script, "__spec__", None) is None:
-        script.__dict__.pop("__file__", None)
 
 
 if __name__ == "__main__":

@@ -22,21 +22,6 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 
-def nanny_environment() -> dict[str, str]:
-    """What Dask's nanny sets for a new worker (one BLAS thread, a fixed hash seed), without
-    MALLOC_TRIM_THRESHOLD_ (see `worker_server.WORKER_ENVIRONMENT`)."""
-    configured = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
-    # as the nanny: variables already set here win; None unsets a default
-    environment = {
-        key: os.environ.get(key, str(value))
-        for key, value in configured.items()
-        if value is not None and key != "MALLOC_TRIM_THRESHOLD_"
-    }
-    if environment.get("PYTHONHASHSEED") in (None, "0"):
-        environment["PYTHONHASHSEED"] = "6640"  # as the nanny does
-    return environment
-
-
 class FrozenHeap(WorkerPlugin):
     """Imports the pipeline's modules on a worker that has started, then freezes its
     long-lived objects (see `heap`); the scheduler also runs it on workers that join, or
@@ -93,7 +78,11 @@ class DaskEngine:
             )
 
     def _start_local(self, workers: int, forked: bool) -> None:
-        settings: dict[str, Any] = {"distributed.nanny.pre-spawn-environ": nanny_environment()}
+        # Dask's worker environment without MALLOC_TRIM_THRESHOLD_ (see
+        # `worker_server.WORKER_ENVIRONMENT`); None makes the nanny leave it unset
+        settings: dict[str, Any] = {
+            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None
+        }
         if forked:
             settings["distributed.worker.multiprocessing-method"] = worker_server.METHOD
         self._settings = dask.config.set(settings)  # until closed: also for restarted workers

@@ -91,13 +91,16 @@ def _exit_with(command: int) -> None:
             while _running(command):
                 time.sleep(1.0)
         else:
-            select.select([handle], [], [])
+            ended = select.poll()
+            ended.register(handle, select.POLLIN)
+            ended.poll()
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-command", daemon=True).start()
 
 
 def _running(pid: int) -> bool:
+    """Whether process `pid` is still ours and alive."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -144,6 +147,8 @@ def _failure(err: Exception) -> tuple[bool, Any, str]:
 
 @dataclass(eq=False)
 class _Worker:
+    """A worker process, our end of its pipe, and what it is doing."""
+
     process: BaseProcess
     connection: Connection
     item: int | None = None  # index of the item it works on
@@ -187,16 +192,19 @@ class ProcessEngine:
         self._memory_bytes = memory_bytes or memory_limit(self._size)
         self._workers: list[_Worker] = []
         self._next_memory_check = 0.0
+        self._current_map: object = None
 
     def map(self, function: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
         """Yields `function(item)` for every item, in completion order."""
-        owner = object()
+        owner = self._current_map = object()
         self._stop(self._busy(None))  # left by an abandoned map
         waiting = collections.deque(range(len(items)))
         deaths: collections.Counter[int] = collections.Counter()
         name = getattr(function, "__name__", "work")
         try:
             while waiting or self._busy(owner):
+                if self._current_map is not owner:
+                    raise RuntimeError("another map started while this one was paused")
                 self._give(owner, function, items, waiting)
                 for worker in self._with_news(owner):
                     index = worker.item
@@ -254,6 +262,7 @@ class ProcessEngine:
                     raise WorkerDied(f"a new worker process died at once: {reason}") from None
 
     def _idle_worker(self) -> _Worker | None:
+        """An idle worker, a new one while there are fewer than the engine's size, or None."""
         for worker in self._workers:
             if worker.item is None:
                 return worker
@@ -264,7 +273,10 @@ class ProcessEngine:
         process = self._context.Process(
             target=_serve, args=(theirs, os.getpid()), daemon=True, name="balanced-batches-worker"
         )
-        with worker_server.starting_workers():
+        # a forked worker has the server's environment, and ignores Ctrl-C as it does; around
+        # a fork server's start this would also ignore Ctrl-C here while it imports
+        spawning = contextlib.nullcontext() if self._forked else worker_server.starting_workers()
+        with spawning:
             process.start()
         theirs.close()  # so that our end reads EOF when the worker dies
         worker = _Worker(process, ours)
@@ -304,6 +316,7 @@ class ProcessEngine:
         return reply
 
     def _enforce_memory_limit(self, busy: list[_Worker]) -> None:
+        """Kills the workers whose resident memory is over the limit (a death, see map)."""
         import psutil
 
         for worker in busy:

@@ -25,11 +25,12 @@ from collections.abc import Iterator, Sequence
 from typing import Final
 
 METHOD: Final = "forkserver"
-# one thread per numerical library: a worker is one of several processes sharing the cores
-# (Dask's nanny sets the same, and also MALLOC_TRIM_THRESHOLD_, which is left out on purpose:
-# it turns off glibc's adaptive mmap threshold, so every large numpy buffer becomes a fresh
-# mapping whose pages fault in on first touch; on `run` that doubled the system time and
-# cost 10 % of the wall time, BENCHMARKS.md)
+# one thread per numerical library: a worker is one of several processes sharing the cores.
+# Dask's nanny sets the same, and two more left out on purpose: MALLOC_TRIM_THRESHOLD_ turns
+# off glibc's adaptive mmap threshold, so every large numpy buffer becomes a fresh mapping
+# whose pages fault in on first touch (on `run` that doubled the system time and cost 10 % of
+# the wall time, BENCHMARKS.md); PYTHONHASHSEED keeps Dask's keys equal across workers, and
+# nothing of ours depends on string hashes.
 WORKER_ENVIRONMENT: Final = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -50,6 +51,17 @@ def worker_environment() -> dict[str, str]:
     """What local worker processes start with: `WORKER_ENVIRONMENT`, except variables already
     set here, which win."""
     return {key: os.environ.get(key, value) for key, value in WORKER_ENVIRONMENT.items()}
+
+
+def keep_workers_off_the_main_script() -> None:
+    """Worker processes started by a fork server, or spawned, run the main script again
+    unless it has no file (multiprocessing's safe importing of the main module). For a
+    console script that only imports its CLI and calls it, that is the CLI's imports in every
+    worker (typer and rich: 0.1 s each) for nothing. A main module run with `python -m` has a
+    spec, by which workers import it as a module: it is left as it is."""
+    script = sys.modules.get("__main__")
+    if script is not None and getattr(script, "__spec__", None) is None:
+        script.__dict__.pop("__file__", None)
 
 
 def _running_pid() -> int | None:

@@ -1,7 +1,12 @@
-"""The pipeline's stages, one module each, in pipeline order: count, summary, plan, make, check."""
+"""The pipeline's stages, one module each: count, summary, plan, run (with make, the units of
+work, and the worker-side `*_units` modules), check, report."""
+
+from typing import Final, Literal
+
+Command = Literal["count", "run"]
 
 # what the tasks of each command import: its local workers start with them imported
-WORKER_MODULES = {
+WORKER_MODULES: Final[dict[Command, tuple[str, ...]]] = {
     "count": ("balanced_batches.stages.count_units",),
     "run": ("balanced_batches.stages.read_units", "balanced_batches.stages.write_units"),
 }
