@@ -151,8 +151,7 @@ class _Worker:
 
     process: BaseProcess
     connection: Connection
-    item: int | None = None  # index of the item it works on
-    owner: object = None  # the map that gave it the item
+    item: int | None = None  # index of the item it works on, for the current map
     served: int = 0  # items it has finished
     stopped_for: str | None = None  # why it was killed, if it was
 
@@ -197,16 +196,14 @@ class ProcessEngine:
     def map(self, function: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
         """Yields `function(item)` for every item, in completion order."""
         owner = self._current_map = object()
-        self._stop(self._busy(None))  # left by an abandoned map
+        self._stop(self._busy())  # left by an abandoned map
         waiting = collections.deque(range(len(items)))
         deaths: collections.Counter[int] = collections.Counter()
         name = getattr(function, "__name__", "work")
         try:
-            while waiting or self._busy(owner):
-                if self._current_map is not owner:
-                    raise RuntimeError("another map started while this one was paused")
-                self._give(owner, function, items, waiting)
-                for worker in self._with_news(owner):
+            while waiting or self._busy():
+                self._give(function, items, waiting)
+                for worker in self._with_news():
                     index = worker.item
                     assert index is not None
                     reply = self._receive(worker)
@@ -214,15 +211,18 @@ class ProcessEngine:
                         self._died(worker, name, index, len(items), deaths)
                         waiting.appendleft(index)
                         continue
-                    worker.item, worker.owner = None, None
+                    worker.item = None
                     worker.served += 1
                     ok, value, remote = reply
                     if not ok:
                         raise value from RemoteTraceback(remote)
-                    self._give(owner, function, items, waiting)  # before the caller's turn
+                    self._give(function, items, waiting)  # before the caller's turn
                     yield value
+                    if self._current_map is not owner:  # it stopped our busy workers
+                        raise RuntimeError("another map started while this one was paused")
         finally:
-            self._stop(self._busy(owner))  # abandoned or failed: their work is not wanted
+            if self._current_map is owner:  # abandoned or failed: their work is not wanted
+                self._stop(self._busy())
 
     def close(self) -> None:
         """Stops the workers, then the fork server they came from."""
@@ -230,27 +230,19 @@ class ProcessEngine:
         if self._forked:
             worker_server.stop()
 
-    def _busy(self, owner: object) -> list[_Worker]:
-        """Workers busy for the map `owner` (None: for any map)."""
-        return [
-            worker
-            for worker in self._workers
-            if worker.item is not None and (owner is None or worker.owner is owner)
-        ]
+    def _busy(self) -> list[_Worker]:
+        """Workers with an item (of the current map: a new map stops the others' first)."""
+        return [worker for worker in self._workers if worker.item is not None]
 
     def _give(
-        self,
-        owner: object,
-        function: Callable[[T], R],
-        items: Sequence[T],
-        waiting: collections.deque[int],
+        self, function: Callable[[T], R], items: Sequence[T], waiting: collections.deque[int]
     ) -> None:
         """Hands waiting items to idle workers, starting workers up to the engine's size."""
         while waiting:
             worker = self._idle_worker()
             if worker is None:
                 return
-            worker.item, worker.owner = waiting.popleft(), owner
+            worker.item = waiting.popleft()
             try:
                 worker.connection.send((function, items[worker.item]))
             except (BrokenPipeError, ConnectionResetError):
@@ -283,10 +275,10 @@ class ProcessEngine:
         self._workers.append(worker)
         return worker
 
-    def _with_news(self, owner: object) -> list[_Worker]:
-        """This map's busy workers with a result, or dead, once there is one; meanwhile
-        (and at least every MEMORY_CHECK_S) stops workers over their memory limit."""
-        busy = self._busy(owner)
+    def _with_news(self) -> list[_Worker]:
+        """Busy workers with a result, or dead, once there is one; meanwhile (and at least
+        every MEMORY_CHECK_S) stops workers over their memory limit."""
+        busy = self._busy()
         handles: list[Any] = [w.connection for w in busy] + [w.process.sentinel for w in busy]
         while busy:
             now = time.monotonic()
@@ -361,5 +353,5 @@ class ProcessEngine:
                 worker.process.join()
             worker.connection.close()
             worker.process.close()
-            worker.item = worker.owner = None
+            worker.item = None
         self._workers = [worker for worker in self._workers if worker not in workers]
