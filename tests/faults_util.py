@@ -104,6 +104,30 @@ def _to_end(command: list[str], preexec_fn: Callable[[], None] | None = None) ->
     return Outcome(process.pid, process.returncode, stdout, stderr, time.monotonic() - start)
 
 
+def _end_noting(
+    process: subprocess.Popen[str],
+    start: float,
+    ready: Callable[[], bool],
+    on_ready: Callable[[], None],
+) -> tuple[str, str, float | None]:
+    """Waits for the command's end (at most TIMEOUT after `start`), polling `ready()` every
+    10 ms until it first holds, then calling `on_ready()` once. Returns the command's output
+    and when, after `start`, `ready()` held (None if it never did)."""
+    seen: float | None = None
+    while True:
+        remaining = start + TIMEOUT - time.monotonic()
+        poll = remaining if seen is not None else min(0.01, remaining)
+        try:
+            stdout, stderr = process.communicate(timeout=poll)
+            return stdout, stderr, seen
+        except subprocess.TimeoutExpired:
+            if seen is not None or remaining <= 0.01:
+                raise
+            if ready():
+                seen = time.monotonic() - start
+                on_ready()
+
+
 def run_watched(
     executable: Path, args: Iterable[object], started: Callable[[], bool]
 ) -> tuple[Outcome, float]:
@@ -114,17 +138,8 @@ def run_watched(
     """
     start = time.monotonic()
     process = _start(command_line(executable, args))
-    seen = None
     try:
-        while seen is None:
-            try:
-                stdout, stderr = process.communicate(timeout=0.01)
-                break
-            except subprocess.TimeoutExpired:
-                if started():
-                    seen = time.monotonic() - start
-        else:
-            stdout, stderr = process.communicate(timeout=TIMEOUT)
+        stdout, stderr, seen = _end_noting(process, start, started, lambda: None)
     finally:
         kill_group(process.pid)
     elapsed = time.monotonic() - start
@@ -146,21 +161,11 @@ def run_acting_when(
     start = time.monotonic()
     process = _start(command_line(executable, args))
     try:
-        acted = False
-        while True:
-            try:
-                stdout, stderr = process.communicate(timeout=0.01)
-                break
-            except subprocess.TimeoutExpired:
-                if not acted and ready():
-                    act(process.pid)
-                    acted = True
-                if time.monotonic() - start > TIMEOUT:
-                    raise
+        stdout, stderr, seen = _end_noting(process, start, ready, lambda: act(process.pid))
         deadline = time.monotonic() + grace
         while (left_running := group_members(process.pid)) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert acted, f"the command ended before it was ready to be acted on:\n{stderr}"
+        assert seen is not None, f"the command ended before it was ready to be acted on:\n{stderr}"
     finally:
         kill_group(process.pid)
     elapsed = time.monotonic() - start
@@ -200,30 +205,36 @@ def kill_group(pgid: int) -> None:
         time.sleep(0.02)
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, pgrp, ...), or
+    None once the process is gone (or going while being read)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces and brackets
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of a process group, from /proc."""
     members = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its ')'
-        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
-        if int(pgrp) == pgid and state not in ("Z", "X"):
+        fields = _stat(entry.name) if entry.name.isdigit() else None
+        if fields is not None and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             members.append(int(entry.name))
     return members
 
 
 def parent_of(pid: int) -> int | None:
     """The parent pid of a live process (None once it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
+    fields = _stat(pid)
+    return None if fields is None else int(fields[1])
 
 
 def forked_workers(command: int) -> list[int]:

@@ -37,6 +37,7 @@ from conftest import (
     count_args,
     reference_plan_args,
 )
+from faults_util import alive
 
 DASK = Path(sys.executable).parent / "dask"
 
@@ -213,7 +214,7 @@ def test_a_local_dask_cluster_forks_its_workers_and_freezes_their_long_lived_obj
     assert all(frozen for frozen, _ in results)
     if worker_server.available():
         assert {parent for _, parent in results} == {server}
-        assert server is not None and not _alive(server)
+        assert server is not None and not alive(server)
 
 
 LIGHT_IMPORTS = """
@@ -259,13 +260,6 @@ if __name__ == "__main__":
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:  # gone, or going while being read
-        return False
-
-
 def _forked_workers(tmp_path: Path, **environment: str) -> dict[str, Any]:
     script = tmp_path / "forked_workers.py"
     script.write_text(FORKED_WORKERS)
@@ -298,7 +292,7 @@ def test_local_workers_are_forked_ready_and_their_server_stops_with_the_engine(
         assert environ["BB_TEST_SETTING"] == setting
         assert environ["OMP_NUM_THREADS"] == environ["OPENBLAS_NUM_THREADS"] == "1"
         assert "MALLOC_TRIM_THRESHOLD_" not in environ
-        assert not _alive(result["server"])
+        assert not alive(result["server"])
 
 
 @pytest.mark.skipif(not worker_server.available(), reason="no fork server on this platform")
@@ -308,9 +302,9 @@ def test_a_fork_server_started_early_is_stopped_when_the_work_runs_in_process() 
     try:
         assert worker_server.start(WORKER_MODULES["count"])
         server = worker_server.server_pid()
-        assert server is not None and _alive(server)
+        assert server is not None and alive(server)
         assert isinstance(make_engine(1), InProcessEngine)
         assert worker_server.server_pid() is None
-        assert not _alive(server)
+        assert not alive(server)
     finally:
         worker_server.stop()

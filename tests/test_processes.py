@@ -20,6 +20,7 @@ import pytest
 
 from balanced_batches.engines import make_engine, worker_server
 from balanced_batches.engines.processes import ProcessEngine, RemoteTraceback, WorkerDied
+from faults_util import alive
 
 
 def square(value: int) -> int:
@@ -104,13 +105,6 @@ def write_pid_and_sleep(path: str) -> None:
 def imported(module: str) -> bool:
     """Whether this process has imported `module`."""
     return module in sys.modules
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:  # gone, or going while being read
-        return False
 
 
 def wait_until_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
