@@ -34,7 +34,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from balanced_batches.storage import LOCAL_READING, BranchLayout, branch_layout
+from balanced_batches.storage import BranchLayout, branch_layout, local_reading
 from balanced_batches.writers import branch_type, root_compression
 
 PROVENANCE_TYPES = {
@@ -50,7 +50,7 @@ def _read_file(task: tuple[str, str, list[str] | None, int]) -> tuple[int, float
     """(pid, seconds, entries) to read the branches of one file once."""
     path, tree_name, branches, chunk_bytes = task
     start = time.perf_counter()
-    tree = uproot.open(path, **LOCAL_READING)[tree_name]  # the pipeline's way to read
+    tree = uproot.open(path, **local_reading())[tree_name]  # the pipeline's way to read
     names = branches if branches is not None else list(tree.keys())
     library = "np" if branches is not None else "ak"
     entries = 0

@@ -360,10 +360,10 @@ def main(argv: Sequence[str]) -> None:
     """`faults_util.py KILLPOINT_JSON ARGS...`: balanced-batches ARGS, killed at the point."""
     data = json.loads(argv[0])
     install(KillPoint(**{**data, "needles": tuple(data["needles"])}))
-    from balanced_batches.cli import main as cli_main
+    from balanced_batches.__main__ import main as command_main
 
     sys.argv = ["balanced-batches", *argv[1:]]
-    cli_main()
+    command_main()
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from balanced_batches.__main__ import local_worker_command
 from conftest import (
     BINNING,
     CAMPAIGN,
@@ -22,6 +24,7 @@ from conftest import (
     totals_by_key,
     tree_digest,
 )
+from faults_util import group_members, kill_group
 
 
 def assert_one_line_error(result: Any, *fragments: str) -> str:
@@ -174,6 +177,73 @@ def test_version() -> None:
     assert process.returncode == 0, process.stderr
     assert process.stdout.strip() == expected
     assert cli("--version").stdout.strip() == expected
+
+
+def test_python_m_balanced_batches_is_the_command() -> None:
+    process = subprocess.run(
+        [sys.executable, "-m", "balanced_batches", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.strip() == run_executable("--version").stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["count", "--workdir", "w"], "count"),
+        (["run", "-w", "w", "--workers", "2"], "run"),
+        (["run", "--parallel=3"], "run"),
+        (["run", "--workers", "1"], None),
+        (["count", "--workers=1"], None),
+        (["count", "--parallel", "1"], None),
+        (["run", "--scheduler", "tcp://127.0.0.1:8786"], None),
+        (["run", "--cluster=htcondor"], None),
+        (["count", "--help"], None),
+        (["plan", "--workdir", "w"], None),
+        (["--workdir", "count"], None),
+        ([], None),
+    ],
+)
+def test_the_entry_point_starts_local_workers_server_only_for_commands_that_likely_use_it(
+    argv: list[str], expected: str | None
+) -> None:
+    assert local_worker_command(argv) == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param(["--no-such-option"], "No such option", id="unknown-option"),
+        pytest.param([], "no processes configured", id="no-processes"),
+    ],
+)
+def test_a_user_error_after_an_early_start_of_local_workers_leaves_nothing_running(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
+    """`count` starts its workers' server before it parses the command line; a command that
+    then fails stops it before it exits (the server would end by itself only later, once
+    its imports are done)."""
+    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+    with stdout.open("w") as out, stderr.open("w") as err:
+        process = subprocess.Popen(
+            [str(EXECUTABLE), "count", "--workdir", str(tmp_path / "w"), *options],
+            stdout=out,
+            stderr=err,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+    try:
+        process.wait(timeout=120)
+        left_running = group_members(process.pid)
+    finally:
+        kill_group(process.pid)
+    assert process.returncode == 2, stderr.read_text()
+    assert message in stderr.read_text() and "Traceback" not in stderr.read_text()
+    assert stdout.read_text() == ""
+    assert left_running == []
 
 
 def test_a_user_error_in_a_real_process_is_one_line_without_traceback(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ class ExportedJobs:
 
 def default_command() -> str:
     """This installation's way to run balanced-batches (the same path must exist on the nodes)."""
-    return f"{shlex.quote(sys.executable)} -m balanced_batches.cli"
+    return f"{shlex.quote(sys.executable)} -m balanced_batches"
 
 
 def job_script(batch: BatchConfig) -> str:

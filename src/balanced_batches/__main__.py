@@ -1,0 +1,63 @@
+"""The command line's entry point: `balanced-batches` and `python -m balanced_batches`.
+
+A command that works on local worker processes gains from starting the server they fork from
+(`engines.worker_server`) as early as it can: the server's imports then overlap the CLI's own
+(typer, rich, the configuration: 0.25 s). So this module reads the command line for that hint
+before it imports the CLI; the command decides again once typer has parsed it, and stops the
+server if it needs none. This module stays light: local workers of `python -m` import it again.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .stages import Command
+
+# the options after which a command works elsewhere than on local workers
+_ELSEWHERE = ("--scheduler", "--cluster", "--help")
+_WORKERS = ("--workers", "--parallel")
+
+
+def local_worker_command(argv: Sequence[str]) -> Command | None:
+    """The command (`count`, `run`) that `argv` will likely run on local workers, or None:
+    not when it names a scheduler or a cluster, asks for help or for one worker."""
+    from .stages import WORKER_MODULES
+
+    arguments = list(argv)
+    command = next((name for name in WORKER_MODULES if arguments[:1] == [name]), None)
+    if command is None:
+        return None
+    options = arguments[1:]
+    for index, option in enumerate(options):
+        name, _, value = option.partition("=")
+        if name in _ELSEWHERE:
+            return None
+        if name in _WORKERS:
+            value = value or (options[index + 1] if index + 1 < len(options) else "")
+            if value == "1":
+                return None
+    return command
+
+
+def main() -> None:
+    """Starts local workers' server if the command will likely need it, then the CLI."""
+    from .engines import worker_server
+    from .stages import WORKER_MODULES
+
+    worker_server.keep_workers_off_the_main_script()
+    command = local_worker_command(sys.argv[1:])
+    if command is not None:
+        worker_server.start(WORKER_MODULES[command])
+    from .cli import main as cli_main
+
+    try:
+        cli_main()
+    finally:
+        worker_server.stop()  # started on a hint that a user error or one worker proved wrong
+
+
+if __name__ == "__main__":
+    main()
