@@ -218,9 +218,11 @@ def test_a_local_dask_cluster_forks_its_workers_and_freezes_their_long_lived_obj
 
 
 LIGHT_IMPORTS = """
-import sys
-import balanced_batches.__main__, balanced_batches.engines.worker_server
-import balanced_batches.display, balanced_batches.stages.count_units
+import importlib, sys
+import balanced_batches.__main__, balanced_batches.display, balanced_batches.engines.worker_server
+from balanced_batches.stages import WORKER_MODULES
+for module in WORKER_MODULES["count"]:
+    importlib.import_module(module)
 heavy = ("balanced_batches.config", "pydantic", "dask", "distributed", "typer")
 print(sorted(name for name in heavy if name in sys.modules))
 """
@@ -246,6 +248,39 @@ def test_what_runs_before_counts_first_file_imports_nothing_it_does_not_need(scr
     not import uproot or awkward."""
     finished = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "[]"
+
+
+COUNT_UNIT_IMPORTS = """
+import importlib, sys
+from balanced_batches.regions import RegionSpace, Selection
+from balanced_batches.expressions import parse_expression
+from balanced_batches.stages import WORKER_MODULES
+for module in WORKER_MODULES["count"]:
+    importlib.import_module(module)
+from balanced_batches.stages.count_units import CountTask, count_file
+preloaded = set(sys.modules)
+expression = lambda text: parse_expression(text, "test")
+selection = Selection(
+    RegionSpace(("any",), (0.0,), (0.0,)), (expression("tau_pt > 0"),),
+    expression("tau_pt"), expression("abs(tau_eta)"),
+)
+result = count_file(CountTask(0, sys.argv[1], "taus", selection))
+assert result.error is None, result.error
+print(sorted({name.split(".")[0] for name in set(sys.modules) - preloaded} - {"balanced_batches"}))
+"""
+
+
+def test_count_workers_start_with_every_library_a_count_unit_needs(dataset: Dataset) -> None:
+    """A library a count unit imports on its first file (uproot: 0.2 s) would be imported by
+    every worker, after the start; the fork server imports it once, before."""
+    finished = subprocess.run(
+        [sys.executable, "-c", COUNT_UNIT_IMPORTS, dataset.paths[0]],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.strip() == "[]"
