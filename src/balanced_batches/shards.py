@@ -2,9 +2,9 @@
 
 A read unit writes the rows it selected as parts `<scratch>/parts/r<read unit>-<part>.rows`;
 names are pure functions of the unit and a counter, so a rerun of a read unit first
-removes its own old parts. Rows in a part are sorted by their place in the outputs
-(batch, stream, slot), so each write unit's rows are one contiguous range, and the
-header says where every write unit's range starts.
+removes its own old parts. Rows in a part are sorted by output batch (within a batch, by
+input entry), so each write unit's rows, and each output file's, are one contiguous range;
+the header says where every write unit's range starts.
 
 A part is raw numpy buffers after a JSON header (jagged columns as offsets + content):
 writing one is a single pass over the buffers, and a write unit reads its rows of every

@@ -109,8 +109,8 @@ class WriteResult:
 def output_place(
     batch: np.ndarray, stream: np.ndarray, slot: np.ndarray, n_streams: int, per_batch: int
 ) -> np.ndarray:
-    """Each row's place in the canonical order of the outputs (batch, stream, slot): parts
-    are sorted by it, and write units order every output file by it before shuffling."""
+    """Each row's place in the canonical order of the outputs (batch, stream, slot): write
+    units order every output file by it before shuffling."""
     place: np.ndarray = (batch * n_streams + stream) * per_batch + slot
     return place
 

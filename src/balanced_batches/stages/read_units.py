@@ -20,7 +20,7 @@ from ..rows import RowBlock, concatenate, from_arrays
 from ..shards import part_path, remove_parts_of_read_unit, write_part
 from ..storage import branch_layout, file_stat, opened_tree, unreadable
 from .count_units import read_selection_arrays
-from .make import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask, output_place
+from .make import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask
 
 # rows of consecutive chunks are merged (sorted: two copies) into one part up to this size;
 # fewer, larger parts make the write units' reads cheaper
@@ -136,7 +136,7 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
     )
     step = max(1, int(task.chunk_bytes // bytes_per_entry))
     bounds = chunk_bounds(tree, others, n_entries, step) if others else [0, n_entries]
-    pending: list[tuple[RowBlock, np.ndarray]] = []
+    pending: list[tuple[RowBlock, np.ndarray]] = []  # rows and their batches
     written = 0
 
     def flush() -> None:
@@ -144,11 +144,10 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
         if not pending:
             return
         rows = concatenate([block for block, _ in pending])
-        places = np.concatenate([p for _, p in pending])
+        batches = np.concatenate([b for _, b in pending])
         pending.clear()
-        if len(places) > 1 and np.any(places[1:] < places[:-1]):
-            order = np.argsort(places, kind="stable")
-            rows, places = rows.take(order), places[order]
+        if len(batches) > 1 and np.any(batches[1:] < batches[:-1]):
+            rows = rows.take(np.argsort(batches, kind="stable"))
         write_part(part_path(scratch, task.unit, written), rows, _unit_starts(task, rows))
         written += 1
 
@@ -156,14 +155,15 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
         first, last = np.searchsorted(uses.entry, [start, stop])
         if first == last:
             continue  # nothing planned here: these baskets are never read
-        member = uses.member[first:last]
-        stream = share.streams[member].astype(np.int64)
         batch, slot = np.divmod(uses.position[first:last], task.per_batch)
-        # every row's place in the outputs: parts are sorted by it
-        place = output_place(batch, stream, slot, task.n_streams, task.per_batch)
-        order = np.argsort(place, kind="stable")
-        member, place = member[order], place[order]
+        # parts are sorted by batch, so that each output file's rows are one range of a part;
+        # within a batch, rows keep the order of their entries, and the gather that makes
+        # them runs through the chunk's buffers in order (write units order them finally)
+        order = np.argsort(batch, kind="stable")
+        batch, slot = batch[order], slot[order]
+        member = uses.member[first:last][order]
         entries = uses.entry[first:last][order]
+        stream = share.streams[member].astype(np.int64)
         rows = RowBlock(len(entries))
         if others:
             chunk = tree.arrays(others, entry_start=start, entry_stop=stop, how=dict)
@@ -176,14 +176,14 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
                 "bb_region": share.regions[member].astype(np.int32),
                 "bb_source_file": np.full(len(entries), task.file_id, dtype=np.int32),
                 "bb_source_entry": entries.astype(np.int64),
-                "bb_batch": batch[order],
-                STREAM_COLUMN: stream[order],
-                SLOT_COLUMN: slot[order],
+                "bb_batch": batch,
+                STREAM_COLUMN: stream,
+                SLOT_COLUMN: slot,
             }
         )
         if pending and sum(block.nbytes for block, _ in pending) + rows.nbytes > PART_BYTES:
             flush()
-        pending.append((rows, place))
+        pending.append((rows, batch))
         if rows.nbytes >= PART_BYTES:
             flush()  # a large chunk's rows are a part of their own: no merging copies
     flush()
