@@ -44,10 +44,10 @@ from .pipeline import (
 )
 
 CURVES = ("files", "regions", "batches", "workers", "plan")
-FILES_POINTS = (10, 30, 100, 294)
-FILES_SPEC = DatasetSpec(max_samples=None, files_per_sample=3, entries_per_file=200)
+FILES_POINTS = (10, 30, 100, 300, 1000)
+FILES_SPEC = DatasetSpec(max_samples=None, files_per_sample=11, entries_per_file=200)
 REGIONS_POINTS = (24, 260, 1000, 3000)
-BATCHES_POINTS = (10, 100, 1000, 10_000)
+BATCHES_POINTS = (10, 100, 1000, 10_000, 100_000)
 RUN_ROWS_LIMIT = 2  # the batches curve runs `run` only up to this many rows per input row
 
 
@@ -106,10 +106,22 @@ def pipeline_point(
     return point
 
 
+def spread_over_samples(paths: list[str]) -> list[str]:
+    """The files in the order that takes the k-th file of every sample (directory) before the
+    (k+1)-th of any: the first N then cover as many samples, pile-ups included, as they can."""
+    rank: dict[Path, int] = {}
+    keyed = []
+    for position, path in enumerate(paths):
+        sample = Path(path).parent
+        rank[sample] = rank.get(sample, -1) + 1
+        keyed.append((rank[sample], position, path))
+    return [path for _, _, path in sorted(keyed)]
+
+
 def files_curve(root: Path, workers: int, settings: PlanSettings) -> list[dict[str, Any]]:
     """count/plan/run time against the number of input files (same files, 200 entries each)."""
     dataset = ensure_dataset(FILES_SPEC, root, workers)
-    paths = input_paths(dataset)
+    paths = spread_over_samples(input_paths(dataset))
     points = []
     for n in FILES_POINTS:
         chosen = paths[: min(n, len(paths))]
