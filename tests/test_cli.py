@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import re
 import subprocess
 import sys
@@ -10,8 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 
-from balanced_batches.__main__ import local_worker_command
+from balanced_batches.__main__ import NO_LOCAL_WORKERS, WORKERS, local_worker_command
+from balanced_batches.cli import app
+from balanced_batches.engines import worker_server
+from balanced_batches.stages import WORKER_MODULES
 from conftest import (
     BINNING,
     CAMPAIGN,
@@ -24,7 +29,7 @@ from conftest import (
     totals_by_key,
     tree_digest,
 )
-from faults_util import group_members, kill_group
+from faults_util import alive, group_members, kill_group
 
 
 def assert_one_line_error(result: Any, *fragments: str) -> str:
@@ -211,6 +216,55 @@ def test_the_entry_point_starts_local_workers_server_only_for_commands_that_like
     argv: list[str], expected: str | None
 ) -> None:
     assert local_worker_command(argv) == expected
+
+
+def test_the_entry_points_hint_knows_every_option_that_places_the_work() -> None:
+    """The hint reads option names before typer does: they must be the commands' own."""
+    commands = typer.main.get_command(app).commands
+    for name in WORKER_MODULES:
+        params = {param.name: param for param in commands[name].params}
+        assert set(params["workers"].opts) == set(WORKERS)
+        assert {*params["scheduler"].opts, *params["cluster"].opts} < set(NO_LOCAL_WORKERS)
+
+
+PROBED_ENTRY = """
+import json, sys
+import balanced_batches.cli as cli
+from balanced_batches import __main__ as entry
+from balanced_batches.engines import worker_server
+
+seen = []
+
+def probe():
+    seen.append(worker_server.server_pid())
+    raise SystemExit(2)
+
+cli.main = probe
+sys.argv = ["balanced-batches", *sys.argv[1:]]
+try:
+    entry.main()
+except SystemExit as end:
+    print(json.dumps({"during": seen[0], "after": worker_server.server_pid(), "code": end.code}))
+"""
+
+
+@pytest.mark.skipif(not worker_server.available(), reason="workers fork from a server on Linux")
+@pytest.mark.parametrize(
+    ("argv", "started"),
+    [(["count", "--workdir", "w"], True), (["count", "--workdir", "w", "--workers", "1"], False)],
+)
+def test_the_entry_point_starts_the_server_before_the_cli_and_stops_it_after(
+    argv: list[str], started: bool
+) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", PROBED_ENTRY, *argv], capture_output=True, text=True, timeout=60
+    )
+    assert finished.returncode == 0, finished.stderr
+    outcome = json.loads(finished.stdout)
+    assert (outcome["during"] is not None) == started
+    assert outcome["after"] is None and outcome["code"] == 2
+    if started:
+        assert not alive(outcome["during"])
 
 
 @pytest.mark.parametrize(

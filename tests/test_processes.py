@@ -247,11 +247,11 @@ def test_a_worker_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     assert wait_until_gone({worker}, timeout=5) == set()
 
 
-# The command's main script, as the console script `balanced-batches` is: it imports the CLI.
+# A main script that imports the CLI, as the console script `balanced-batches` does.
 MAIN_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
-import balanced_batches.cli  # as the console script does
+import balanced_batches.cli  # as the console script does, through balanced_batches.__main__
 from balanced_batches.engines import make_engine, worker_server
 from test_processes import imported
 

@@ -4,7 +4,7 @@ A command that works on local worker processes gains from starting the server th
 (`engines.worker_server`) as early as it can: the server's imports then overlap the CLI's own
 (typer, rich, the configuration: 0.25 s). So this module reads the command line for that hint
 before it imports the CLI; the command decides again once typer has parsed it, and stops the
-server if it needs none. This module stays light: local workers of `python -m` import it again.
+server if it needs none. This module stays light: it runs before the server starts.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .stages import Command
 
-# the options after which a command works elsewhere than on local workers
-_ELSEWHERE = ("--scheduler", "--cluster", "--help")
-_WORKERS = ("--workers", "--parallel")
+# options of `count` and `run` (`cli.py`) with which they start no local workers
+NO_LOCAL_WORKERS = ("--scheduler", "--cluster", "--help")
+WORKERS = ("--workers", "--parallel")
 
 
 def local_worker_command(argv: Sequence[str]) -> Command | None:
@@ -33,13 +33,21 @@ def local_worker_command(argv: Sequence[str]) -> Command | None:
     options = arguments[1:]
     for index, option in enumerate(options):
         name, _, value = option.partition("=")
-        if name in _ELSEWHERE:
+        if name in NO_LOCAL_WORKERS:
             return None
-        if name in _WORKERS:
+        if name in WORKERS:
             value = value or (options[index + 1] if index + 1 < len(options) else "")
-            if value == "1":
+            if _is_one(value):
                 return None
     return command
+
+
+def _is_one(text: str) -> bool:
+    """Whether an option's value reads as the integer 1, as typer reads it."""
+    try:
+        return int(text) == 1
+    except ValueError:
+        return False
 
 
 def main() -> None:
@@ -51,9 +59,9 @@ def main() -> None:
     command = local_worker_command(sys.argv[1:])
     if command is not None:
         worker_server.start(WORKER_MODULES[command])
-    from .cli import main as cli_main
-
     try:
+        from .cli import main as cli_main
+
         cli_main()
     finally:
         worker_server.stop()  # started on a hint that a user error or one worker proved wrong

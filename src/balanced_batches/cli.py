@@ -634,7 +634,8 @@ def main_options(
 
 
 def main() -> None:
-    """Entry point of the `balanced-batches` command."""
+    """The command line (`python -m balanced_batches.cli`); the `balanced-batches` command
+    comes here through `__main__.main`, which may have started local workers' server."""
     global _ONE_COMMAND_PER_PROCESS
     _ONE_COMMAND_PER_PROCESS = True
     from .engines import worker_server

@@ -55,9 +55,10 @@ def worker_environment() -> dict[str, str]:
 
 def keep_workers_off_the_main_script() -> None:
     """Worker processes started by a fork server, or spawned, run the main script again
-    unless it has no file (multiprocessing's safe importing of the main module). For a
-    console script that only imports its CLI and calls it, that is the CLI's imports in every
-    worker (typer and rich: 0.1 s each) for nothing. A main module run with `python -m` has a
+    unless it has no file (multiprocessing's safe importing of the main module). For a main
+    script that imports the CLI and calls it (as the console script does, through
+    `balanced_batches.__main__`), that is the CLI's imports in every worker (typer and rich:
+    0.1 s each) for nothing. A main module run with `python -m` has a
     spec, by which workers import it as a module: it is left as it is."""
     script = sys.modules.get("__main__")
     if script is not None and getattr(script, "__spec__", None) is None:

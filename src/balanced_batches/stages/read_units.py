@@ -1,7 +1,7 @@
 """Read units: each input file is read once, in chunks, and its planned rows become parts.
 
-The rows of a chunk are gathered as numpy buffers, sorted by their place in the outputs
-and written as one part (small chunks are merged). Chunks end where every branch starts
+The rows of a chunk are gathered as numpy buffers, sorted by output batch (by entry within a
+batch) and written as one part (small chunks are merged). Chunks end where every branch starts
 a basket, so that no basket is read twice.
 """
 
@@ -157,8 +157,8 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
             continue  # nothing planned here: these baskets are never read
         batch, slot = np.divmod(uses.position[first:last], task.per_batch)
         # parts are sorted by batch, so that each output file's rows are one range of a part;
-        # within a batch, rows keep the order of their entries, and the gather that makes
-        # them runs through the chunk's buffers in order (write units order them finally)
+        # within a batch, rows keep the order of their entries, so the gather that makes them
+        # sweeps the chunk's buffers once per batch, in order (write units order them finally)
         order = np.argsort(batch, kind="stable")
         batch, slot = batch[order], slot[order]
         member = uses.member[first:last][order]
@@ -191,6 +191,6 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
 
 
 def _unit_starts(task: ReadTask, rows: RowBlock) -> np.ndarray:
-    """First row of every write unit in rows sorted by place, then the row count."""
+    """First row of every write unit in rows sorted by batch, then the row count."""
     first_batches = np.arange(task.n_write_units + 1) * task.files_per_unit * task.batches_per_file
     return np.searchsorted(rows.column("bb_batch"), first_batches)
