@@ -162,9 +162,7 @@ def run_acting_when(
     process = _start(command_line(executable, args))
     try:
         stdout, stderr, seen = _end_noting(process, start, ready, lambda: act(process.pid))
-        deadline = time.monotonic() + grace
-        while (left_running := group_members(process.pid)) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        left_running = members_after(process.pid, grace)
         assert seen is not None, f"the command ended before it was ready to be acted on:\n{stderr}"
     finally:
         kill_group(process.pid)
@@ -237,18 +235,33 @@ def parent_of(pid: int) -> int | None:
     return None if fields is None else int(fields[1])
 
 
-def forked_workers(command: int) -> list[int]:
-    """The local worker processes of a command: the children of its fork server."""
-    members = group_members(command)
-    servers = set()
-    for pid in members:
+def members_after(pgid: int, grace: float) -> list[int]:
+    """The live processes of a group once it is empty, or after `grace` seconds: a process
+    that closed its pipes may take a moment to end."""
+    deadline = time.monotonic() + grace
+    while (members := group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return members
+
+
+def fork_servers(command: int) -> list[int]:
+    """The fork servers (multiprocessing's, for local workers) in a command's process group,
+    still its children or orphaned once it ended."""
+    servers = []
+    for pid in group_members(command):
         try:
             arguments = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if parent_of(pid) == command and b"multiprocessing.forkserver" in arguments:
-            servers.add(pid)
-    return [pid for pid in members if parent_of(pid) in servers]
+        if b"multiprocessing.forkserver" in arguments:
+            servers.append(pid)
+    return servers
+
+
+def forked_workers(command: int) -> list[int]:
+    """The local worker processes of a command: the children of its fork server."""
+    servers = {pid for pid in fork_servers(command) if parent_of(pid) == command}
+    return [pid for pid in group_members(command) if parent_of(pid) in servers]
 
 
 def peak_rss_of(executable: Path, args: Iterable[object]) -> tuple[Outcome, int]:

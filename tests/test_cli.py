@@ -29,7 +29,7 @@ from conftest import (
     totals_by_key,
     tree_digest,
 )
-from faults_util import alive, group_members, kill_group
+from faults_util import alive, fork_servers, kill_group, members_after
 
 
 def assert_one_line_error(result: Any, *fragments: str) -> str:
@@ -279,7 +279,8 @@ def test_a_user_error_after_an_early_start_of_local_workers_leaves_nothing_runni
 ) -> None:
     """`count` starts its workers' server before it parses the command line; a command that
     then fails stops it before it exits (the server would end by itself only later, once
-    its imports are done)."""
+    its imports are done). multiprocessing's resource tracker, started with the server, ends
+    on its own once the command's pipe to it closes."""
     stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
     with stdout.open("w") as out, stderr.open("w") as err:
         process = subprocess.Popen(
@@ -291,12 +292,14 @@ def test_a_user_error_after_an_early_start_of_local_workers_leaves_nothing_runni
         )
     try:
         process.wait(timeout=120)
-        left_running = group_members(process.pid)
+        servers_left = fork_servers(process.pid)
+        left_running = members_after(process.pid, grace=5.0)
     finally:
         kill_group(process.pid)
     assert process.returncode == 2, stderr.read_text()
     assert message in stderr.read_text() and "Traceback" not in stderr.read_text()
     assert stdout.read_text() == ""
+    assert servers_left == []
     assert left_running == []
 
 
