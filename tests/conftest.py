@@ -15,6 +15,7 @@ import logging
 import re
 import shutil
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -64,6 +65,15 @@ SEED = 7
 
 
 # -- the command line ---------------------------------------------------------------------------
+
+
+def python_output(*arguments: str, timeout: float = 60) -> str:
+    """What `python ARGUMENTS` prints in a fresh interpreter, which must succeed."""
+    finished = subprocess.run(
+        [sys.executable, *arguments], capture_output=True, text=True, timeout=timeout
+    )
+    assert finished.returncode == 0, finished.stderr
+    return finished.stdout.strip()
 
 
 def cli(*args: object, expect: int | None = 0) -> Any:

@@ -6,7 +6,6 @@ import importlib.metadata
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from conftest import (
     cli,
     count_args,
     planned_streams,
+    python_output,
     totals_by_key,
     tree_digest,
 )
@@ -185,14 +185,8 @@ def test_version() -> None:
 
 
 def test_python_m_balanced_batches_is_the_command() -> None:
-    process = subprocess.run(
-        [sys.executable, "-m", "balanced_batches", "--version"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert process.returncode == 0, process.stderr
-    assert process.stdout.strip() == run_executable("--version").stdout.strip()
+    printed = python_output("-m", "balanced_batches", "--version", timeout=120)
+    assert printed == run_executable("--version").stdout.strip()
 
 
 @pytest.mark.parametrize(
@@ -256,11 +250,7 @@ except SystemExit as end:
 def test_the_entry_point_starts_the_server_before_the_cli_and_stops_it_after(
     argv: list[str], started: bool
 ) -> None:
-    finished = subprocess.run(
-        [sys.executable, "-c", PROBED_ENTRY, *argv], capture_output=True, text=True, timeout=60
-    )
-    assert finished.returncode == 0, finished.stderr
-    outcome = json.loads(finished.stdout)
+    outcome = json.loads(python_output("-c", PROBED_ENTRY, *argv))
     assert (outcome["during"] is not None) == started
     assert outcome["after"] is None and outcome["code"] == 2
     if started:

@@ -35,6 +35,7 @@ from conftest import (
     assert_same_provenance,
     cli,
     count_args,
+    python_output,
     reference_plan_args,
 )
 from faults_util import alive
@@ -246,11 +247,7 @@ def test_what_runs_before_counts_first_file_imports_nothing_it_does_not_need(scr
     what the entry point imports before it starts the server stay free of the configuration
     models and Dask; the command's own process, which only stats files and writes JSON, does
     not import uproot or awkward."""
-    finished = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-    )
-    assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.strip() == "[]"
+    assert python_output("-c", script) == "[]"
 
 
 COUNT_UNIT_IMPORTS = """
@@ -276,14 +273,7 @@ print(sorted({name.split(".")[0] for name in set(sys.modules) - preloaded} - {"b
 def test_count_workers_start_with_every_library_a_count_unit_needs(dataset: Dataset) -> None:
     """A library a count unit imports on its first file (uproot: 0.2 s) would be imported by
     every worker, after the start; the fork server imports it once, before."""
-    finished = subprocess.run(
-        [sys.executable, "-c", COUNT_UNIT_IMPORTS, dataset.paths[0]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.strip() == "[]"
+    assert python_output("-c", COUNT_UNIT_IMPORTS, dataset.paths[0]) == "[]"
 
 
 # Run in a fresh interpreter: this test module has imported distributed and the pipeline

@@ -55,7 +55,6 @@ def main() -> None:
     from .engines import worker_server
     from .stages import WORKER_MODULES
 
-    worker_server.keep_workers_off_the_main_script()
     command = local_worker_command(sys.argv[1:])
     if command is not None:
         worker_server.start(WORKER_MODULES[command])

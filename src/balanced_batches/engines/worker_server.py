@@ -58,8 +58,8 @@ def keep_workers_off_the_main_script() -> None:
     unless it has no file (multiprocessing's safe importing of the main module). For a main
     script that imports the CLI and calls it (as the console script does, through
     `balanced_batches.__main__`), that is the CLI's imports in every worker (typer and rich:
-    0.1 s each) for nothing. A main module run with `python -m` has a
-    spec, by which workers import it as a module: it is left as it is."""
+    0.1 s each) for nothing. A main module run with `python -m` has a spec, by which workers
+    import it as a module: it is left as it is."""
     script = sys.modules.get("__main__")
     if script is not None and getattr(script, "__spec__", None) is None:
         script.__dict__.pop("__file__", None)
