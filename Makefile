@@ -28,7 +28,7 @@ demo: venv
 		--replace-file-prefix "/storage/gridka-nrg/aakhmets/TauML@$(abspath $(DEMO_DIR))/data"
 	$(BB) summary --workdir $(DEMO_DIR)/work --pileup PU200 --events-per-batch-type 15 \
 		> $(DEMO_DIR)/work/summary.txt
-	tail -n 2 $(DEMO_DIR)/work/summary.txt
+	tail -n 3 $(DEMO_DIR)/work/summary.txt
 	$(BB) plan --workdir $(DEMO_DIR)/work --pileup PU200 --events-per-batch-type 15 \
 		--batches 8 --batches-per-file 2 --output-directory $(DEMO_DIR)/batches
 	$(BB) run --workdir $(DEMO_DIR)/work

@@ -20,6 +20,7 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 TIMEOUT = 600  # seconds any one command may take on a loaded machine
+LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING) balanced_batches[\w.]*: ")
 
 
 @dataclass(frozen=True)
@@ -317,6 +319,37 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def error_line(exit_code: int, stdout: str, stderr: str) -> str:
+    """Exit code 2, nothing on stdout, and stderr = log lines, then exactly one `error:` line."""
+    assert exit_code == 2, f"exit {exit_code}\nstdout: {stdout}\nstderr: {stderr}"
+    assert stdout == ""
+    lines = stderr.splitlines()
+    assert lines, "no message on stderr"
+    assert lines[-1].startswith("error: "), stderr
+    assert all(LOG_LINE.match(line) for line in lines[:-1]), (
+        f"the message is not one line (or a traceback came with it):\n{stderr}"
+    )
+    return lines[-1]
+
+
+def cli_error(*args: object) -> str:
+    """Runs a command in this process (conftest.cli) that must fail with a one-line user error."""
+    from conftest import cli  # pytest's side only: run as a script, this module needs no pytest
+
+    result = cli(*args, expect=None)
+    return error_line(result.exit_code, result.stdout, result.stderr)
+
+
+def process_error(outcome: Outcome) -> str:
+    """The one-line user error of a command that ran as a real process."""
+    return error_line(outcome.returncode, outcome.stdout, outcome.stderr)
+
+
+def flat(text: str) -> str:
+    """Whitespace-normalised text (rich wraps long lines at the console width)."""
+    return " ".join(text.split())
+
+
 def output_digests(directory: Path, pattern: str = "batch*.root") -> dict[str, str]:
     """sha256 of every output file of a directory, by name."""
     return {path.name: sha256_of(path) for path in sorted(directory.glob(pattern))}
@@ -383,3 +416,10 @@ if __name__ == "__main__":
     # the directory of this file is first on sys.path: keep the tests' modules out of reach
     sys.path.pop(0)
     main(sys.argv[1:])
+
+
+def plan_scratch(workdir: Path) -> Path:
+    """The scratch directory of a working directory's plan (`scratch/balanced-batches-<id>`
+    under the default scratch root), or where it would be while none exists."""
+    made = sorted((workdir / "scratch").glob("balanced-batches-*"))
+    return made[0] if made else workdir / "scratch" / "balanced-batches-none"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from balanced_batches.catalog import CATALOG_NAME, Catalog
+from balanced_batches.catalog import CATALOG_NAME, SCHEMA_VERSION, Catalog
 from balanced_batches.errors import CatalogError
 
 N_REGIONS = 12
@@ -69,7 +70,7 @@ def test_open_with_create_makes_the_directory_and_reopens(tmp_path: Path) -> Non
     assert (workdir / CATALOG_NAME).is_file()
     again = Catalog.open(workdir)
     assert again.get_meta("answer") == {"value": [1, 2.5, "x", None]}
-    assert again.get_meta("schema_version") == 1
+    assert again.get_meta("schema_version") == SCHEMA_VERSION
     again.close()
 
 
@@ -275,11 +276,11 @@ def test_units_start_pending(catalog: Catalog) -> None:
     assert catalog.unit_states("write") == {0: "pending", 1: "pending"}
     assert catalog.unit_states("other") == {}
     assert catalog.unit_rows() == [
-        ("read", 0, "pending", 0, None),
-        ("read", 1, "pending", 0, None),
-        ("read", 2, "pending", 0, None),
-        ("write", 0, "pending", 0, None),
-        ("write", 1, "pending", 0, None),
+        ("read", 0, "pending", 0, None, None),
+        ("read", 1, "pending", 0, None, None),
+        ("read", 2, "pending", 0, None, None),
+        ("write", 0, "pending", 0, None, None),
+        ("write", 1, "pending", 0, None, None),
     ]
 
 
@@ -293,7 +294,7 @@ def test_failures_count_attempts_and_results_are_kept(catalog: Catalog) -> None:
     catalog.set_unit("read", 1, "failed", error="boom")
     rows = {
         index: (status, attempts, error)
-        for _, index, status, attempts, error in catalog.unit_rows()
+        for _, index, status, attempts, error, _ in catalog.unit_rows()
     }
     assert rows == {0: ("done", 2, None), 1: ("failed", 1, "boom")}
     assert catalog.unit_states("read") == {0: "done", 1: "failed"}
@@ -313,7 +314,7 @@ def test_reset_units_starts_afresh(catalog: Catalog) -> None:
     catalog.set_unit("read", 1, "failed", error="x")
     catalog.set_unit("write", 0, "done", result=1)
     catalog.reset_units({"read": 1})
-    assert catalog.unit_rows() == [("read", 0, "pending", 0, None)]
+    assert catalog.unit_rows() == [("read", 0, "pending", 0, None, None)]
     assert catalog.unit_results("write") == {}
 
 
@@ -326,7 +327,7 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     catalog.close()
     again = Catalog.open(tmp_path)
     assert again.counts_matrix(N_REGIONS)[1][0, 4] == 2
-    assert again.unit_rows() == [("read", 0, "failed", 1, "x")]
+    assert again.unit_rows() == [("read", 0, "failed", 1, "x", None)]
     again.close()
 
 
@@ -336,3 +337,58 @@ def test_a_failed_transaction_changes_nothing(catalog: Catalog) -> None:
         db.execute("DELETE FROM files")
         raise RuntimeError("interrupted")
     assert [r.path for r in catalog.files()] == ["/d/A_1.root"]
+
+
+def test_units_handed_out_record_when(catalog: Catalog) -> None:
+    catalog.reset_units({"read": 2})
+    before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    catalog.mark_running("read", [1])
+    rows = catalog.unit_rows()
+    assert (rows[0].status, rows[0].started) == ("pending", None)
+    assert rows[1].status == "running"
+    assert before <= datetime.datetime.fromisoformat(rows[1].started or "")
+
+
+def test_written_files_are_remembered_until_forgotten(catalog: Catalog) -> None:
+    catalog.record_written("output", [("/o/batch0.root", 10), ("/o/provenance.json", None)])
+    catalog.record_written("report", [("/r/report.html", 5)])
+    catalog.record_written("output", [("/o/batch0.root", 12)])
+    assert catalog.written("output") == {"/o/batch0.root": 12, "/o/provenance.json": None}
+    catalog.forget_written(["/o/batch0.root"])
+    assert catalog.written("output") == {"/o/provenance.json": None}
+    assert catalog.written("report") == {"/r/report.html": 5}
+
+
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE units (
+    kind TEXT NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, error TEXT, result TEXT,
+    PRIMARY KEY (kind, idx)
+) WITHOUT ROWID;
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO units VALUES ('write', 0, 'done', 1, NULL,
+    '{"outputs": [{"index": 0, "path": "/o/batch0.root", "size": 7}]}');
+INSERT INTO units VALUES ('read', 0, 'running', 0, NULL, NULL);
+"""
+
+
+def test_a_catalog_of_schema_1_is_brought_up_to_date(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / CATALOG_NAME) as old:
+        old.executescript(SCHEMA_1)
+    catalog = Catalog.open(tmp_path)
+    assert catalog.get_meta("schema_version") == SCHEMA_VERSION
+    assert catalog.written("output") == {"/o/batch0.root": 7}  # its outputs are ours
+    assert catalog.unit_rows()[0] == ("read", 0, "running", 0, None, None)
+    catalog.close()
+
+
+def test_a_full_disk_is_a_one_line_catalog_error(tmp_path: Path) -> None:
+    catalog = Catalog.open(tmp_path, create=True)
+    catalog._db.execute(
+        f"PRAGMA max_page_count = {catalog._db.execute('PRAGMA page_count').fetchone()[0]}"
+    )
+    with pytest.raises(CatalogError, match=r"database or disk is full") as info:
+        catalog.record_written("output", [(f"/o/{i:0200d}", i) for i in range(1000)])
+    assert str(info.value).startswith(str(tmp_path / CATALOG_NAME) + ": ")
+    catalog.close()

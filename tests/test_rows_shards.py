@@ -257,9 +257,9 @@ def test_incomplete_parts_are_rejected_and_removed(tmp_path: Path) -> None:
     assert len(all_parts(tmp_path)) == 8
     assert parts_of_read_unit(tmp_path, 1) == sorted(p for p in bad if p.name.startswith("r000001"))
     leftovers = [good.parent / f".{part_path(tmp_path, r, 5).name}.part123" for r in (1, 3)]
-    for leftover in leftovers:
-        leftover.mkdir()
-        (leftover / "x").write_bytes(b"x")
+    for leftover, r in zip(leftovers, (1, 3), strict=True):
+        leftover.mkdir()  # as an interrupted `atomic_path` leaves it
+        (leftover / part_path(tmp_path, r, 5).name).write_bytes(b"x")
     remove_parts_of_read_unit(tmp_path, 1)
     remove_parts_of_read_unit(tmp_path / "elsewhere", 1)  # nothing there: no error
     assert parts_of_read_unit(tmp_path, 1) == [] and len(all_parts(tmp_path)) == 6

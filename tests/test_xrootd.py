@@ -35,6 +35,7 @@ from conftest import (
     read_output,
     reference_plan_args,
 )
+from faults_util import plan_scratch
 from xrootd_server import XRootDServer, free_port, missing_requirement
 
 _MISSING = missing_requirement()
@@ -193,7 +194,7 @@ def test_server_stopped_mid_run(
     command = [str(EXECUTABLE), "run", "--workdir", str(workdir), "--workers", "1"]
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
         # stop the server once the first input file has been read
-        while not all_parts(workdir / "scratch") and run.poll() is None:
+        while not all_parts(plan_scratch(workdir)) and run.poll() is None:
             time.sleep(0.005)
         server.stop()
         stopped = time.monotonic()
@@ -300,7 +301,7 @@ def test_any_fsspec_url_is_a_remote_output_directory(tmp_path: Path) -> None:
     local.parent.mkdir()
     local.write_bytes(os.urandom(100_000))
     outputs = remote.output_directory("memory://bb-test/out", tmp_path / "staging")
-    assert outputs.prepare() == 0
+    assert outputs.prepare(["batch0.parquet"]) == 0
     size, checksum = local.stat().st_size, adler32(local)
     published = outputs.publish(local)  # the staged file is removed once copied
     assert published == remote.Published("memory://bb-test/out/batch0.parquet", size, checksum)

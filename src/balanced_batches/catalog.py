@@ -7,6 +7,7 @@ only the client process (never a worker) writes.
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import io
 import json
@@ -17,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from .errors import CatalogError
 log = logging.getLogger(__name__)
 CATALOG_NAME = "balanced-batches.sqlite"
 LOCK_NAME = "balanced-batches.lock"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -59,9 +60,17 @@ CREATE TABLE IF NOT EXISTS units (
     attempts INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     result TEXT,
+    started TEXT,
     PRIMARY KEY (kind, idx)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS written (
+    location TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    size INTEGER
+) WITHOUT ROWID;
 """
+# what schema 1 lacked: the start of running units and the files this tool wrote
+_MIGRATIONS = {1: ("ALTER TABLE units ADD COLUMN started TEXT",)}
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,27 @@ class FileRecord:
     error: str | None
 
 
+class UnitRow(NamedTuple):
+    """A row of the `units` table."""
+
+    kind: str
+    unit: int
+    status: str
+    attempts: int
+    error: str | None
+    started: str | None  # when it was last handed to a worker (ISO, UTC)
+
+
+@contextmanager
+def catalog_errors(path: Path) -> Iterator[None]:
+    """Turns what SQLite reports about the catalog's file (disk full, read-only, not a
+    database) into one-line CatalogErrors naming it."""
+    try:
+        yield
+    except sqlite3.DatabaseError as err:
+        raise CatalogError(f"{path}: {err}") from err
+
+
 def _prefix_match(prefix: str) -> tuple[int, str]:
     # compared literally: LIKE would treat "_" and "%" as wildcards and ignore case
     return len(prefix) + 1, prefix + "."
@@ -93,15 +123,45 @@ class Catalog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        version = self.get_meta("schema_version")
-        if version is None:
+        with catalog_errors(path):
+            self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            version = self._stored_version()
+            if version is not None and version > SCHEMA_VERSION:
+                raise CatalogError(
+                    f"{path}: catalog schema {version}, made by a newer balanced-batches "
+                    f"(this one reads schema {SCHEMA_VERSION} and older)"
+                )
+            if version == SCHEMA_VERSION:
+                return  # opening changes nothing: commands that fail leave it as it was
+            self._db.executescript(_SCHEMA)
+            if version is not None:
+                self._migrate(version)
             self.set_meta("schema_version", SCHEMA_VERSION)
-        elif version != SCHEMA_VERSION:
-            raise CatalogError(f"{path}: catalog schema {version}, expected {SCHEMA_VERSION}")
+
+    def _stored_version(self) -> int | None:
+        exists = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        if exists is None:
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return None if row is None else int(json.loads(row[0]))
+
+    def _migrate(self, version: int) -> None:
+        """Brings an older catalog up to date; the outputs its finished write units recorded
+        are taken into `written`, since this tool wrote them."""
+        with self.transaction() as db:
+            for old in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS.get(old, ()):
+                    db.execute(statement)
+            for result in self.unit_results("write").values():
+                for output in result.get("outputs", ()):
+                    db.execute(
+                        "INSERT OR REPLACE INTO written (location, kind, size) VALUES (?, ?, ?)",
+                        (output["path"], "output", output.get("size")),
+                    )
 
     @classmethod
     def open(cls, workdir: Path, create: bool = False) -> Catalog:
@@ -122,13 +182,15 @@ class Catalog:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """All statements inside commit together or not at all."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with catalog_errors(self.path):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:  # SQLite ends it itself on some errors (disk full)
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # -- meta ---------------------------------------------------------------
     def get_meta(self, key: str) -> Any:
@@ -138,13 +200,15 @@ class Catalog:
 
     def set_meta(self, key: str, value: Any) -> None:
         """Stores a JSON value under `key`."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
-        )
+        with catalog_errors(self.path):
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
+            )
 
     def delete_meta(self, key: str) -> None:
         """Removes `key`."""
-        self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        with catalog_errors(self.path):
+            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
 
     # -- files and counts ---------------------------------------------------
     def files(self) -> list[FileRecord]:
@@ -266,13 +330,14 @@ class Catalog:
         rows = self._db.execute("SELECT idx, status FROM units WHERE kind = ?", (kind,))
         return {index: status for index, status in rows}
 
-    def unit_rows(self) -> list[tuple[str, int, str, int, str | None]]:
-        """(kind, index, status, attempts, error) of every unit."""
-        return list(
-            self._db.execute(
-                "SELECT kind, idx, status, attempts, error FROM units ORDER BY kind, idx"
+    def unit_rows(self) -> list[UnitRow]:
+        """Every unit, by kind and index."""
+        return [
+            UnitRow(*row)
+            for row in self._db.execute(
+                "SELECT kind, idx, status, attempts, error, started FROM units ORDER BY kind, idx"
             )
-        )
+        ]
 
     def set_unit(
         self, kind: str, index: int, status: str, error: str | None = None, result: Any = None
@@ -294,13 +359,35 @@ class Catalog:
             )
 
     def mark_running(self, kind: str, indices: Sequence[int]) -> None:
-        """Marks units as handed to workers (one transaction); a crash leaves them `running`,
-        which later runs treat like `pending`."""
+        """Marks units as handed to workers, with the time (one transaction); a crash leaves
+        them `running`, which later runs treat like `pending` and `status` shows as
+        interrupted."""
+        started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         with self.transaction() as db:
             db.executemany(
-                "UPDATE units SET status='running' WHERE kind=? AND idx=?",
-                [(kind, index) for index in indices],
+                "UPDATE units SET status='running', started=? WHERE kind=? AND idx=?",
+                [(started, kind, index) for index in indices],
             )
+
+    # -- files this tool wrote ------------------------------------------------
+    def record_written(self, kind: str, files: Sequence[tuple[str, int | None]]) -> None:
+        """Remembers files this tool wrote, (location, size): only those may it later
+        replace or delete."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO written (location, kind, size) VALUES (?, ?, ?)",
+                [(location, kind, size) for location, size in files],
+            )
+
+    def written(self, kind: str) -> dict[str, int | None]:
+        """Locations (with sizes) of the files of a kind this tool wrote and has not deleted."""
+        rows = self._db.execute("SELECT location, size FROM written WHERE kind = ?", (kind,))
+        return {location: size for location, size in rows}
+
+    def forget_written(self, locations: Sequence[str]) -> None:
+        """Forgets files this tool deleted."""
+        with self.transaction() as db:
+            db.executemany("DELETE FROM written WHERE location = ?", [(x,) for x in locations])
 
     def unit_results(self, kind: str) -> dict[int, Any]:
         """Result records of the finished units of a kind."""
@@ -321,16 +408,18 @@ def workdir_lock(workdir: Path, *, shared: bool = False) -> Iterator[None]:
     the commands that take the directory alone (count, plan, run), and those keep them out.
     The lock file names the holder, for the message of a command that is refused.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / LOCK_NAME
     # jobs write the same note at the same place, so jobs starting together cannot mix it
     note = (JOBS_NOTE if shared else f"balanced-batches pid {os.getpid()}").encode()
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise CatalogError(f"cannot lock {path}: {err.strerror or err}") from None
     try:
         locked = _lock(descriptor, path, shared)
         if locked:
-            os.pwrite(descriptor, note, 0)
-            os.ftruncate(descriptor, len(note))
+            _write_note(descriptor, path, note)
         try:
             yield
         finally:
@@ -338,6 +427,36 @@ def workdir_lock(workdir: Path, *, shared: bool = False) -> Iterator[None]:
                 if not shared or _last_holder(descriptor):
                     os.ftruncate(descriptor, 0)
                 fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
+
+
+def _write_note(descriptor: int, path: Path, note: bytes) -> None:
+    """Names the holder in the lock file; a full disk leaves the lock taken, unnamed."""
+    try:
+        os.pwrite(descriptor, note, 0)
+        os.ftruncate(descriptor, len(note))
+    except OSError as err:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        raise CatalogError(f"cannot lock {path}: {err.strerror or err}") from None
+
+
+def lock_holder(workdir: Path) -> str | None:
+    """Who holds the working directory now (as its lock file names them), or None."""
+    path = workdir / LOCK_NAME
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(descriptor, 4096, 0).decode(errors="replace").strip() or "a process"
+        except OSError:
+            return None  # no locks on this file system: nobody can be told apart
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        return None
     finally:
         os.close(descriptor)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import os
@@ -15,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from . import __version__
-from .catalog import workdir_lock
+from .catalog import lock_holder, workdir_lock
 from .errors import BalancedBatchesError, CheckFailed, ConfigError
 from .stages import WORKER_MODULES, Command
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     help="Balanced, shuffled training files from many ROOT n-tuples.\n\n"
     "Pipeline: count -> summary -> plan -> run (or make --job) -> check.",
 )
@@ -40,6 +41,10 @@ ClusterOption = Annotated[
     str | None,
     typer.Option(help="htcondor or slurm: Dask workers as batch jobs (--workers of them)."),
 ]
+OverwriteOption = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Replace files that balanced-batches did not write."),
+]
 WorkersOption = Annotated[
     int | None,
     typer.Option(
@@ -49,6 +54,25 @@ WorkersOption = Annotated[
         help="Local worker processes (default: one per core); with --cluster, batch jobs.",
     ),
 ]
+
+
+# what the file system answers when it is full, read-only, or not the user's to write
+ENVIRONMENT_ERRORS = frozenset(
+    {
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.ENAMETOOLONG,
+        errno.EIO,
+    }
+)
 
 
 def user_errors(command: F) -> F:
@@ -66,6 +90,12 @@ def user_errors(command: F) -> F:
             raise typer.Exit(1) from None
         except BalancedBatchesError as err:
             typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as err:
+            if err.errno not in ENVIRONMENT_ERRORS:
+                raise  # a programming error: its traceback is wanted
+            where = f"{err.filename}: " if err.filename else ""
+            typer.echo(f"error: {where}{err.strerror or err}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: rerun the same command to resume", err=True)
@@ -182,7 +212,8 @@ def generate(
     workers: Annotated[int, typer.Option(min=1)] = os.cpu_count() or 1,
     verbose: VerboseOption = False,
 ) -> None:
-    """Generate a synthetic TauTuple-like dataset (CMS crab layout) and its file list."""
+    """A synthetic TauTuple dataset (CMS crab layout) and its file list."""
+    from .display import RichReporter
     from .generate import GenerateOptions, generate_dataset
 
     options = GenerateOptions(
@@ -194,7 +225,7 @@ def generate(
         max_samples=max_samples,
         like_file_list=like_file_list,
     )
-    file_list = generate_dataset(options, workers=workers)
+    file_list = generate_dataset(options, workers=workers, reporter=RichReporter())
     typer.echo(f"file list: {file_list}")
 
 
@@ -221,7 +252,7 @@ def count(
     files_per_job: Annotated[int | None, typer.Option(hidden=True)] = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Count candidates per region in every new or changed input file."""
+    """Count candidates per region in new or changed input files."""
     _start_local_workers("count", workers, scheduler, cluster)
     from .catalog import Catalog
     from .display import RichReporter
@@ -297,7 +328,7 @@ def summary(
     ] = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Counts per process key and region, and the batches and reuse a plan would give."""
+    """Counts per region, and the batches a plan would give."""
     from .catalog import Catalog
     from .display import batches_line, stdout, summary_tables
     from .stages.summary import summarize, write_summary_json
@@ -338,23 +369,28 @@ def plan(
     max_reuse: MaxReuseOption = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the plan and shuffles.")] = None,
     output_directory: Annotated[str | None, typer.Option(help="Where batches go.")] = None,
-    batches_per_file: Annotated[int | None, typer.Option(min=1)] = None,
+    batches_per_file: Annotated[
+        int | None, typer.Option(min=1, help="Batches in each output file (default 1).")
+    ] = None,
     output_format: Annotated[
         str | None, typer.Option("--format", help="root, rntuple or parquet.")
     ] = None,
     compression: Annotated[
         str | None, typer.Option(help="e.g. zstd:5, lz4:4, zlib:1, none.")
     ] = None,
-    summary_only: Annotated[bool, typer.Option(help="Only write summary.json.")] = False,
+    summary_only: Annotated[
+        bool, typer.Option("--summary-only", help="Only write summary.json.")
+    ] = False,
+    overwrite: OverwriteOption = False,
     prod_campaign: Annotated[str | None, typer.Option(hidden=True)] = None,
     process_types: Annotated[Path | None, typer.Option(help="Original process_types.yaml.")] = None,
     pt_abseta_bins: Annotated[Path | None, typer.Option(help="Original binning.yaml.")] = None,
     jobconfigs_directory: Annotated[Path | None, typer.Option(hidden=True)] = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Plan balanced batches from the counts (stored in the catalog)."""
+    """Plan the balanced batches from the counts."""
     from .catalog import Catalog
-    from .stages.plan import count_table, plan_batches, summary_json
+    from .stages.plan import count_table, plan_batches, plan_size, summary_json
     from .storage import write_json
 
     workdir = workdir.resolve()
@@ -368,6 +404,7 @@ def plan(
             "output.batches_per_file": batches_per_file,
             "output.format": output_format,
             "output.compression": compression,
+            "output.overwrite": True if overwrite else None,
             "inputs.campaign": prod_campaign,
             "process_types": process_types,
             "binning": pt_abseta_bins,
@@ -388,6 +425,7 @@ def plan(
         f" candidates into {result.n_output_files} files in {directory}; "
         f"{len(result.read_files)} read jobs + {result.n_write_units} write jobs"
     )
+    typer.echo(f"the plan will write {plan_size(catalog, result).describe()}")
 
 
 @app.command()
@@ -397,10 +435,17 @@ def run(
     workers: WorkersOption = None,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address.")] = None,
     cluster: ClusterOption = None,
-    keep_scratch: Annotated[bool, typer.Option(help="Keep intermediate parts.")] = False,
+    keep_scratch: Annotated[
+        bool, typer.Option("--keep-scratch", help="Keep the intermediate parts.")
+    ] = False,
+    overwrite: OverwriteOption = False,
+    no_space_check: Annotated[
+        bool,
+        typer.Option("--no-space-check", help="Start even if the disks look too full."),
+    ] = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Make every planned batch (resumes where an interrupted run stopped)."""
+    """Make every planned batch (resumes an interrupted run)."""
     _start_local_workers("run", workers, scheduler, cluster)
     from .catalog import Catalog
     from .display import RichReporter
@@ -416,7 +461,15 @@ def run(
         try:
             stored_plan = load_plan(catalog)
             outcome = run_plan(
-                catalog, stored_plan, settings, engine, workdir, RichReporter(), keep_scratch
+                catalog,
+                stored_plan,
+                settings,
+                engine,
+                workdir,
+                RichReporter(),
+                keep_scratch=keep_scratch,
+                overwrite=overwrite,
+                space_check=not no_space_check,
             )
         finally:
             engine.close()
@@ -437,7 +490,7 @@ def make(
     workdir: WorkdirOption = Path("."),
     verbose: VerboseOption = False,
 ) -> None:
-    """Run one unit of the plan the way a batch job does (`--job I`), or list the units."""
+    """Run one unit of the plan as a batch job does, or list them."""
     from .catalog import Catalog
     from .jobs import JobSpec
     from .stages.plan import load_plan
@@ -470,16 +523,21 @@ def make(
 def export_jobs_command(
     system: Annotated[str, typer.Option(help="htcondor or slurm.")] = "htcondor",
     directory: Annotated[Path, typer.Option(help="Where submit files go.")] = Path("jobs"),
-    only_missing: Annotated[bool, typer.Option(help="Only jobs not finished yet.")] = False,
+    only_missing: Annotated[
+        bool, typer.Option("--only-missing", help="Only jobs not finished yet.")
+    ] = False,
+    overwrite: OverwriteOption = False,
     workdir: WorkdirOption = Path("."),
     verbose: VerboseOption = False,
 ) -> None:
-    """Write submit files (HTCondor DAG or Slurm arrays) that run the plan as batch jobs."""
+    """Submit files that run the plan as HTCondor or Slurm jobs."""
     from .catalog import Catalog
     from .engines.batch import export_jobs, fold_records
     from .jobs import spec_from_catalog
+    from .remote import output_directory
+    from .stages.make import output_names
     from .stages.plan import load_plan
-    from .stages.run import reopen_lost_outputs
+    from .stages.run import claim_outputs, reopen_lost_outputs
     from .storage import branch_layout, opened_tree
 
     workdir = workdir.resolve()
@@ -499,6 +557,8 @@ def export_jobs_command(
             layout = branch_layout(tree, first)
         job_spec = dataclasses.replace(job_spec, layout=layout)
     job_spec = dataclasses.replace(job_spec, records=str(records))
+    names = output_names(settings.output.name, settings.output.format, stored_plan.n_output_files)
+    claim_outputs(catalog, output_directory(settings.output.directory), names, settings, overwrite)
     pending = None
     if only_missing:
         n_reads = len(stored_plan.read_files)
@@ -520,7 +580,7 @@ def status(
     workdir: WorkdirOption = Path("."),
     verbose: VerboseOption = False,
 ) -> None:
-    """States of the files and of the plan's jobs, with the reasons of failures."""
+    """What is done, what failed and why."""
     from rich.table import Table
 
     from .catalog import Catalog
@@ -545,21 +605,38 @@ def status(
     if not rows:
         stdout.print("no plan: run 'balanced-batches plan'")
         return
+    holder = lock_holder(workdir.resolve())
     table = Table(title="jobs", title_justify="left")
-    columns = ("pending", "running", "done", "failed")
+    columns = ("pending", "running", "interrupted", "done", "failed")
     for column in ("kind", *columns):
         table.add_column(column, justify="right")
+    shown = [(row, _shown_state(row.status, holder)) for row in rows]
     for kind in ("read", "write"):
-        states = [status for k, _, status, _, _ in rows if k == kind]
+        states = [state for row, state in shown if row.kind == kind]
         table.add_row(kind, *(str(states.count(state)) for state in columns))
     stdout.print(table)
-    for kind, index, state, attempts, error in rows:
-        if state == "failed":
+    if holder is not None and any(state == "running" for _, state in shown):
+        stdout.print(f"in progress: {escape(holder)}")
+    interrupted = [row for row, state in shown if state == "interrupted"]
+    if interrupted:
+        last = max(row.started or "" for row in interrupted)
+        stdout.print(
+            f"  [yellow]interrupted[/] {len(interrupted)} units handed out at {last or 'unknown'}"
+            " by a command that is no longer running; 'run' redoes them"
+        )
+    for row in rows:
+        if row.status == "failed":
             stdout.print(
-                f"  [red]failed[/] {kind} unit {index} ({attempts} attempts): "
-                + escape(error or ""),
+                f"  [red]failed[/] {row.kind} unit {row.unit} ({row.attempts} attempts): "
+                + escape(row.error or ""),
                 soft_wrap=True,
             )
+
+
+def _shown_state(status: str, holder: str | None) -> str:
+    """A unit's state as `status` shows it: `running` only while a command holds the
+    working directory (else it was interrupted)."""
+    return "interrupted" if status == "running" and holder is None else status
 
 
 @app.command()
@@ -574,15 +651,16 @@ def check(
     ] = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Re-read the outputs: counts per file and region, plan membership, sampled rows vs sources."""
+    """Verify the outputs against the plan and their sources."""
     from .catalog import Catalog
+    from .display import RichReporter
     from .stages.check import check_outputs
     from .stages.plan import load_plan
 
     workdir = workdir.resolve()
     catalog = Catalog.open(workdir)
     settings = resolve_config(workdir, None, {}, stored_key="plan_config")
-    report = check_outputs(catalog, load_plan(catalog), settings, sample)
+    report = check_outputs(catalog, load_plan(catalog), settings, sample, RichReporter())
     typer.echo(
         f"checked {report.files} files, {report.rows} rows, {report.sampled} rows compared "
         "with their source entries"
@@ -595,7 +673,8 @@ def check(
     if with_report:
         from .stages.report import write_report
 
-        typer.echo(f"report: {write_report(catalog, settings, workdir / 'report')}")
+        html = write_report(catalog, settings, workdir / "report", reporter=RichReporter())
+        typer.echo(f"report: {html}")
 
 
 @app.command()
@@ -605,16 +684,21 @@ def report(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Directory (default: WORKDIR/report).")
     ] = None,
+    overwrite: OverwriteOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Plots and one self-contained HTML page of the counts, the plan and the outputs."""
+    """Plots and one HTML page of the counts, the plan and the outputs."""
     from .catalog import Catalog
+    from .display import RichReporter
     from .stages.report import write_report
 
     workdir = workdir.resolve()
     catalog = Catalog.open(workdir)
     settings = resolve_config(workdir, None, {}, stored_key="plan_config")
-    typer.echo(write_report(catalog, settings, (output or workdir / "report").resolve()))
+    directory = (output or workdir / "report").resolve()
+    typer.echo(
+        write_report(catalog, settings, directory, overwrite=overwrite, reporter=RichReporter())
+    )
 
 
 def version_callback(value: bool) -> None:

@@ -41,6 +41,8 @@ STANDARD_TYPES: dict[str, str] = {
 MAX_BINS = 100_000
 _TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _COMPRESSION = re.compile(r"^(none|(zlib|lzma|lz4|zstd)(:\d{1,2})?)$", re.IGNORECASE)
+# the levels each algorithm takes (uproot's and ROOT's limits)
+COMPRESSION_LEVELS = {"zlib": 9, "lzma": 9, "lz4": 12, "zstd": 22}
 
 
 class _Model(BaseModel):
@@ -147,12 +149,19 @@ class OutputConfig(_Model):
     format: OutputFormat = "root"
     compression: str = "zstd:5"
     batches_per_file: int = Field(default=1, gt=0)
+    overwrite: bool = Field(
+        default=False, description="replace planned output files this tool did not write"
+    )
 
     @field_validator("compression")
     @classmethod
     def _known_compression(cls, value: str) -> str:
         if not _COMPRESSION.match(value):
             raise ValueError("expected none, zlib, lzma, lz4 or zstd, optionally with :LEVEL")
+        algorithm, _, level = value.lower().partition(":")
+        highest = COMPRESSION_LEVELS.get(algorithm)
+        if highest is not None and level and int(level) > highest:
+            raise ValueError(f"{algorithm} levels go from 0 to {highest}")
         return value.lower()
 
     @field_validator("name")
@@ -160,6 +169,12 @@ class OutputConfig(_Model):
     def _has_index(cls, value: str) -> str:
         if "{index}" not in value or "/" in value:
             raise ValueError("must contain {index} and no '/'")
+        if value.startswith(".") or any(not c.isprintable() for c in value):
+            raise ValueError("must not start with '.' or hold control characters")
+        try:
+            value.format(index=0)
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"braces other than {{index}} ({err})") from None
         return value
 
 
@@ -299,8 +314,11 @@ def load_project(path: Path) -> ProjectConfig:
     if isinstance(data.get("binning"), str):
         data["binning"] = load_binning(Path(_resolve_relative(data["binning"], base))).model_dump()
     inputs = data.get("inputs")
-    if isinstance(inputs, dict) and isinstance(inputs.get("file_list"), str):
-        data["inputs"] = {**inputs, "file_list": _resolve_relative(inputs["file_list"], base)}
+    if isinstance(inputs, dict):
+        for key in ("file_list", "glob"):
+            if isinstance(inputs.get(key), str):
+                inputs = {**inputs, key: _resolve_relative(inputs[key], base)}
+        data["inputs"] = inputs
     output = data.get("output")
     if isinstance(output, dict) and isinstance(output.get("directory"), str):
         data["output"] = {**output, "directory": _resolve_relative(output["directory"], base)}

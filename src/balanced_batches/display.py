@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # the summary stage imports uproot, which commands without I/
     from .stages.summary import Summary
 
 T = TypeVar("T")
+_log = logging.getLogger("balanced_batches")
 console = Console(stderr=True)
 # wide enough for a pT x |eta| table when the output goes to a file or a pipe
 stdout = Console(width=None if sys.stdout.isatty() else 200)
@@ -60,11 +62,18 @@ class RateColumn(ProgressColumn):
 
 
 class RichReporter:
-    """A progress bar with counts, rate and remaining time."""
+    """A progress bar with counts, rate and remaining time on a terminal; elsewhere (batch
+    logs, pipes) a log line every `log_interval_s` seconds and one at the end."""
+
+    def __init__(self, log_interval_s: float = 10.0) -> None:
+        self.log_interval_s = log_interval_s
 
     def track(self, results: Iterable[T], total: int, description: str) -> Iterator[T]:
-        """Passes results through while advancing a bar."""
+        """Passes results through while showing progress."""
         if total == 0:
+            return
+        if not console.is_terminal:
+            yield from self._logged(results, total, description)
             return
         columns = (
             TextColumn("{task.description}"),
@@ -74,12 +83,25 @@ class RichReporter:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+        with Progress(*columns, console=console) as progress:
             task = progress.add_task(description, total=total)
             for result in results:
                 progress.advance(task)
                 yield result
-        logging.getLogger("balanced_batches").info("%s: %d done", description, total)
+        _log.info("%s: %d done", description, total)
+
+    def _logged(self, results: Iterable[T], total: int, description: str) -> Iterator[T]:
+        start = time.monotonic()
+        next_line = start + self.log_interval_s
+        done = 0
+        for result in results:
+            done += 1
+            now = time.monotonic()
+            if now >= next_line and done < total:
+                _log.info("%s: %d of %d done (%.0f s)", description, done, total, now - start)
+                next_line = now + self.log_interval_s
+            yield result
+        _log.info("%s: %d done in %.0f s", description, done, time.monotonic() - start)
 
 
 def summary_tables(summary: Summary, show_reuse: bool) -> list[Table]:
@@ -155,8 +177,11 @@ def batches_line(summary: Summary) -> str:
         return f"no plan possible: {summary.plan_problem}"
     reuse = summary.reuse()
     planned = reuse[reuse > 0]
-    return (
+    line = (
         f"{summary.n_batches} batches of {summary.per_batch} candidates per region; "
         f"{planned.size} regions planned, reuse median x{np.median(planned):.2f}, "
         f"max x{planned.max():.1f}; {int((planned > 1).sum())} regions reused"
     )
+    if summary.size is not None:
+        line += f"\nthe plan would write {summary.size.describe()}"
+    return line

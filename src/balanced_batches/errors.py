@@ -23,5 +23,13 @@ class PlanError(BalancedBatchesError):
     """The requested plan cannot be made from the counted candidates."""
 
 
+class ForeignFileError(BalancedBatchesError):
+    """A file this tool did not write is where it would write one (`--overwrite` replaces it)."""
+
+
+class EngineError(BalancedBatchesError):
+    """The workers cannot be reached or started (a Dask scheduler's address, a batch system)."""
+
+
 class CheckFailed(BalancedBatchesError):
     """`check` found outputs that differ from the plan."""

@@ -76,10 +76,14 @@ class Expression:
     text: str
     tree: ast.Expression = field(repr=False, compare=False)
     branches: frozenset[str]
+    key: str = ""  # where it was configured (`types.jet`), for messages
 
     def evaluate(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Evaluates over flat per-candidate arrays; the result has one value per candidate."""
-        return np.asarray(_evaluate(self.tree.body, arrays))
+        """Evaluates over flat per-candidate arrays; the result has one value per candidate.
+        Undefined values (a log of 0, a division by 0) become inf or NaN without a warning:
+        they fall in no bin."""
+        with np.errstate(all="ignore"):
+            return np.asarray(_evaluate(self.tree.body, arrays))
 
 
 def parse_expression(text: str, where: str) -> Expression:
@@ -99,11 +103,17 @@ def parse_expression(text: str, where: str) -> Expression:
         elif isinstance(node, ast.Name):
             if node.id not in _FUNCTIONS and node.id not in _CONSTANTS:
                 names.add(node.id)
+        elif isinstance(node, ast.Constant) and (
+            isinstance(node.value, complex) or not isinstance(node.value, int | float)
+        ):
+            raise ConfigError(
+                f"{where}: expression {text!r} is not numeric: {node.value!r} is not a number"
+            )
         elif not isinstance(node, _ALLOWED_NODES):
             raise ConfigError(
                 f"{where}: expression {text!r} uses {type(node).__name__}, which is not allowed"
             )
-    return Expression(text=text, tree=tree, branches=frozenset(names))
+    return Expression(text=text, tree=tree, branches=frozenset(names), key=where)
 
 
 _ALLOWED_NODES = (
@@ -127,7 +137,8 @@ _ALLOWED_NODES = (
 
 def _evaluate(node: ast.AST, arrays: Mapping[str, np.ndarray]) -> Any:
     if isinstance(node, ast.Constant):
-        return node.value
+        # numpy scalars, so that `1 / 0` is inf like every other division, not an exception
+        return np.float64(node.value)  # type: ignore[arg-type]  # numbers only (parse_expression)
     if isinstance(node, ast.Name):
         if node.id in _CONSTANTS:
             return _CONSTANTS[node.id]

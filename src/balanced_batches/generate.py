@@ -16,11 +16,12 @@ import logging
 import multiprocessing
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .engines import Reporter, SilentReporter
 from .samples import CAMPAIGN, PHYSICS_KINDS, SAMPLES, Sample
 from .tautuple_model import CHUNK_ENTRIES as CHUNK_ENTRIES
 from .tautuple_model import PHYSICS_MODELS as PHYSICS_MODELS
@@ -181,9 +182,12 @@ def plan_files(options: GenerateOptions) -> tuple[FileTask, ...]:
     )
 
 
-def generate_dataset(options: GenerateOptions, workers: int = 1) -> Path:
+def generate_dataset(
+    options: GenerateOptions, workers: int = 1, reporter: Reporter | None = None
+) -> Path:
     """Writes the files and <output_dir>/flist.txt (absolute paths, one per line); returns the
-    file-list path. The files are the same whatever ``workers`` is.
+    file-list path. The files are the same whatever ``workers`` is; ``reporter`` shows the
+    progress.
 
     With ``workers > 1`` files are written by a spawn-started process pool, so a script that
     calls this must guard its top level with ``if __name__ == "__main__":``.
@@ -198,15 +202,17 @@ def generate_dataset(options: GenerateOptions, workers: int = 1) -> Path:
         options.output_dir,
         workers,
     )
+    reporter = reporter or SilentReporter()
     if workers == 1:
-        for task in tasks:
+        for task in reporter.track(tasks, len(tasks), "generating files"):
             _run_task(task)
     else:
         # spawn: forking a process that may hold threads (uproot, numpy) is unsafe.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            for _ in pool.map(_run_task, tasks):
-                pass
+            futures = [pool.submit(_run_task, task) for task in tasks]
+            for future in reporter.track(as_completed(futures), len(tasks), "generating files"):
+                future.result()
     flist = Path(options.output_dir).resolve() / "flist.txt"
     tmp = flist.with_name(flist.name + ".tmp")
     tmp.write_text("".join(f"{task.path}\n" for task in tasks))

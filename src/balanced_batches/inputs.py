@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import glob as globbing
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from .config import PILEUP_SCENARIOS, InputsConfig, ProcessType
 from .errors import ConfigError
@@ -64,8 +66,27 @@ def detect_pileup(name: str) -> str | None:
     return None
 
 
+def normalised(path: str, base: Path) -> str:
+    """A path as the catalog stores it, so that one file has one name: a local path made
+    absolute (a relative one is taken from `base`) and normalised (`a/./b`, `a//b` and
+    `a/x/../b` become `a/b`); in a URL's path, `.` segments and repeated slashes after its
+    leading ones are removed (`root://host//store/./x` -> `root://host//store/x`)."""
+    if "://" not in path:
+        return os.path.normpath(os.path.join(base, path))
+    parts = urlsplit(path)
+    if not parts.netloc:
+        return path
+    lead = len(parts.path) - len(parts.path.lstrip("/"))
+    segments = [segment for segment in parts.path[lead:].split("/") if segment not in ("", ".")]
+    return urlunsplit(parts._replace(path=parts.path[:lead] + "/".join(segments)))
+
+
 def list_paths(inputs: InputsConfig) -> list[str]:
-    """Input paths from the file list or glob, prefix replaced, in list order."""
+    """Input paths from the file list or glob, prefix replaced, normalised, in list order.
+
+    Relative paths in a file list are taken from the list's own directory (after the prefix
+    replacement), so that every command finds them from any directory.
+    """
     paths: list[str] = []
     if inputs.file_list:
         try:
@@ -74,15 +95,17 @@ def list_paths(inputs: InputsConfig) -> list[str]:
             raise ConfigError(
                 f"inputs.file_list = {inputs.file_list!r}: cannot read: {err.strerror or err}"
             ) from err
-        paths.extend(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+        base = Path(inputs.file_list).resolve().parent
+        listed = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        paths.extend(normalised(replace_prefix(p, inputs.replace_prefix), base) for p in listed)
     if inputs.glob:
         matched = sorted(globbing.glob(inputs.glob, recursive=True))
         if not matched:
             raise ConfigError(f"inputs.glob = {inputs.glob!r}: matches no file")
-        paths.extend(matched)
+        cwd = Path.cwd()
+        paths.extend(normalised(replace_prefix(p, inputs.replace_prefix), cwd) for p in matched)
     if not paths:
         raise ConfigError("no input files: pass --input-file-list or set inputs.file_list/glob")
-    paths = [replace_prefix(path, inputs.replace_prefix) for path in paths]
     unique = list(dict.fromkeys(paths))
     if len(unique) != len(paths):
         log.warning(

@@ -22,7 +22,7 @@ from .config import ProjectConfig
 from .errors import CatalogError
 from .plan_model import Plan
 from .regions import build_selection
-from .shards import scratch_directory
+from .shards import plan_scratch
 from .stages.make import ReadTask, WriteTask, read_task, write_task
 from .storage import BranchLayout, layout_from_json, layout_to_json, write_json
 
@@ -114,9 +114,8 @@ def spec_from_catalog(
     files = {
         record.id: SourceFile(record.path, record.size, record.mtime) for record in catalog.files()
     }
-    return JobSpec(
-        config, plan, files, stored_layout(catalog), str(scratch_directory(config, workdir))
-    )
+    scratch = plan_scratch(config, workdir, plan.id)
+    return JobSpec(config, plan, files, stored_layout(catalog), str(scratch))
 
 
 @dataclass(frozen=True)

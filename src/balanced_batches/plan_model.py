@@ -9,6 +9,8 @@ stored; every assignment is recomputed where it is needed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -35,6 +37,16 @@ class Plan:
     member_file: np.ndarray = field(repr=False)  # (M,) catalog file id
     member_count: np.ndarray = field(repr=False)  # (M,) candidates of the stream in the file
     created: str = "2000-01-01T00:00:00"  # when the plan was made (ISO, UTC)
+
+    @cached_property
+    def id(self) -> str:
+        """Names this plan (its settings, arrays and when it was made), e.g. in the name of
+        its scratch directory."""
+        parameters, arrays = self.to_arrays()
+        digest = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode())
+        for name in sorted(arrays):
+            digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+        return digest.hexdigest()[:12]
 
     @property
     def n_streams(self) -> int:

@@ -119,12 +119,44 @@ class Selection:
     abseta: Expression
 
     @property
+    def expressions(self) -> tuple[Expression, ...]:
+        """Every expression: the types' in order, then pT's and |eta|'s."""
+        return (*self.type_expressions, self.pt, self.abseta)
+
+    @property
     def branches(self) -> frozenset[str]:
         """Every branch the selection reads."""
-        names: set[str] = set(self.pt.branches | self.abseta.branches)
-        for expression in self.type_expressions:
-            names |= expression.branches
-        return frozenset(names)
+        return frozenset().union(*(expression.branches for expression in self.expressions))
+
+    def check_against(
+        self, tree_branches: Mapping[str, bool], sample: Mapping[str, np.ndarray], source: str
+    ) -> None:
+        """ConfigError naming the key and the expression unless the selection can be
+        evaluated on a tree with these branches (name -> one value per candidate?) and on a
+        sample of its entries; `source` names that tree in the message."""
+        for expression in self.expressions:
+            missing = sorted(expression.branches - tree_branches.keys())
+            if missing:
+                raise ConfigError(
+                    f"{expression.key}: expression {expression.text!r} reads "
+                    f"{_branches(missing)} that {source} lacks"
+                )
+            several = sorted(name for name in expression.branches if not tree_branches[name])
+            if several:
+                raise ConfigError(
+                    f"{expression.key}: expression {expression.text!r} reads "
+                    f"{_branches(several)} with several values per candidate in {source}; "
+                    "selections need one value per candidate"
+                )
+        for expression in self.expressions:
+            try:
+                values = expression.evaluate(sample)
+                np.asarray(values, dtype=np.float64)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(
+                    f"{expression.key}: expression {expression.text!r} is not numeric on "
+                    f"{source} ({err})"
+                ) from err
 
     def assign(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         """Region index of every candidate (int32, -1 for none).
@@ -144,6 +176,11 @@ class Selection:
         region = (type_index * self.space.n_abseta + abseta_bin) * self.space.n_pt + pt_bin
         valid = (type_index >= 0) & (pt_bin >= 0) & (abseta_bin >= 0)
         return np.where(valid, region, -1).astype(np.int32)
+
+
+def _branches(names: Sequence[str]) -> str:
+    quoted = ", ".join(repr(name) for name in names)
+    return f"branch {quoted}" if len(names) == 1 else f"branches {quoted}"
 
 
 def _as_float(values: np.ndarray, n: int) -> np.ndarray:

@@ -27,7 +27,7 @@ import tempfile
 import time
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +133,15 @@ def is_transient(err: BaseException) -> bool:
         isinstance(e, (ConnectionError, TimeoutError))
         or (isinstance(e, (OSError, ValueError)) and _TRANSIENT.search(str(e)) is not None)
         for e in _causes(err)
+    )
+
+
+def retry_may_help(err: BaseException) -> bool:
+    """Whether another attempt may succeed: some cause of the error is transient (see
+    `is_transient`). Our own one-line errors count by their causes, not by their text,
+    which names paths."""
+    return any(
+        is_transient(cause) for cause in _causes(err) if not isinstance(cause, BalancedBatchesError)
     )
 
 
@@ -521,8 +530,9 @@ class OutputDirectory(ABC):
         """ConfigError unless files can be created here (a cheap check at plan time)."""
 
     @abstractmethod
-    def prepare(self) -> int:
-        """Creates the directory; removes partial files of interrupted runs (their number)."""
+    def prepare(self, names: Collection[str]) -> int:
+        """Creates the directory; removes what interrupted writes of the files `names` left
+        (their number), and nothing else."""
 
     @abstractmethod
     def publish(self, written: Path) -> Published:
@@ -576,10 +586,10 @@ class LocalOutputs(OutputDirectory):
                 f"output.directory = {self.directory!r}: not writable ({err.strerror or err})"
             ) from err
 
-    def prepare(self) -> int:
-        """mkdir, and removal of interrupted atomic writes."""
+    def prepare(self, names: Collection[str]) -> int:
+        """mkdir, and removal of interrupted atomic writes of `names`."""
         Path(self.directory).mkdir(parents=True, exist_ok=True)
-        return remove_temporaries(Path(self.directory))
+        return remove_temporaries(Path(self.directory), names)
 
     def publish(self, written: Path) -> Published:
         """Nothing to move: size and adler32 of the file."""
@@ -645,13 +655,16 @@ class RemoteOutputs(OutputDirectory):
             store.upload(local, probe)
         store.remove(probe)
 
-    def prepare(self) -> int:
-        """makedirs, and removal of `*.part` files that interrupted copies left."""
+    def prepare(self, names: Collection[str]) -> int:
+        """makedirs, and removal of the `NAME.part` files that interrupted copies of `names`
+        left."""
         store = store_for(self.directory)
+        partial_names = {name + TEMPORARY_SUFFIX for name in names}
 
         def clean() -> int:
             store.makedirs(self.directory)
-            partial = [u for u in store.listdir(self.directory) if u.endswith(TEMPORARY_SUFFIX)]
+            listed = store.listdir(self.directory)
+            partial = [u for u in listed if u.rsplit("/", 1)[-1] in partial_names]
             for url in partial:
                 store.remove(url)
             return len(partial)

@@ -13,6 +13,7 @@ part straight into one block. Parts live for minutes and are read once: no compr
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -37,14 +38,31 @@ _ALIGN = 64
 _PREFIX = struct.Struct("<8sQ")  # magic, header length
 
 
-def scratch_directory(config: ProjectConfig, workdir: Path) -> Path:
-    """Where intermediate files live: `execution.scratch`, by default `<workdir>/scratch`."""
+SCRATCH_PREFIX = "balanced-batches-"
+
+
+def scratch_root(config: ProjectConfig, workdir: Path) -> Path:
+    """Where scratch directories go: `execution.scratch`, by default `<workdir>/scratch`."""
     return Path(config.execution.scratch) if config.execution.scratch else workdir / "scratch"
 
 
-def remove_all_parts(scratch: Path) -> None:
-    """Deletes every part: a new plan routes rows differently."""
-    shutil.rmtree(parts_directory(scratch), ignore_errors=True)
+def plan_scratch(config: ProjectConfig, workdir: Path, plan_id: str) -> Path:
+    """A plan's own scratch directory, `<scratch root>/balanced-batches-<plan id>`: the tool
+    makes it and removes it, and nothing else in the scratch root."""
+    return scratch_root(config, workdir) / f"{SCRATCH_PREFIX}{plan_id}"
+
+
+def remove_scratch(directory: Path, remove_empty_root: bool = False) -> None:
+    """Deletes a plan's scratch directory with what is in it (symbolic links inside are
+    removed, never followed; a scratch directory that is itself a link is left); with
+    `remove_empty_root`, also the root it lies in if that is then empty (the default
+    root, which the tool made)."""
+    if not directory.name.startswith(SCRATCH_PREFIX) or directory.is_symlink():
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+    if remove_empty_root:
+        with contextlib.suppress(OSError):  # not empty: something else lives there
+            directory.parent.rmdir()
 
 
 def parts_directory(scratch: Path) -> Path:

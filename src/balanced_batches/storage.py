@@ -11,9 +11,13 @@ start-up, before the first file reaches a worker.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
+import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,7 @@ from typing import Any, TypeGuard
 
 from .errors import InputFileError
 
+log = logging.getLogger(__name__)
 TEMPORARY_SUFFIX = ".part"
 
 
@@ -62,6 +67,10 @@ def open_tree(path: str, tree_name: str) -> Any:
     """
     from . import remote
 
+    if "://" not in path:
+        with contextlib.suppress(OSError):  # a missing file: uproot says so below
+            if os.stat(path).st_size == 0:
+                raise InputFileError(f"{path}: empty file (0 bytes)")
     options = local_reading() if "://" not in path else remote.open_options(path)
     return remote.retrying(lambda: _open_tree(path, tree_name, options), path)
 
@@ -221,8 +230,14 @@ def atomic_path(final: Path, durable: bool = True) -> Iterator[Path]:
     and are checked when read skip it).
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    private = final.parent / f".{final.name}{TEMPORARY_SUFFIX}{os.getpid()}"
-    private.mkdir(exist_ok=True)
+    private = final.parent / temporary_name(final.name)
+    try:
+        private.mkdir()
+    except FileExistsError:  # left by this process's earlier attempt, or not ours at all
+        if private.is_symlink() or not private.is_dir():
+            raise FileExistsError(
+                errno.EEXIST, "in the way of a temporary directory", str(private)
+            ) from None
     temporary = private / final.name
     try:
         yield temporary
@@ -235,16 +250,44 @@ def atomic_path(final: Path, durable: bool = True) -> Iterator[Path]:
         private.rmdir()
 
 
-def remove_temporaries(directory: Path, pattern: str = "*") -> int:
-    """Deletes what interrupted atomic writes left in a directory (matching `pattern`)."""
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)" + re.escape(TEMPORARY_SUFFIX) + r"\d+$")
+
+
+def temporary_name(name: str) -> str:
+    """The name of a file's temporary twin in this process (`.NAME.part<pid>`)."""
+    return f".{name}{TEMPORARY_SUFFIX}{os.getpid()}"
+
+
+def remove_temporaries(directory: Path, names: Collection[str] | None = None) -> int:
+    """Deletes what interrupted atomic writes of this tool left in a directory, and nothing
+    else: for a file NAME of `names`, a private directory `.NAME.part<pid>` holding at most
+    NAME (`atomic_path`), or a file `.NAME.part<pid>` (`write_json`). `names` None: any NAME,
+    for directories this tool made itself. Symbolic links are never followed or removed,
+    and a private directory holding anything else is left as it is."""
     removed = 0
-    for private in directory.glob(f".{pattern}{TEMPORARY_SUFFIX}*"):
-        if private.is_dir():
-            for leftover in private.iterdir():
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match is None or (names is not None and match["name"] not in names):
+            continue
+        if entry.is_symlink():
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            leftover = Path(entry.path) / match["name"]
+            if leftover.is_file() and not leftover.is_symlink():
                 leftover.unlink()
-            private.rmdir()
+            try:
+                os.rmdir(entry.path)
+            except OSError:
+                log.warning("%s holds files this tool did not write: left as it is", entry.path)
+                continue
+        elif entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
         else:
-            private.unlink(missing_ok=True)  # a JSON file written by `write_json`
+            continue
         removed += 1
     return removed
 
@@ -254,7 +297,7 @@ def write_json(path: Path, data: object, sort_keys: bool = True) -> None:
     order means something (type and process order in a configuration)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # a name of this process's own: batch jobs running at once write the same file
-    temporary = path.with_name(f".{path.name}{TEMPORARY_SUFFIX}{os.getpid()}")
+    temporary = path.with_name(temporary_name(path.name))
     temporary.write_text(_indented_json(data, sort_keys))
     os.replace(temporary, path)
 

@@ -165,6 +165,9 @@ def fold_records(catalog: Catalog, records: Path) -> int:
                 if kind == "read"
                 else {"outputs": record["outputs"]}
             )
+            if kind == "write":
+                written = [(o["path"], o["size"]) for o in record["outputs"]]
+                catalog.record_written("output", written)
         catalog.set_unit(kind, unit, status, error=record.get("error"), result=result)
         folded += 1
     return folded

@@ -5,13 +5,16 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 
+from ..errors import EngineError
 from . import worker_server
 from .heap import freeze_long_lived
 
@@ -40,6 +43,26 @@ class FrozenHeap(WorkerPlugin):
         freeze_long_lived()
 
 
+CONNECT_TIMEOUT_S = 5.0
+
+
+def connect(address: str) -> Any:
+    """A client of the Dask scheduler at `address`; an EngineError naming the address when
+    it cannot be reached (within seconds, not Dask's 30 s)."""
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        if parts.scheme in ("tcp", "tls") and parts.hostname and parts.port:
+            socket.create_connection((parts.hostname, parts.port), CONNECT_TIMEOUT_S).close()
+        return Client(address, timeout=f"{2 * CONNECT_TIMEOUT_S:.0f}s")
+    except Exception as err:  # refused, timed out, or something else answered there
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        if not getattr(err, "strerror", None) and str(err).strip():
+            reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:120]}"
+        raise EngineError(
+            f"--scheduler {address}: cannot reach a Dask scheduler ({reason})"
+        ) from None
+
+
 class DaskEngine:
     """Submits one task per item; yields results as workers finish them."""
 
@@ -65,7 +88,7 @@ class DaskEngine:
         self._settings: Any = None
         self._worker_modules = worker_modules
         if scheduler is not None:
-            self._client = Client(scheduler, timeout="30s")
+            self._client = connect(scheduler)
         elif cluster is not None:
             self._cluster = cluster
             cluster.scale(jobs=workers or 1)

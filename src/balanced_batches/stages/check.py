@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-import math
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +13,10 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from ..catalog import Catalog
+from ..catalog import Catalog, lock_holder
 from ..config import ProjectConfig
+from ..engines import Reporter, SilentReporter
+from ..errors import CatalogError
 from ..plan_model import Plan
 from ..regions import Selection, build_selection
 from ..remote import open_options, output_directory
@@ -124,8 +126,35 @@ def _differing_rows(output: ak.Array, source: ak.Array) -> np.ndarray:
     return np.unique(row_of_value[~same])
 
 
-def check_outputs(catalog: Catalog, plan: Plan, config: ProjectConfig, sample: int) -> CheckReport:
-    """Checks every output file against the plan; compares `sample` rows with their sources."""
+def sample_sizes(
+    rows_per_file: np.ndarray, sample: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Which rows of each output file to compare with their sources: `sample` rows in all
+    (or every row, if there are fewer), drawn without replacement across the files."""
+    total = int(rows_per_file.sum())
+    chosen = np.sort(rng.choice(total, size=min(sample, total), replace=False))
+    bounds = np.concatenate([[0], np.cumsum(rows_per_file)])
+    starts = np.searchsorted(chosen, bounds)
+    return [chosen[lo:hi] - bounds[i] for i, (lo, hi) in enumerate(itertools.pairwise(starts))]
+
+
+def check_outputs(
+    catalog: Catalog,
+    plan: Plan,
+    config: ProjectConfig,
+    sample: int,
+    reporter: Reporter | None = None,
+) -> CheckReport:
+    """Checks every output file against the plan; compares `sample` rows with their sources.
+
+    A file that changed since it was written is reported and not read further; a file that
+    cannot be read is reported by name, whatever is wrong inside it.
+    """
+    holder = lock_holder(catalog.path.parent)
+    if holder is not None:
+        raise CatalogError(
+            f"{catalog.path.parent} is in use by {holder}: check the outputs once it has finished"
+        )
     report = CheckReport()
     selection = build_selection(config)
     paths = {record.id: record.path for record in catalog.files()}
@@ -135,17 +164,24 @@ def check_outputs(catalog: Catalog, plan: Plan, config: ProjectConfig, sample: i
         for output in result["outputs"]
     }
     stream_of = plan.stream_index
-    rng = np.random.default_rng([plan.seed, 0xC8EC])
-    per_file_sample = math.ceil(sample / max(plan.n_output_files, 1))
+    rows_per_file = np.array(
+        [
+            (min((i + 1) * plan.batches_per_file, plan.n_batches) - i * plan.batches_per_file)
+            * plan.n_streams
+            * plan.per_batch
+            for i in range(plan.n_output_files)
+        ],
+        dtype=np.int64,
+    )
+    picks = sample_sizes(rows_per_file, sample, np.random.default_rng([plan.seed, 0xC8EC]))
     uses: list[tuple[np.ndarray, ...]] = []
     samples: list[ak.Array] = []
     present = np.zeros(plan.n_batches, dtype=bool)
     outputs = output_directory(config.output.directory)
-    for index in range(plan.n_output_files):
+    indices = range(plan.n_output_files)
+    for index in (reporter or SilentReporter()).track(indices, len(indices), "checking outputs"):
         file = output_path(config.output.directory, config.output.name, config.output.format, index)
         path = outputs.location(file.name)
-        first = index * plan.batches_per_file
-        stop = min(first + plan.batches_per_file, plan.n_batches)
         size = outputs.size(path)
         if size is None:
             report.problems.append(f"{path}: missing")
@@ -155,50 +191,78 @@ def check_outputs(catalog: Catalog, plan: Plan, config: ProjectConfig, sample: i
             size != record["size"] or outputs.checksum(path) != record["adler32"]
         ):
             report.problems.append(f"{path}: changed after it was written (size or adler32)")
+            continue
         try:
             rows = read_output(path, config.output.format, config.inputs.tree)
+            checked = _check_file(plan, index, path, rows, stream_of, selection, report)
         except Exception as err:  # a damaged file can fail in many ways inside uproot
             report.problems.append(unreadable(str(path), err))
             continue
-        report.files += 1
-        report.rows += len(rows)
-        present[first:stop] = True
-        batch = ak.to_numpy(rows["bb_batch"])
-        stream = stream_of[ak.to_numpy(rows["bb_process_key"]), ak.to_numpy(rows["bb_region"])]
-        if np.any(stream < 0) or np.any((batch < first) | (batch >= stop)):
-            report.problems.append(f"{path}: rows of unplanned regions or batches")
+        if checked is None:
             continue
-        cells = np.bincount(
-            (batch - first) * plan.n_streams + stream, minlength=(stop - first) * plan.n_streams
-        )
-        wrong = np.flatnonzero(cells != plan.per_batch)
-        if wrong.size:
-            batch_offset, bad_stream = divmod(int(wrong[0]), plan.n_streams)
-            key, region = plan.stream_label(bad_stream)
-            report.problems.append(
-                f"{path}: batch {first + batch_offset} has {cells[wrong[0]]} candidates of "
-                f"{key} {region}, planned {plan.per_batch} ({wrong.size} such cells)"
-            )
-        region_now = selection.assign({b: ak.to_numpy(rows[b]) for b in selection.branches})
-        if not np.array_equal(region_now, ak.to_numpy(rows["bb_region"])):
-            report.problems.append(f"{path}: rows whose values do not belong to their region")
-        uses.append(
-            (
-                stream,
-                batch,
-                ak.to_numpy(rows["bb_source_file"]),
-                ak.to_numpy(rows["bb_source_entry"]),
-            )
-        )
-        if per_file_sample:
-            picked = rng.choice(len(rows), size=min(per_file_sample, len(rows)), replace=False)
-            samples.append(rows[np.sort(picked)])
+        uses.append(checked)
+        first = index * plan.batches_per_file
+        present[first : min(first + plan.batches_per_file, plan.n_batches)] = True
+        picked = picks[index][picks[index] < len(rows)]
+        if len(picked):
+            samples.append(rows[picked])
     with SourceTrees(paths, config.inputs.tree) as trees:
         if uses:
             _check_membership(plan, uses, present, SourceIndex(trees, selection), report)
         if samples:
             _compare_with_sources(ak.concatenate(samples), trees, report)
     return report
+
+
+def _check_file(
+    plan: Plan,
+    index: int,
+    path: str,
+    rows: ak.Array,
+    stream_of: np.ndarray,
+    selection: Selection,
+    report: CheckReport,
+) -> tuple[np.ndarray, ...] | None:
+    """Checks one output file's rows against the plan; returns (stream, batch, source file,
+    source entry) of its rows, or None if they are not those of the plan's batches."""
+    problem = ak.validity_error(rows)
+    if problem:
+        raise ValueError(f"inconsistent arrays ({problem})")
+    first = index * plan.batches_per_file
+    stop = min(first + plan.batches_per_file, plan.n_batches)
+    report.files += 1
+    report.rows += len(rows)
+    batch = ak.to_numpy(rows["bb_batch"])
+    keys, regions = ak.to_numpy(rows["bb_process_key"]), ak.to_numpy(rows["bb_region"])
+    outside = (keys < 0) | (keys >= stream_of.shape[0]) | (regions < 0)
+    outside |= regions >= stream_of.shape[1]
+    if np.any(outside):
+        report.problems.append(f"{path}: rows of unplanned regions or batches")
+        return None
+    stream = stream_of[keys, regions]
+    if np.any(stream < 0) or np.any((batch < first) | (batch >= stop)):
+        report.problems.append(f"{path}: rows of unplanned regions or batches")
+        return None
+    cells = np.bincount(
+        (batch - first) * plan.n_streams + stream, minlength=(stop - first) * plan.n_streams
+    )
+    wrong = np.flatnonzero(cells != plan.per_batch)
+    if wrong.size:
+        batch_offset, bad_stream = divmod(int(wrong[0]), plan.n_streams)
+        key, region = plan.stream_label(bad_stream)
+        report.problems.append(
+            f"{path}: batch {first + batch_offset} has {cells[wrong[0]]} candidates of "
+            f"{key} {region}, planned {plan.per_batch} ({wrong.size} such cells)"
+        )
+    region_now = selection.assign({b: ak.to_numpy(rows[b]) for b in selection.branches})
+    if not np.array_equal(region_now, regions):
+        report.problems.append(f"{path}: rows whose values do not belong to their region")
+    return (
+        stream,
+        batch,
+        ak.to_numpy(rows["bb_source_file"]),
+        ak.to_numpy(rows["bb_source_entry"]),
+    )
 
 
 def _check_membership(

@@ -16,7 +16,7 @@ from ..errors import InputFileError
 from ..inputs import describe_inputs
 from ..regions import Selection, build_selection
 from ..storage import file_stat, write_json
-from .count_units import CountTask, count_files
+from .count_units import CountTask, ProbeTask, count_files, probe_tree
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ def count_inputs(
     if (tasks or removed) and catalog.get_meta("plan") is not None:
         log.warning("counts change: the stored plan is dropped, run 'plan' again")
         catalog.delete_meta("plan")
+    if tasks:
+        _check_selection(engine, tasks, selection)
     catalog.set_meta("selection", fingerprint)
     failed: list[str] = []
     results = itertools.chain.from_iterable(engine.map(count_files, _groups(tasks)))
@@ -110,11 +112,21 @@ def count_inputs(
     unmatched = [f.path for f in inputs if f.process is None]
     for path in unmatched:
         log.warning("%s matches no process: not used", path)
-    write_counts_json(catalog, selection, workdir / "counts.json")
-    if failed and on_bad_file == "fail":
+    if failed and on_bad_file == "fail":  # no counts.json: the counts are not complete
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         raise InputFileError(failed[0] + more)
+    write_counts_json(catalog, selection, workdir / "counts.json")
     return CountOutcome(len(tasks) - len(failed), unchanged, failed, unmatched)
+
+
+def _check_selection(engine: Engine, tasks: list[CountTask], selection: Selection) -> None:
+    """Checks the selection against the first readable input tree before counting, so that
+    an expression naming a branch no file has is one configuration error, not a reason to
+    call every input file bad."""
+    probe_task = ProbeTask(tuple(task.path for task in tasks), tasks[0].tree, selection)
+    probe = next(iter(engine.map(probe_tree, [probe_task])))
+    if probe is not None:
+        selection.check_against(probe.branches, probe.sample, f"{probe.path}'s tree")
 
 
 def write_counts_json(catalog: Catalog, selection: Selection, path: Path) -> None:

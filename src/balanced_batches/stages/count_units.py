@@ -77,6 +77,8 @@ def count_file(task: CountTask) -> CountResult:
     """Counts one file; user-caused failures come back as a result with `error` set."""
     try:
         size, mtime = file_stat(task.path)
+        if size == 0:
+            raise InputFileError(f"{task.path}: empty file (0 bytes)")
         with opened_tree(task.path, task.tree) as tree:
             if int(tree.num_entries) == 0:
                 raise InputFileError(f"{task.path}: tree {task.tree!r} has no entries")
@@ -97,6 +99,53 @@ def count_file(task: CountTask) -> CountResult:
         bytes_per_entry=uncompressed / entries if entries else 0.0,
         counts=counts.astype(np.int64),
     )
+
+
+PROBE_ENTRIES = 1000
+PROBE_FILES = 10  # files tried before the probe gives up (counting then reports them)
+
+
+@dataclass(frozen=True)
+class ProbeTask:
+    """Find the first readable tree among some files, to check the selection against it."""
+
+    paths: tuple[str, ...]
+    tree: str
+    selection: Selection
+
+
+@dataclass(frozen=True)
+class TreeProbe:
+    """What the selection needs to know of a tree: its branches (name -> one value per
+    candidate?) and the selection's branches of its first entries."""
+
+    path: str
+    branches: dict[str, bool]
+    sample: dict[str, np.ndarray]
+
+
+def probe_tree(task: ProbeTask) -> TreeProbe | None:
+    """The first tree among `task.paths` that opens and has entries, or None."""
+    import uproot
+
+    for path in task.paths[:PROBE_FILES]:
+        try:
+            with opened_tree(path, task.tree) as tree:
+                n_entries = int(tree.num_entries)
+                if n_entries == 0:
+                    continue
+                branches = {
+                    name: isinstance(branch.interpretation, uproot.AsDtype)
+                    and branch.interpretation.from_dtype.shape == ()
+                    for name, branch in tree.items()
+                }
+                wanted = sorted(n for n in task.selection.branches if branches.get(n))
+                stop = min(n_entries, PROBE_ENTRIES)
+                sample = tree.arrays(wanted, entry_stop=stop, library="np") if wanted else {}
+        except Exception:  # unreadable: counting reports it, with its reason
+            continue
+        return TreeProbe(path, branches, dict(sample))
+    return None
 
 
 def count_files(tasks: list[CountTask]) -> list[CountResult]:

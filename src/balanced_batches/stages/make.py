@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from ..config import ProjectConfig
+from ..errors import ForeignFileError
 from ..plan_model import Plan
 from ..regions import Selection, build_selection
-from ..remote import output_directory
+from ..remote import OutputDirectory
 from ..storage import BranchLayout, is_url
 from ..writers import EXTENSIONS, OutputSpec
 
@@ -75,6 +76,7 @@ class ReadResult:
     parts: int = 0
     layout: BranchLayout | None = None
     error: str | None = None
+    transient: bool = False  # the failure may go away on another attempt
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class WriteResult:
     unit: int
     outputs: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    transient: bool = False  # the failure may go away on another attempt
 
 
 def output_place(
@@ -120,20 +123,55 @@ def output_path(directory: str, name: str, file_format: str, index: int) -> Path
     return Path(directory) / (name.format(index=index) + EXTENSIONS[file_format])
 
 
-def remove_stale_outputs(directory: str, name: str, file_format: str, n_files: int) -> list[str]:
-    """Deletes output files of an earlier plan whose index this plan does not reach."""
-    prefix, _, suffix = name.partition("{index}")
-    pattern = re.compile(
-        re.escape(prefix) + r"(\d+)" + re.escape(suffix + EXTENSIONS[file_format]) + "$"
+PROVENANCE_JSON = "provenance.json"
+
+
+def output_names(name: str, file_format: str, n_files: int) -> list[str]:
+    """File names of a plan's outputs, `provenance.json` included (pure: reruns find the
+    same names)."""
+    extension = EXTENSIONS[file_format]
+    return [name.format(index=index) + extension for index in range(n_files)] + [PROVENANCE_JSON]
+
+
+def foreign_outputs(
+    outputs: OutputDirectory, names: Collection[str], ours: Collection[str]
+) -> list[str]:
+    """Locations among `names` in the output directory held by files this tool did not write
+    (`ours`: the locations its catalog recorded writing)."""
+    present = {location.rsplit("/", 1)[-1] for location in outputs.listdir()}
+    wanted = [outputs.location(name) for name in names if name in present]
+    return [location for location in wanted if location not in ours]
+
+
+def refuse_foreign_outputs(foreign: Sequence[str], directory: str) -> None:
+    """ForeignFileError naming the planned output files that this tool did not write."""
+    if foreign:
+        raise ForeignFileError(foreign_message(foreign, directory, "--output-directory"))
+
+
+def foreign_message(foreign: Sequence[str], directory: str, elsewhere: str) -> str:
+    """One line naming files this tool did not write where it would write some."""
+    shown = ", ".join(location.rsplit("/", 1)[-1] for location in foreign[:3])
+    more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+    files = "file exists" if len(foreign) == 1 else "files exist"
+    return (
+        f"{directory}: {len(foreign)} {files} that balanced-batches did not write but would "
+        f"replace ({shown}{more}); move them away, choose another {elsewhere}, or pass "
+        "--overwrite to replace them"
     )
-    removed = []
-    outputs = output_directory(directory)
-    for location in outputs.listdir():
-        match = pattern.match(location.rsplit("/", 1)[-1])
-        if match and int(match.group(1)) >= n_files:
-            outputs.remove(location)
-            removed.append(location)
-    return removed
+
+
+def stale_outputs(
+    outputs: OutputDirectory, names: Collection[str], ours: Collection[str]
+) -> list[str]:
+    """Files this tool wrote into the output directory for an earlier plan that the plan of
+    `names` does not make again."""
+    planned = {outputs.location(name) for name in names}
+    return [
+        location
+        for location in ours
+        if location not in planned and outputs.location(location.rsplit("/", 1)[-1]) == location
+    ]
 
 
 def read_task(

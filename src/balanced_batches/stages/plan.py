@@ -15,9 +15,10 @@ from ..errors import CatalogError, ConfigError, PlanError
 from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
 from ..remote import output_directory
-from ..shards import remove_all_parts, scratch_directory
+from ..shards import plan_scratch, remove_scratch
 from ..storage import is_url, write_json
 from .count import selection_fingerprint
+from .make import foreign_outputs, output_names, refuse_foreign_outputs
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,50 @@ def check_writable(directory: str) -> None:
     output_directory(directory).probe()
 
 
+@dataclass(frozen=True)
+class SizeEstimate:
+    """What a plan will write, estimated from the input files' sizes per candidate."""
+
+    output_files: int
+    output_bytes: float  # compressed like the inputs
+    scratch_bytes: float  # intermediate parts: uncompressed rows
+
+    def describe(self) -> str:
+        """`12 files, about 1.2 GB of outputs and 3.4 GB of scratch space`."""
+        return (
+            f"{self.output_files} files, about {human_bytes(self.output_bytes)} of outputs and "
+            f"{human_bytes(self.scratch_bytes)} of scratch space"
+        )
+
+
+def human_bytes(size: float) -> str:
+    """`950 kB`, `1.2 GB`, `3.4 TB` (powers of 1000)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 999.5 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3g} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def estimate_size(
+    catalog: Catalog, file_ids: np.ndarray, rows: int, output_files: int
+) -> SizeEstimate:
+    """Sizes of `rows` output rows drawn from the given files: outputs compressed as the
+    inputs are on average, intermediate parts at their uncompressed size."""
+    wanted = {int(i) for i in file_ids}
+    records = [r for r in catalog.files() if r.id in wanted and r.entries]
+    entries = sum(r.entries or 0 for r in records)
+    compressed = sum(r.size or 0 for r in records) / entries if entries else 0.0
+    uncompressed = mean_bytes_per_entry(catalog, file_ids)
+    return SizeEstimate(output_files, rows * compressed, rows * uncompressed)
+
+
+def plan_size(catalog: Catalog, plan: Plan) -> SizeEstimate:
+    """What a stored plan will write."""
+    rows = plan.n_batches * plan.per_batch * plan.n_streams
+    return estimate_size(catalog, plan.read_files, rows, plan.n_output_files)
+
+
 def mean_bytes_per_entry(catalog: Catalog, file_ids: np.ndarray) -> float:
     """Uncompressed bytes per candidate over the given files (for sizing write units)."""
     wanted = {int(i) for i in file_ids}
@@ -216,13 +261,18 @@ def plan_batches(catalog: Catalog, config: ProjectConfig, workdir: Path) -> Plan
     check_writable(config.output.directory)
     table = count_table(catalog, config, config.plan.pileup)
     plan = build_plan(table, config, mean_bytes_per_entry(catalog, table.file_ids))
+    if not config.output.overwrite:
+        outputs = output_directory(config.output.directory)
+        names = output_names(config.output.name, config.output.format, plan.n_output_files)
+        foreign = foreign_outputs(outputs, names, catalog.written("output"))
+        refuse_foreign_outputs(foreign, config.output.directory)
     write_json(workdir / "summary.json", summary_json(table, catalog))
     parameters, arrays = plan.to_arrays()
+    _remove_old_scratch(catalog, workdir)
     catalog.put_arrays("plan", arrays)
     catalog.set_meta("plan", parameters)
     catalog.set_meta("plan_config", config.model_dump(mode="json"))
     catalog.reset_units({"read": len(plan.read_files), "write": plan.n_write_units})
-    remove_all_parts(scratch_directory(config, workdir))
     log.info(
         "%d batches of %d candidates from each of %d streams (%d keys), %d output files",
         plan.n_batches,
@@ -232,6 +282,17 @@ def plan_batches(catalog: Catalog, config: ProjectConfig, workdir: Path) -> Plan
         plan.n_output_files,
     )
     return plan
+
+
+def _remove_old_scratch(catalog: Catalog, workdir: Path) -> None:
+    """Deletes the scratch directory of the plan stored before (its intermediate parts are
+    routed for that plan)."""
+    parameters, stored = catalog.get_meta("plan"), catalog.get_meta("plan_config")
+    if parameters is None or stored is None:
+        return
+    old = ProjectConfig.model_validate(stored)
+    directory = plan_scratch(old, workdir, load_plan(catalog).id)
+    remove_scratch(directory, remove_empty_root=old.execution.scratch is None)
 
 
 def load_plan(catalog: Catalog) -> Plan:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import BalancedBatchesError, InputFileError
 from ..plan_model import members_uses
+from ..remote import retry_may_help
 from ..rows import RowBlock, concatenate, from_arrays
 from ..shards import part_path, remove_parts_of_read_unit, write_part
 from ..storage import branch_layout, file_stat, opened_tree, unreadable
@@ -107,9 +108,11 @@ def read_input(task: ReadTask) -> ReadResult:
     try:
         return _read_input(task)
     except BalancedBatchesError as err:
-        return ReadResult(task.unit, error=str(err))
+        return ReadResult(task.unit, error=str(err), transient=retry_may_help(err))
     except Exception as err:  # a damaged file fails in many ways inside uproot
-        return ReadResult(task.unit, error=unreadable(task.path, err))
+        return ReadResult(
+            task.unit, error=unreadable(task.path, err), transient=retry_may_help(err)
+        )
 
 
 def _read_input(task: ReadTask) -> ReadResult:

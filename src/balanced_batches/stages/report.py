@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +29,14 @@ import yaml
 from .. import __version__
 from ..catalog import Catalog
 from ..config import ProjectConfig
-from ..errors import CatalogError, PlanError
+from ..engines import Reporter
+from ..errors import CatalogError, ForeignFileError, PlanError
 from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
 from ..report_html import Image, ReportPage, Section, TotalRow, render
-from .plan import CountTable, choose_batch_count, count_table, load_plan
+from ..storage import atomic_path
+from .make import foreign_message
+from .plan import CountTable, choose_batch_count, count_table, human_bytes, load_plan
 from .report_outputs import load_plots, planned_input, scan_outputs
 
 log = logging.getLogger(__name__)
@@ -39,7 +45,6 @@ REPORT_NAME = "report.html"
 REUSE_LIMITS = (1, 2, 5, 10, 20, 50, 100)
 HEAVY_REUSE = 10.0  # as in `summary`: regions reused more than this are marked
 CHUNK_ENTRIES = 1_000_000
-FIGURE_KINDS = ("counts", "reuse", "batches", "output")
 PROVENANCE_USED = ("bb_process_key", "bb_region", "bb_batch")
 
 
@@ -208,11 +213,12 @@ def output_section(
     config: ProjectConfig,
     out_dir: Path,
     plots: Any,
+    reporter: Reporter | None = None,
 ) -> Section:
     """Output against input distributions, and the counts per batch of every stream."""
     selection = build_selection(config)
     space = selection.space
-    scan = scan_outputs(outputs, plan, config, selection)
+    scan = scan_outputs(outputs, plan, config, selection, reporter)
     into, out = planned_input(plan, space), scan.histogram.values()
     images = []
     for variable, edges, label, summed in (
@@ -283,15 +289,6 @@ def output_section(
 # -- totals and the page ------------------------------------------------------------------------
 
 
-def _human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.3g} {unit}" if unit != "B" else f"{size} B"
-        value /= 1000
-    return f"{size} B"  # pragma: no cover
-
-
 def totals_rows(
     catalog: Catalog, table: CountTable, plan: Plan | None, outputs: list[dict[str, Any]]
 ) -> list[TotalRow]:
@@ -344,7 +341,7 @@ def totals_rows(
         rows += [
             TotalRow("output_files", "output files written", len(outputs)),
             TotalRow("output_entries", "output entries", sum(int(o["entries"]) for o in outputs)),
-            TotalRow("output_size", "output size", size, _human_bytes(size)),
+            TotalRow("output_size", "output size", size, human_bytes(size)),
         ]
     return rows
 
@@ -365,26 +362,72 @@ def config_yaml(data: dict[str, Any]) -> str:
     return yaml.dump(data, Dumper=_ConfigDumper, sort_keys=False, width=100)
 
 
-def _remove_old_figures(out_dir: Path) -> None:
-    for kind in FIGURE_KINDS:
-        for path in out_dir.glob(f"{kind}_*.png"):
-            path.unlink()
-
-
 def write_report(
-    catalog: Catalog, config: ProjectConfig, out_dir: Path, *, input_only: bool = False
+    catalog: Catalog,
+    config: ProjectConfig,
+    out_dir: Path,
+    *,
+    input_only: bool = False,
+    overwrite: bool = False,
+    reporter: Reporter | None = None,
 ) -> Path:
     """Writes the PNG plots and `report.html` into `out_dir`; returns the HTML path.
 
-    `input_only` leaves out the plan and the outputs (what `summary --plots` writes).
+    `input_only` leaves out the plan and the outputs (what `summary --plots` writes). The
+    report is made aside, then moved in: files of an earlier report that this one does not
+    make again are deleted, and files this tool did not write are never replaced (unless
+    `overwrite`).
     """
-    plots = load_plots()
     if not any(record.status == "counted" for record in catalog.files()):
         raise CatalogError(
             f"{catalog.path.parent}: no counted files; run 'balanced-batches count' first"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_old_figures(out_dir)
+    with tempfile.TemporaryDirectory(prefix="balanced-batches-report-") as building:
+        made = _make_report(catalog, config, Path(building), input_only, reporter)
+        _publish(catalog, made, out_dir, overwrite)
+    path = out_dir / REPORT_NAME
+    log.info("report: %s", path)
+    return path
+
+
+def _publish(catalog: Catalog, made: Path, out_dir: Path, overwrite: bool) -> None:
+    """Moves a report made in `made` into `out_dir` (see `write_report`)."""
+    names = sorted(path.name for path in made.iterdir())
+    ours = catalog.written("report")
+    targets = [out_dir / name for name in names]
+    foreign = [str(t) for t in targets if (t.exists() or t.is_symlink()) and str(t) not in ours]
+    if foreign and not overwrite:
+        raise ForeignFileError(foreign_message(foreign, str(out_dir), "--output"))
+    for name, target in zip(names, targets, strict=True):
+        with atomic_path(target) as temporary:
+            shutil.copyfile(made / name, temporary)
+    catalog.record_written("report", [(str(t), t.stat().st_size) for t in targets])
+    stale = [x for x in ours if Path(x).parent == out_dir and Path(x).name not in names]
+    for location in stale:
+        if _unchanged(Path(location), ours[location]):
+            Path(location).unlink()
+    catalog.forget_written(stale)
+
+
+def _unchanged(path: Path, size: int | None) -> bool:
+    """True if `path` is still a regular file of the size this tool wrote (a file changed
+    since is the user's now, and is left alone)."""
+    try:
+        stat = path.lstat()
+    except FileNotFoundError:
+        return False
+    return os.path.isfile(path) and not path.is_symlink() and stat.st_size == size
+
+
+def _make_report(
+    catalog: Catalog,
+    config: ProjectConfig,
+    out_dir: Path,
+    input_only: bool,
+    reporter: Reporter | None,
+) -> Path:
+    """Writes the report's files into `out_dir`, a new directory; returns it."""
+    plots = load_plots()
     plan: Plan | None = None
     if not input_only:
         try:
@@ -413,7 +456,7 @@ def write_report(
             missing = "No output files yet: run 'balanced-batches run' to see the outputs."
         else:
             missing = ""
-            sections.append(output_section(plan, outputs, config, out_dir, plots))
+            sections.append(output_section(plan, outputs, config, out_dir, plots, reporter))
         if missing:
             sections.append(Section("output", "Output: balance of the batches", missing=missing))
     stored = None if plan is None else catalog.get_meta("plan_config")
@@ -429,7 +472,5 @@ def write_report(
         if stored
         else "The configuration used for this report.",
     )
-    path = out_dir / REPORT_NAME
-    path.write_text(render(page), encoding="utf-8")
-    log.info("report: %s", path)
-    return path
+    (out_dir / REPORT_NAME).write_text(render(page), encoding="utf-8")
+    return out_dir

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ProjectConfig
+from ..engines import Reporter, SilentReporter
 from ..errors import BalancedBatchesError, InputFileError
 from ..plan_model import Plan
 from ..regions import RegionSpace, Selection
@@ -161,7 +162,11 @@ class OutputScan:
 
 
 def scan_outputs(
-    outputs: list[dict[str, Any]], plan: Plan, config: ProjectConfig, selection: Selection
+    outputs: list[dict[str, Any]],
+    plan: Plan,
+    config: ProjectConfig,
+    selection: Selection,
+    reporter: Reporter | None = None,
 ) -> OutputScan:
     """Fills the output distributions and the per-batch counts, one file at a time."""
     scan = OutputScan(
@@ -169,7 +174,7 @@ def scan_outputs(
     )
     stream_of = plan.stream_index
     branches = sorted(selection.branches | set(PROVENANCE_USED))
-    for output in outputs:
+    for output in (reporter or SilentReporter()).track(outputs, len(outputs), "reading outputs"):
         path = str(output["path"])  # local path or URL
         first = int(output["index"]) * plan.batches_per_file
         n_batches = min(first + plan.batches_per_file, plan.n_batches) - first

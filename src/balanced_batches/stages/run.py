@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..catalog import Catalog
 from ..config import ProjectConfig
@@ -20,16 +20,39 @@ from ..engines import Engine, Reporter
 from ..errors import BalancedBatchesError, CatalogError, InputFileError
 from ..jobs import JobSpec, build_jobs, spec_from_catalog, stored_layout
 from ..plan_model import Plan
-from ..remote import output_directory, size_of
-from ..shards import complete_parts, remove_part_temporaries
-from ..storage import BranchLayout, layout_to_json, write_json
-from .make import ReadResult, WriteResult, modification_time, remove_stale_outputs
+from ..remote import OutputDirectory, output_directory, size_of
+from ..shards import complete_parts, remove_part_temporaries, remove_scratch
+from ..storage import BranchLayout, is_url, layout_to_json, write_json
+from .make import (
+    PROVENANCE_JSON,
+    ReadResult,
+    WriteResult,
+    foreign_outputs,
+    modification_time,
+    output_names,
+    refuse_foreign_outputs,
+    stale_outputs,
+)
+from .plan import human_bytes, plan_size
 from .read_units import read_input
 from .write_units import write_outputs
 
 log = logging.getLogger(__name__)
+
+
+class UnitOutcome(Protocol):
+    """What every unit's result says of how it went."""
+
+    @property
+    def unit(self) -> int: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def transient(self) -> bool: ...
+
+
 T = TypeVar("T")
-R = TypeVar("R")
+R = TypeVar("R", bound=UnitOutcome)
 _PROGRESS = {"read": "reading inputs", "write": "writing batches"}
 
 
@@ -66,6 +89,7 @@ def _record_write(catalog: Catalog, result: WriteResult) -> None:
     if result.error is not None:
         catalog.set_unit("write", result.unit, "failed", error=result.error)
     else:
+        catalog.record_written("output", [(o["path"], o["size"]) for o in result.outputs])
         catalog.set_unit("write", result.unit, "done", result={"outputs": result.outputs})
 
 
@@ -85,17 +109,32 @@ def run_plan(
     workdir: Path,
     reporter: Reporter,
     keep_scratch: bool = False,
+    overwrite: bool = False,
+    space_check: bool = True,
 ) -> RunOutcome:
-    """Makes every unit not yet done: reads first, then writes; resumes after interruptions."""
+    """Makes every unit not yet done: reads first, then writes; resumes after interruptions.
+
+    Output files that this tool did not write are never replaced (unless `overwrite`, or the
+    plan's `output.overwrite`) nor deleted; outputs of an earlier plan that this one does not
+    make again are deleted if the catalog recorded writing them. With `space_check`, a run
+    whose outputs or intermediate parts would not fit on their disks does not start.
+    """
     spec = spec_from_catalog(catalog, plan, config, workdir)
     jobs = build_jobs(spec)
     directory = output_directory(config.output.directory, Path(spec.scratch) / "staging")
-    removed_partials = directory.prepare()
-    directory.write_json("provenance.json", provenance_record(spec), sort_keys=False)
-    for path in remove_stale_outputs(
-        config.output.directory, config.output.name, config.output.format, plan.n_output_files
-    ):
-        log.info("removed %s, left by an earlier plan", path)
+    names = output_names(config.output.name, config.output.format, plan.n_output_files)
+    ours = catalog.written("output")
+    claim_outputs(catalog, directory, names, config, overwrite)
+    if space_check:
+        check_free_space(catalog, plan, config.output.directory, Path(spec.scratch))
+    try:
+        removed_partials = directory.prepare(names)
+        _remove_stale_outputs(catalog, directory, stale_outputs(directory, names, ours))
+        _write_provenance(catalog, directory, spec)
+    except OSError as err:
+        raise BalancedBatchesError(
+            f"cannot write output files into {config.output.directory}: {err.strerror or err}"
+        ) from err
     if removed_partials:
         log.info("removed partial files of an interrupted run")
     reopen_lost_outputs(catalog, Path(spec.scratch))
@@ -117,9 +156,79 @@ def run_plan(
         catalog, "write", jobs.writes, write_outputs, record_write, engine, reporter, retries
     )
     if not keep_scratch:
-        shutil.rmtree(spec.scratch, ignore_errors=True)
+        remove_scratch(Path(spec.scratch), remove_empty_root=config.execution.scratch is None)
     outputs = [o for r in catalog.unit_results("write").values() for o in r["outputs"]]
     return RunOutcome(sorted(outputs, key=lambda o: o["index"]), config.output.directory)
+
+
+def claim_outputs(
+    catalog: Catalog,
+    directory: OutputDirectory,
+    names: Sequence[str],
+    config: ProjectConfig,
+    overwrite: bool,
+) -> None:
+    """Refuses planned output names held by files this tool did not write (unless
+    `overwrite` or `output.overwrite`), then records the names as this tool's to write."""
+    ours = catalog.written("output")
+    if not (overwrite or config.output.overwrite):
+        refuse_foreign_outputs(foreign_outputs(directory, names, ours), config.output.directory)
+    # from now on the planned names are ours: a file that a killed run (or a batch job)
+    # renamed into place before it could be recorded is not taken for someone else's
+    reserved = [directory.location(name) for name in names]
+    catalog.record_written("output", [(x, None) for x in reserved if x not in ours])
+
+
+def check_free_space(catalog: Catalog, plan: Plan, output: str, scratch: Path) -> None:
+    """BalancedBatchesError if what is left to write (outputs, and intermediate parts while
+    outputs are left to make) clearly exceeds the free space of local disks."""
+    size = plan_size(catalog, plan)
+    left = {
+        kind: sum(state != "done" for state in catalog.unit_states(kind).values())
+        / max(len(catalog.unit_states(kind)), 1)
+        for kind in ("read", "write")
+    }
+    needs: list[tuple[Path, float, str]] = []
+    if left["write"]:
+        needs.append((scratch, size.scratch_bytes * left["read"], "intermediate parts"))
+    if not is_url(output):
+        needs.append((Path(output), size.output_bytes * left["write"], "output files"))
+    by_disk: dict[int, tuple[Path, float, list[str]]] = {}
+    for path, need, what in needs:
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        device = existing.stat().st_dev
+        _, total, names = by_disk.get(device, (existing, 0.0, []))
+        by_disk[device] = (existing, total + need, [*names, f"{what} in {path}"])
+    for existing, need, names in by_disk.values():
+        free = shutil.disk_usage(existing).free
+        if need > free:
+            raise BalancedBatchesError(
+                f"not enough free space: {' and '.join(names)} need about {human_bytes(need)}, "
+                f"the disk has {human_bytes(free)} free; free some space (or set "
+                "execution.scratch or --output-directory elsewhere), or pass --no-space-check "
+                "to go on anyway"
+            )
+
+
+def _remove_stale_outputs(catalog: Catalog, directory: OutputDirectory, stale: list[str]) -> None:
+    """Deletes outputs this tool wrote for an earlier plan: those whose writing the catalog
+    recorded, with the size they still have (a file only reserved, or changed since, is left
+    where it is)."""
+    ours = catalog.written("output")
+    for location in stale:
+        recorded = ours.get(location)
+        try:
+            if recorded is not None and directory.size(location) == recorded:
+                directory.remove(location)
+                log.info("removed %s, written for an earlier plan", location)
+        except OSError as err:
+            log.warning("could not remove %s, written for an earlier plan: %s", location, err)
+    catalog.forget_written(stale)
+
+
+def _write_provenance(catalog: Catalog, directory: OutputDirectory, spec: JobSpec) -> None:
+    location = directory.write_json(PROVENANCE_JSON, provenance_record(spec), sort_keys=False)
+    catalog.record_written("output", [(location, None)])
 
 
 def _run_units(
@@ -132,19 +241,24 @@ def _run_units(
     reporter: Reporter,
     retries: int,
 ) -> None:
-    """Runs every unit of a kind not yet done, retrying failures; raises if some still fail."""
+    """Runs every unit of a kind not yet done, retrying the failures that may go away
+    (`transient`: a lost connection, say; not a changed input or a full disk); raises if
+    some still fail."""
+    final: set[int] = set()  # failed in a way another attempt would repeat
     for attempt in range(retries + 1):
         states = catalog.unit_states(kind)
-        indices = [index for index in range(len(tasks)) if states.get(index) != "done"]
+        indices = [i for i in range(len(tasks)) if states.get(i) != "done" and i not in final]
         if not indices:
             break
         pending = [tasks[index] for index in indices]
         catalog.mark_running(kind, indices)
         if attempt:
-            log.warning("retrying %d failed %s units", len(pending), kind)
+            log.warning("retrying %d %s units that failed for a passing reason", len(pending), kind)
         description = _PROGRESS[kind]
         for result in reporter.track(engine.map(work, pending), len(pending), description):
             record(result)
+            if result.error is not None and not result.transient:
+                final.add(result.unit)
     _raise_failures(catalog, kind)
 
 
@@ -181,9 +295,9 @@ def reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:
 
 def _raise_failures(catalog: Catalog, kind: str) -> None:
     failures = [
-        (index, error)
-        for k, index, status, _, error in catalog.unit_rows()
-        if k == kind and status == "failed"
+        (row.unit, row.error)
+        for row in catalog.unit_rows()
+        if row.kind == kind and row.status == "failed"
     ]
     if failures:
         more = f" (and {len(failures) - 1} more failed {kind} units)" if len(failures) > 1 else ""

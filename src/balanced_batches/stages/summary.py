@@ -11,7 +11,14 @@ from ..catalog import Catalog
 from ..config import ProjectConfig
 from ..errors import BalancedBatchesError
 from ..storage import write_json
-from .plan import CountTable, choose_batch_count, count_table, summary_json
+from .plan import (
+    CountTable,
+    SizeEstimate,
+    choose_batch_count,
+    count_table,
+    estimate_size,
+    summary_json,
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,7 @@ class Summary:
     plan_problem: str | None
     bad_files: list[tuple[str, str]]
     unmatched_files: list[str]
+    size: SizeEstimate | None = None  # of the plan these settings give
 
     def reuse(self) -> np.ndarray:
         """Planned uses per candidate of every (key, region); 0 where nothing is planned."""
@@ -53,6 +61,11 @@ def summarize(catalog: Catalog, config: ProjectConfig) -> Summary:
         except BalancedBatchesError as err:
             problem = str(err)
     files = catalog.files()
+    size = None
+    if n_batches is not None and per_batch is not None:
+        rows = n_batches * per_batch * len(table.streams)
+        n_files = -(-n_batches // config.output.batches_per_file)
+        size = estimate_size(catalog, table.file_ids[table.file_key >= 0], rows, n_files)
     return Summary(
         table=table,
         per_batch=per_batch,
@@ -60,6 +73,7 @@ def summarize(catalog: Catalog, config: ProjectConfig) -> Summary:
         plan_problem=problem,
         bad_files=[(f.path, f.error or "") for f in files if f.status == "bad"],
         unmatched_files=[f.path for f in files if f.process is None],
+        size=size,
     )
 
 

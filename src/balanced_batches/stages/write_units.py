@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BalancedBatchesError, CatalogError
-from ..remote import output_directory
+from ..remote import output_directory, retry_may_help
 from ..shards import Part, all_parts, gather
 from ..writers import WRITERS
 from .make import (
@@ -29,8 +29,8 @@ def write_outputs(task: WriteTask) -> WriteResult:
     try:
         return _write_outputs(task)
     except BalancedBatchesError as err:
-        return WriteResult(task.unit, error=str(err))
-    except OSError as err:
+        return WriteResult(task.unit, error=str(err), transient=retry_may_help(err))
+    except OSError as err:  # a full or read-only disk: trying again at once would not help
         return WriteResult(
             task.unit,
             error=f"cannot write output files into {task.directory}: {err.strerror or err}",
