@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import functools
 import logging
@@ -10,15 +9,17 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
 
 from . import __version__
-from .catalog import lock_holder, workdir_lock
 from .errors import BalancedBatchesError, CheckFailed, ConfigError
 from .stages import WORKER_MODULES, Command
+
+if TYPE_CHECKING:
+    from .workdir import Workdir
 
 log = logging.getLogger(__name__)
 app = typer.Typer(
@@ -110,56 +111,6 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _resolved(path: str | Path | None) -> str | None:
-    if path is None:
-        return None
-    text = str(path)
-    return text if "://" in text else str(Path(text).resolve())
-
-
-def resolve_config(
-    workdir: Path, config_file: Path | None, overrides: dict[str, Any], stored_key: str = "config"
-) -> Any:
-    """The project YAML if given, else what the catalog stored, then command-line overrides."""
-    from .catalog import CATALOG_NAME, Catalog
-    from .config import (
-        ProjectConfig,
-        load_binning,
-        load_process_types,
-        load_project,
-        with_overrides,
-    )
-
-    if config_file is not None:
-        config = load_project(config_file)
-    elif (workdir / CATALOG_NAME).exists():
-        catalog = Catalog.open(workdir)
-        stored = catalog.get_meta(stored_key) or catalog.get_meta("config")
-        catalog.close()
-        config = ProjectConfig.model_validate(stored) if stored else ProjectConfig()
-    else:
-        config = ProjectConfig()
-    overrides = dict(overrides)
-    process_types = overrides.pop("process_types", None)
-    if process_types is not None:
-        processes = load_process_types(Path(process_types))
-        for name, spec in processes.items():
-            for type_name in spec.active_types:
-                if type_name not in config.types:
-                    raise ConfigError(
-                        f"{process_types}: key '{name}.active_types' = {type_name!r}: unknown "
-                        f"type; defined types: {', '.join(config.types)}"
-                    )
-        overrides["processes"] = {name: spec.model_dump() for name, spec in processes.items()}
-    binning = overrides.pop("binning", None)
-    if binning is not None:
-        overrides["binning"] = load_binning(Path(binning)).model_dump()
-    return with_overrides(config, overrides, "command line")
-
-
-_ONE_COMMAND_PER_PROCESS = False  # set by `main`, the entry point of the command line
-
-
 def _start_local_workers(
     command: Command, workers: int | None, scheduler: str | None, cluster: str | None
 ) -> None:
@@ -171,30 +122,11 @@ def _start_local_workers(
         worker_server.start(WORKER_MODULES[command])
 
 
-def _engine(
-    command: Command,
-    workers: int | None,
-    config: Any,
-    scheduler: str | None = None,
-    cluster: str | None = None,
-) -> Any:
-    """The engine of a command whose pipeline modules are imported."""
-    from .engines import make_engine
+def _open(workdir: Path, config: Path | None = None, create: bool = False) -> Workdir:
+    from .display import RichReporter
+    from .workdir import Workdir
 
-    workers = workers or config.execution.workers or os.cpu_count()
-    engine = make_engine(workers, scheduler, cluster, config.batch, WORKER_MODULES[command])
-    _ready_for_work()
-    return engine
-
-
-def _ready_for_work() -> None:
-    """Freezes what lives now (see `engines.heap`), for the work this process does itself;
-    only in a process that exits after the command: a test runner or a notebook that calls
-    the app again and again keeps its collector as it is."""
-    if _ONE_COMMAND_PER_PROCESS:
-        from .engines.heap import freeze_long_lived
-
-        freeze_long_lived()
+    return Workdir.open(workdir, config, create=create, reporter=RichReporter())
 
 
 @app.command()
@@ -254,55 +186,36 @@ def count(
 ) -> None:
     """Count candidates per region in new or changed input files."""
     _start_local_workers("count", workers, scheduler, cluster)
-    from .catalog import Catalog
-    from .display import RichReporter
+    from .workdir import InputOptions
 
-    if on_bad_file not in ("fail", "skip"):
-        raise ConfigError(f"--on-bad-file = {on_bad_file!r}: expected fail or skip")
     del recompute_infos, files_per_job  # original options: counting is always incremental here
-    workdir = workdir.resolve()
-    settings = resolve_config(
-        workdir,
-        config,
-        {
-            "inputs.campaign": prod_campaign,
-            "inputs.file_list": _resolved(input_file_list),
-            "inputs.replace_prefix": replace_file_prefix,
-            "inputs.tree": tree,
-            "process_types": process_types,
-            "binning": pt_abseta_bins,
-        },
+    wd = _open(workdir, config, create=True)
+    inputs = InputOptions(
+        campaign=prod_campaign,
+        file_list=None if input_file_list is None else str(input_file_list),
+        replace_prefix=replace_file_prefix,
+        tree=tree,
+        process_types=None if process_types is None else str(process_types),
+        binning=None if pt_abseta_bins is None else str(pt_abseta_bins),
     )
-    if not settings.processes:
-        raise ConfigError("no processes configured: pass --process-types or set 'processes'")
-    from .stages.count import count_inputs
-
-    with workdir_lock(workdir):
-        catalog = Catalog.open(workdir, create=True)
-        engine = _engine("count", workers, settings, scheduler, cluster)
-        try:
-            outcome = count_inputs(catalog, settings, engine, workdir, RichReporter(), on_bad_file)
-        finally:
-            engine.close()
+    outcome = wd.count(
+        inputs, on_bad_file=on_bad_file, workers=workers, scheduler=scheduler, cluster=cluster
+    )
     typer.echo(
         f"counted {outcome.counted} files, {outcome.unchanged} unchanged, "
         f"{len(outcome.failed)} unreadable, {len(outcome.unmatched)} matching no process; "
-        f"{workdir / 'counts.json'}"
+        f"{wd.path / 'counts.json'}"
     )
 
 
-def _plan_overrides(
-    pileup: str | None,
-    events_per_batch_type: int | None,
-    batches: int | None,
-    max_reuse: int | None,
-) -> dict[str, Any]:
-    return {
-        "plan.pileup": pileup,
-        "plan.events_per_batch_type": events_per_batch_type,
-        "plan.batches": batches,
-        "plan.max_reuse": max_reuse,
+def _plan_options(**options: Any) -> Any:
+    from .workdir import PlanOptions
+
+    paths = ("output_directory", "process_types", "binning")
+    values: dict[str, Any] = {
+        k: (str(v) if k in paths and v is not None else v) for k, v in options.items()
     }
+    return PlanOptions(**values)
 
 
 PileupOption = Annotated[str | None, typer.Option(help="NoPU, PU140, PU200, all or none.")]
@@ -329,19 +242,16 @@ def summary(
     verbose: VerboseOption = False,
 ) -> None:
     """Counts per region, and the batches a plan would give."""
-    from .catalog import Catalog
     from .display import batches_line, stdout, summary_tables
-    from .stages.summary import summarize, write_summary_json
 
-    workdir = workdir.resolve()
-    settings = resolve_config(
-        workdir,
-        config,
-        _plan_overrides(pileup, events_per_batch_type, batches, max_reuse),
-        stored_key="plan_config",
+    wd = _open(workdir, config)
+    options = _plan_options(
+        pileup=pileup,
+        events_per_batch_type=events_per_batch_type,
+        batches=batches,
+        max_reuse=max_reuse,
     )
-    catalog = Catalog.open(workdir)
-    result = summarize(catalog, settings)
+    result = wd.summary(options)
     for table in summary_tables(result, reuse):
         stdout.print(table)
     for _path, error in result.bad_files:
@@ -349,12 +259,9 @@ def summary(
     for path in result.unmatched_files:
         stdout.print(f"[yellow]matches no process[/] {escape(path)}", soft_wrap=True)
     stdout.print(batches_line(result))
-    write_summary_json(catalog, result, workdir / "summary.json")
-    stdout.print(f"summary: {escape(str(workdir / 'summary.json'))}")
+    stdout.print(f"summary: {escape(str(wd.path / 'summary.json'))}")
     if plots:
-        from .stages.report import write_report
-
-        html = write_report(catalog, settings, workdir / "report", input_only=True)
+        html = wd.report(wd.path / "report", input_only=True, options=options)
         stdout.print(f"report: {escape(str(html))}", soft_wrap=True)
 
 
@@ -389,43 +296,30 @@ def plan(
     verbose: VerboseOption = False,
 ) -> None:
     """Plan the balanced batches from the counts."""
-    from .catalog import Catalog
-    from .stages.plan import count_table, plan_batches, plan_size, summary_json
-    from .storage import write_json
-
-    workdir = workdir.resolve()
     if jobconfigs_directory is not None:
         log.info("--jobconfigs-directory is not needed: the plan is kept in the catalog")
-    overrides = _plan_overrides(pileup, events_per_batch_type, batches, max_reuse)
-    overrides.update(
-        {
-            "plan.seed": seed,
-            "output.directory": _resolved(output_directory),
-            "output.batches_per_file": batches_per_file,
-            "output.format": output_format,
-            "output.compression": compression,
-            "output.overwrite": True if overwrite else None,
-            "inputs.campaign": prod_campaign,
-            "process_types": process_types,
-            "binning": pt_abseta_bins,
-        }
+    wd = _open(workdir, config)
+    options = _plan_options(
+        pileup=pileup,
+        events_per_batch_type=events_per_batch_type,
+        batches=batches,
+        max_reuse=max_reuse,
+        seed=seed,
+        output_directory=output_directory,
+        batches_per_file=batches_per_file,
+        format=output_format,
+        compression=compression,
+        overwrite=True if overwrite else None,
+        campaign=prod_campaign,
+        process_types=process_types,
+        binning=pt_abseta_bins,
     )
-    settings = resolve_config(workdir, config, overrides, stored_key="plan_config")
-    catalog = Catalog.open(workdir)
     if summary_only:
-        table = count_table(catalog, settings, settings.plan.pileup)
-        write_json(workdir / "summary.json", summary_json(table, catalog))
-        typer.echo(f"summary: {workdir / 'summary.json'}")
+        typer.echo(f"summary: {wd.write_summary_json(options)}")
         return
-    with workdir_lock(workdir):
-        result = plan_batches(catalog, settings, workdir)
-    directory = catalog.get_meta("plan_config")["output"]["directory"]  # as the plan resolved it
-    typer.echo(
-        f"planned {result.n_batches} batches x {result.n_streams} regions x {result.per_batch}"
-        f" candidates into {result.n_output_files} files in {directory}; "
-        f"{len(result.read_files)} read jobs + {result.n_write_units} write jobs"
-    )
-    typer.echo(f"the plan will write {plan_size(catalog, result).describe()}")
+    outcome = wd.plan(options)
+    typer.echo(outcome.describe())
+    typer.echo(f"the plan will write {outcome.size.describe()}")
 
 
 @app.command()
@@ -447,32 +341,14 @@ def run(
 ) -> None:
     """Make every planned batch (resumes an interrupted run)."""
     _start_local_workers("run", workers, scheduler, cluster)
-    from .catalog import Catalog
-    from .display import RichReporter
-
-    workdir = workdir.resolve()
-    catalog = Catalog.open(workdir)
-    settings = resolve_config(workdir, None, {}, stored_key="plan_config")
-    from .stages.plan import load_plan
-    from .stages.run import run_plan
-
-    with workdir_lock(workdir):
-        engine = _engine("run", workers, settings, scheduler, cluster)
-        try:
-            stored_plan = load_plan(catalog)
-            outcome = run_plan(
-                catalog,
-                stored_plan,
-                settings,
-                engine,
-                workdir,
-                RichReporter(),
-                keep_scratch=keep_scratch,
-                overwrite=overwrite,
-                space_check=not no_space_check,
-            )
-        finally:
-            engine.close()
+    outcome = _open(workdir).run(
+        workers=workers,
+        scheduler=scheduler,
+        cluster=cluster,
+        keep_scratch=keep_scratch,
+        overwrite=overwrite,
+        space_check=not no_space_check,
+    )
     entries = sum(o["entries"] for o in outcome.outputs)
     typer.echo(f"{len(outcome.outputs)} files, {entries} entries in {outcome.directory}")
 
@@ -491,31 +367,24 @@ def make(
     verbose: VerboseOption = False,
 ) -> None:
     """Run one unit of the plan as a batch job does, or list them."""
-    from .catalog import Catalog
-    from .jobs import JobSpec
-    from .stages.plan import load_plan
-    from .stages.run import run_job, run_spec_job
-
     if spec is not None:
-        job_spec = JobSpec.load(spec)
+        from .engines.heap import ready_for_work
+        from .jobs import JobSpec
+        from .stages.run import run_spec_job
+
         if job is None:
             raise ConfigError("--spec needs --job")
-        _ready_for_work()
+        job_spec = JobSpec.load(spec)
+        ready_for_work()
         typer.echo(run_spec_job(job_spec, job))
         return
-    workdir = workdir.resolve()
+    wd = _open(workdir)
     if list_jobs or job is None:
-        stored_plan = load_plan(Catalog.open(workdir))
-        n_reads, n_writes = len(stored_plan.read_files), stored_plan.n_write_units
+        n_reads, n_writes = wd.job_count()
         typer.echo(f"jobs 0-{n_reads - 1}: read one input file each (any order, in parallel)")
         typer.echo(f"jobs {n_reads}-{n_reads + n_writes - 1}: write output files (after all reads)")
         return
-    with workdir_lock(workdir, shared=True):  # the plan cannot change under a running job
-        catalog = Catalog.open(workdir)
-        stored_plan = load_plan(catalog)
-        settings = resolve_config(workdir, None, {}, stored_key="plan_config")
-        _ready_for_work()
-        typer.echo(run_job(catalog, stored_plan, settings, workdir, job))
+    typer.echo(wd.make_job(job))
 
 
 @app.command("export-jobs")
@@ -531,43 +400,9 @@ def export_jobs_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Submit files that run the plan as HTCondor or Slurm jobs."""
-    from .catalog import Catalog
-    from .engines.batch import export_jobs, fold_records
-    from .jobs import spec_from_catalog
-    from .remote import output_directory
-    from .stages.make import output_names
-    from .stages.plan import load_plan
-    from .stages.run import claim_outputs, reopen_lost_outputs
-    from .storage import branch_layout, opened_tree
-
-    workdir = workdir.resolve()
-    directory = directory.resolve()
-    catalog = Catalog.open(workdir)
-    stored_plan = load_plan(catalog)
-    settings = resolve_config(workdir, None, {}, stored_key="plan_config")
-    records = directory / "records"
-    job_spec = spec_from_catalog(catalog, stored_plan, settings, workdir)
-    if only_missing:
-        if records.is_dir():
-            fold_records(catalog, records)
-        reopen_lost_outputs(catalog, Path(job_spec.scratch))
-    if job_spec.layout is None:
-        first = job_spec.files[int(stored_plan.read_files[0])].path
-        with opened_tree(first, settings.inputs.tree) as tree:
-            layout = branch_layout(tree, first)
-        job_spec = dataclasses.replace(job_spec, layout=layout)
-    job_spec = dataclasses.replace(job_spec, records=str(records))
-    names = output_names(settings.output.name, settings.output.format, stored_plan.n_output_files)
-    claim_outputs(catalog, output_directory(settings.output.directory), names, settings, overwrite)
-    pending = None
-    if only_missing:
-        n_reads = len(stored_plan.read_files)
-        states = catalog.unit_states("read")
-        pending = {unit for unit in range(n_reads) if states.get(unit) != "done"}
-        states = catalog.unit_states("write")
-        pending |= {n_reads + unit for unit, state in states.items() if state != "done"}
-    exported = export_jobs(job_spec, system, directory, pending)
-    catalog.set_meta("export", {"directory": str(directory), "records": str(records)})
+    exported = _open(workdir).export_jobs(
+        directory, system, only_missing=only_missing, overwrite=overwrite
+    )
     typer.echo(
         f"{len(exported.read_jobs)} read jobs and {len(exported.write_jobs)} write jobs in "
         f"{exported.directory}; submit with: {exported.submit_command}"
@@ -583,60 +418,43 @@ def status(
     """What is done, what failed and why."""
     from rich.table import Table
 
-    from .catalog import Catalog
     from .display import stdout
-    from .engines.batch import fold_records
 
-    catalog = Catalog.open(workdir.resolve())
-    exported = catalog.get_meta("export")
-    if exported is not None and Path(exported["records"]).is_dir():
-        folded = fold_records(catalog, Path(exported["records"]))
-        if folded:
-            stdout.print(f"took {folded} batch-job records from {escape(exported['records'])}")
-    files = catalog.files()
-    file_states: dict[str, int] = {}
-    for record in files:
-        file_states[record.status] = file_states.get(record.status, 0) + 1
-    stdout.print("input files: " + ", ".join(f"{n} {state}" for state, n in file_states.items()))
-    for record in files:
-        if record.status == "bad":
-            stdout.print(f"  [red]bad[/] {escape(record.error or '')}", soft_wrap=True)
-    rows = catalog.unit_rows()
-    if not rows:
+    state = _open(workdir).status()
+    if state.folded_records:
+        stdout.print(
+            f"took {state.folded_records} batch-job records from {escape(state.records or '')}"
+        )
+    stdout.print(
+        "input files: " + ", ".join(f"{n} {name}" for name, n in state.file_states.items())
+    )
+    for _path, error in state.bad_files:
+        stdout.print(f"  [red]bad[/] {escape(error)}", soft_wrap=True)
+    if not state.units:
         stdout.print("no plan: run 'balanced-batches plan'")
         return
-    holder = lock_holder(workdir.resolve())
     table = Table(title="jobs", title_justify="left")
     columns = ("pending", "running", "interrupted", "done", "failed")
     for column in ("kind", *columns):
         table.add_column(column, justify="right")
-    shown = [(row, _shown_state(row.status, holder)) for row in rows]
     for kind in ("read", "write"):
-        states = [state for row, state in shown if row.kind == kind]
-        table.add_row(kind, *(str(states.count(state)) for state in columns))
+        counts = state.counts(kind)
+        table.add_row(kind, *(str(counts[column]) for column in columns))
     stdout.print(table)
-    if holder is not None and any(state == "running" for _, state in shown):
-        stdout.print(f"in progress: {escape(holder)}")
-    interrupted = [row for row, state in shown if state == "interrupted"]
-    if interrupted:
-        last = max(row.started or "" for row in interrupted)
+    if state.holder is not None and any(row.status == "running" for row in state.units):
+        stdout.print(f"in progress: {escape(state.holder)}")
+    if state.interrupted:
+        last = max(row.started or "" for row in state.interrupted)
         stdout.print(
-            f"  [yellow]interrupted[/] {len(interrupted)} units handed out at {last or 'unknown'}"
-            " by a command that is no longer running; 'run' redoes them"
+            f"  [yellow]interrupted[/] {len(state.interrupted)} units handed out at "
+            f"{last or 'unknown'} by a command that is no longer running; 'run' redoes them"
         )
-    for row in rows:
-        if row.status == "failed":
-            stdout.print(
-                f"  [red]failed[/] {row.kind} unit {row.unit} ({row.attempts} attempts): "
-                + escape(row.error or ""),
-                soft_wrap=True,
-            )
-
-
-def _shown_state(status: str, holder: str | None) -> str:
-    """A unit's state as `status` shows it: `running` only while a command holds the
-    working directory (else it was interrupted)."""
-    return "interrupted" if status == "running" and holder is None else status
+    for row in state.failed:
+        stdout.print(
+            f"  [red]failed[/] {row.kind} unit {row.unit} ({row.attempts} attempts): "
+            + escape(row.error or ""),
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -652,29 +470,16 @@ def check(
     verbose: VerboseOption = False,
 ) -> None:
     """Verify the outputs against the plan and their sources."""
-    from .catalog import Catalog
-    from .display import RichReporter
-    from .stages.check import check_outputs
-    from .stages.plan import load_plan
-
-    workdir = workdir.resolve()
-    catalog = Catalog.open(workdir)
-    settings = resolve_config(workdir, None, {}, stored_key="plan_config")
-    report = check_outputs(catalog, load_plan(catalog), settings, sample, RichReporter())
-    typer.echo(
-        f"checked {report.files} files, {report.rows} rows, {report.sampled} rows compared "
-        "with their source entries"
-    )
-    if report.problems:
-        for problem in report.problems[:20]:
+    wd = _open(workdir)
+    problems = wd.check(sample)
+    typer.echo(problems.describe())
+    if problems:
+        for problem in list(problems)[:20]:
             typer.echo(f"  {problem}", err=True)
-        raise CheckFailed(f"{len(report.problems)} problems")
+        raise CheckFailed(f"{len(problems)} problems")
     typer.echo("all outputs match the plan")
     if with_report:
-        from .stages.report import write_report
-
-        html = write_report(catalog, settings, workdir / "report", reporter=RichReporter())
-        typer.echo(f"report: {html}")
+        typer.echo(f"report: {wd.report()}")
 
 
 @app.command()
@@ -688,17 +493,8 @@ def report(
     verbose: VerboseOption = False,
 ) -> None:
     """Plots and one HTML page of the counts, the plan and the outputs."""
-    from .catalog import Catalog
-    from .display import RichReporter
-    from .stages.report import write_report
-
-    workdir = workdir.resolve()
-    catalog = Catalog.open(workdir)
-    settings = resolve_config(workdir, None, {}, stored_key="plan_config")
-    directory = (output or workdir / "report").resolve()
-    typer.echo(
-        write_report(catalog, settings, directory, overwrite=overwrite, reporter=RichReporter())
-    )
+    directory = None if output is None else output.resolve()
+    typer.echo(_open(workdir).report(directory, overwrite=overwrite))
 
 
 def version_callback(value: bool) -> None:
@@ -720,11 +516,9 @@ def main_options(
 def main() -> None:
     """The command line (`python -m balanced_batches.cli`); the `balanced-batches` command
     comes here through `__main__.main`, which may have started local workers' server."""
-    global _ONE_COMMAND_PER_PROCESS
-    _ONE_COMMAND_PER_PROCESS = True
-    from .engines import worker_server
+    from .engines import heap
 
-    worker_server.keep_workers_off_the_main_script()
+    heap.one_command_per_process()
     app(prog_name="balanced-batches")
 
 

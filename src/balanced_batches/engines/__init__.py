@@ -6,6 +6,7 @@ Dask is imported only inside its engine.
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -53,18 +54,40 @@ class InProcessEngine:
         """Nothing to release."""
 
 
+class ExecutorEngine:
+    """Runs work on a caller's `concurrent.futures.Executor` (which the caller closes)."""
+
+    def __init__(self, executor: concurrent.futures.Executor) -> None:
+        self.executor = executor
+
+    def map(self, function: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """Yields results in completion order."""
+        futures = [self.executor.submit(function, item) for item in items]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        """Leaves the executor to its owner."""
+
+
 def make_engine(
     workers: int | None,
     scheduler: str | None = None,
     cluster: str | None = None,
     batch: Any = None,
     worker_modules: tuple[str, ...] = (),
+    run_main_script: bool = True,
 ) -> Any:
     """An engine: an existing Dask cluster by address, workers as HTCondor/Slurm jobs
     (`cluster`, resources from `batch`), local worker processes for >1 worker, else
     in-process. (A local Dask cluster, with its dashboard: `dask.DaskEngine(workers=N)`.)
 
-    Local workers have `worker_modules` imported before they start (see `worker_server`).
+    Local workers have `worker_modules` imported before they start (see `worker_server`);
+    with `run_main_script=False` they do not run the main script again (see `ProcessEngine`).
     """
     from . import worker_server
 
@@ -74,7 +97,7 @@ def make_engine(
             return InProcessEngine()
         from .processes import ProcessEngine
 
-        return ProcessEngine(workers or 1, worker_modules)
+        return ProcessEngine(workers or 1, worker_modules, run_main_script=run_main_script)
     from .dask import DaskEngine
 
     if cluster is not None:

@@ -15,6 +15,23 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+_ONE_COMMAND_PER_PROCESS = False  # set by the command line, whose process exits after one
+
+
+def one_command_per_process() -> None:
+    """Declares that this process runs one command and exits (the command line): from now on
+    `ready_for_work` freezes what lives."""
+    global _ONE_COMMAND_PER_PROCESS
+    _ONE_COMMAND_PER_PROCESS = True
+
+
+def ready_for_work() -> None:
+    """Freezes what lives now, for the work this process does itself, in a process that runs
+    one command; a test runner or a notebook that calls the library again and again keeps
+    its collector as it is."""
+    if _ONE_COMMAND_PER_PROCESS:
+        freeze_long_lived()
+
 
 def freeze_long_lived() -> None:
     """Stops the collector from visiting the objects alive now (imported modules, the

@@ -177,11 +177,20 @@ class ProcessEngine:
     new map stops the work an abandoned one left running."""
 
     def __init__(
-        self, workers: int, worker_modules: Sequence[str] = (), memory_bytes: int | None = None
+        self,
+        workers: int,
+        worker_modules: Sequence[str] = (),
+        memory_bytes: int | None = None,
+        *,
+        run_main_script: bool = True,
     ) -> None:
         """`worker_modules` are imported once, before workers fork (see `worker_server`);
-        `memory_bytes` is each worker's limit (default: `memory_limit`)."""
+        `memory_bytes` is each worker's limit (default: `memory_limit`). Workers run the main
+        script again, as multiprocessing's do, so that functions defined there can be mapped;
+        with `run_main_script=False` (the pipeline's own functions only) they do not, and a
+        script without an `if __name__ == "__main__":` guard works too."""
         self._size = max(1, workers)
+        self._run_main_script = run_main_script
         self._forked = worker_server.start(worker_modules)
         self._context: ForkServerContext | SpawnContext = (
             multiprocessing.get_context(worker_server.METHOD)
@@ -268,7 +277,12 @@ class ProcessEngine:
         # a forked worker has the server's environment, and ignores Ctrl-C as it does; around
         # a fork server's start this would also ignore Ctrl-C here while it imports
         spawning = contextlib.nullcontext() if self._forked else worker_server.starting_workers()
-        with spawning:
+        hidden = (
+            contextlib.nullcontext()
+            if self._run_main_script
+            else worker_server.main_script_hidden()
+        )
+        with spawning, hidden:
             process.start()
         theirs.close()  # so that our end reads EOF when the worker dies
         worker = _Worker(process, ours)

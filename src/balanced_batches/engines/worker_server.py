@@ -53,16 +53,26 @@ def worker_environment() -> dict[str, str]:
     return {key: os.environ.get(key, value) for key, value in WORKER_ENVIRONMENT.items()}
 
 
-def keep_workers_off_the_main_script() -> None:
-    """Worker processes started by a fork server, or spawned, run the main script again
-    unless it has no file (multiprocessing's safe importing of the main module). For a main
-    script that imports the CLI and calls it (as the console script does, through
-    `balanced_batches.__main__`), that is the CLI's imports in every worker (typer and rich:
-    0.1 s each) for nothing. A main module run with `python -m` has a spec, by which workers
-    import it as a module: it is left as it is."""
+@contextlib.contextmanager
+def main_script_hidden() -> Iterator[None]:
+    """Within: processes started here do not run the main script again.
+
+    Worker processes started by a fork server, or spawned, run the main script again unless
+    it has no file (multiprocessing's safe importing of the main module): for the console
+    script that is the CLI's imports in every worker (typer and rich: 0.1 s each), and a
+    notebook-style script without an `if __name__ == "__main__":` guard would run its whole
+    pipeline again in every worker. Workers that run only this package's functions need none
+    of it: the script's file is hidden while they start and given back after. A main module run with
+    `python -m` has a spec, by which workers import it as a module: it is left as it is.
+    """
     script = sys.modules.get("__main__")
-    if script is not None and getattr(script, "__spec__", None) is None:
-        script.__dict__.pop("__file__", None)
+    hidden = script is not None and getattr(script, "__spec__", None) is None
+    path = script.__dict__.pop("__file__", None) if hidden and script is not None else None
+    try:
+        yield
+    finally:
+        if path is not None and script is not None:
+            script.__dict__["__file__"] = path
 
 
 def _running_pid() -> int | None:
