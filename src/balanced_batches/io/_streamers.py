@@ -1,17 +1,16 @@
 """TStreamerInfo records of the two classes a ``std::vector<T>`` TTree branch adds to a file.
 
 ROOT 6.40 lists ``TBranchElement`` (class version 10) and ``TLeafElement`` (version 1) in a file's
-StreamerInfo when a tree has ``std::vector<T>`` branches, and no record for ``vector<T>`` itself (an
-STL collection of numbers needs none). uproot carries such records for the classes it writes
-(``uproot.models.TBranch._rawstreamer_TBranch_v13``, ...) but not for these two, so they are kept here
-in the same form: each is the TStreamerInfo that ROOT 6.40 wrote, re-serialised with
-``uproot.serialization.serialize_object_any(streamer, streamer.name) + b"\\x00"`` (the form that
-``uproot.writing._cascade.TListOfStreamers`` stores). tests/test_ttree_writer.py checks that they are
-still equal to what ROOT writes.
+StreamerInfo when a tree has ``std::vector<T>`` branches, and no record for ``vector<T>`` itself
+(an STL collection of numbers needs none). uproot carries such records for the classes it writes
+(``uproot.models.TBranch._rawstreamer_TBranch_v13``, ...) but not for these two, so they are kept
+here in the same form: each is the TStreamerInfo that ROOT 6.40 wrote, re-serialised with
+``uproot.serialization.serialize_object_any(streamer, streamer.name) + b"\\x00"`` (the form
+that ``uproot.writing._cascade.TListOfStreamers`` stores). tests/test_ttree_writer.py checks that
+they are still equal to what ROOT writes.
 """
 
 from __future__ import annotations
-
 
 TBRANCHELEMENT_V10 = bytes.fromhex(
     "400006fbffffffff5453747265616d6572496e666f00400006e5000a4000001c000100010000000000010000"

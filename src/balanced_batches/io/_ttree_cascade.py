@@ -11,9 +11,10 @@ byte as uproot writes them. A ``std::vector<T>`` branch is what ROOT 6.40 writes
 ``tree.Branch(name, &vector)`` (checked member by member against a ROOT-written file):
 
 - TBranchElement v10: its TBranch v13 base (title = name, fSplitLevel 99, one leaf), then
-  fClassName ``vector<float>``, fParentName ``""``, fClonesName ``""``, fCheckSum (`class_checksum`),
-  fClassVersion 6, fID -1, fType 0, fStreamerType -1, fMaximum 0, fBranchCount = fBranchCount2 =
-  null (ROOT's TBranchElement::Streamer; go-hep groot ``rtree/branch.go``, tbranchElement);
+  fClassName ``vector<float>``, fParentName ``""``, fClonesName ``""``, fCheckSum
+  (`class_checksum`), fClassVersion 6, fID -1, fType 0, fStreamerType -1, fMaximum 0,
+  fBranchCount = fBranchCount2 = null (ROOT's TBranchElement::Streamer; go-hep groot
+  ``rtree/branch.go``, tbranchElement);
 - its leaf a TLeafElement v1: TLeaf v2 (fLen 1, fLenType 0, fOffset 0, fIsRange and fIsUnsigned
   false, fLeafCount null), then fID -1, fType -1;
 - each entry as TBufferFile streams a collection (`vector_entries`), and each TBasket ending with
@@ -166,6 +167,8 @@ class CascadeTree(cascadetree.Tree):  # type: ignore[misc]  # uproot has no type
     counter kind ``"counter"`` (as uproot's counters: fIsRange set, fMaximum kept up to date).
     """
 
+    _basket_capacity: int  # set by uproot's Tree
+
     def __init__(self, directory: Any, name: str, title: str, branches: Sequence[BranchType]):
         """A tree of `branches` (a counter before the arrays it counts) in a cascading directory."""
         specs = [
@@ -257,6 +260,22 @@ class CascadeTree(cascadetree.Tree):  # type: ignore[misc]  # uproot has no type
         self._metadata["fTotBytes"] += uncompressed
         self._metadata["fZipBytes"] += compressed
         self.write_updates(sink)
+
+    def trim_basket_arrays(self, file: Any, sink: Any) -> None:
+        """Shrinks fBasketBytes/fBasketEntry/fBasketSeek to what ROOT writes: fMaxBaskets =
+        max(10, fWriteBasket + 1). ROOT's TBranch::Streamer sizes the in-memory list of baskets
+        by fWriteBasket and grows it only when fWriteBasket reaches fMaxBaskets, so a larger
+        fMaxBaskets (uproot's reserve after 10 baskets) makes hadd's fast merge (TTreeCloner)
+        index past that list ("TObjArray::At: index out of bounds"). One rewrite of the tree's
+        metadata, after the last basket."""
+        tight = max(10, self._num_baskets + 1)
+        if self._basket_capacity <= tight:
+            return
+        self._basket_capacity = tight
+        for datum in self._branch_data:
+            for member in ("fBasketBytes", "fBasketEntry", "fBasketSeek"):
+                datum[member] = datum[member][:tight].copy()
+        self._relocate(file, sink)
 
     def _grow_basket_arrays(self, file: Any, sink: Any) -> None:
         """Makes room for one more basket per branch, as ``Tree.extend`` does: when the next one
@@ -411,7 +430,10 @@ class CascadeTree(cascadetree.Tree):  # type: ignore[misc]  # uproot has no type
         count = datum["counter"]
         blob.add(struct.pack(">I", 0 if count is None else count["tleaf_reference_number"]))
         blob.end(base, 2)
-        blob.add(special.pack(0, 0))  # fMinimum, fMaximum (a counter's is updated later)
+        # fMinimum, fMaximum: a counter's is the largest size so far (ROOT sizes its read buffers
+        # of the counted arrays by it); write_updates keeps it up to date between rewrites
+        maximum = datum["tleaf_maximum_value"] if datum["kind"] == "counter" else 0
+        blob.add(special.pack(0, maximum))
         datum["tleaf_special_struct"] = special
         blob.end(leaf, 1)
         blob.end_any(start)

@@ -8,8 +8,8 @@ the input:
 
 - ``scalar``: ``x/F``, ``x/I``, ``x/l``, ``x/O``, ... (TBranch + TLeaf<X>), as uproot writes them;
 - ``fixed``: ``x[3]/F``, a fixed number of values per entry, as uproot writes them;
-- ``counted``: ``x[n]/F`` with its counter ``n``, itself a scalar integer branch of the tree, as uproot
-  writes them;
+- ``counted``: ``x[n]/F`` with its counter ``n``, itself a scalar integer branch of the tree, as
+  uproot writes them;
 - ``vector``: ``std::vector<T>`` of a number (bool, [u]int8..64, float, double), as ROOT 6.40
   writes it: a TBranchElement with a TLeafElement, each entry framed as TBufferFile frames a
   collection (byte count | 0x40000000, version 10, int32 size, big-endian elements), the basket's
@@ -19,8 +19,10 @@ the input:
 Use inside ``uproot.recreate`` (its compression applies; the output depends on nothing but the input
 and the file's own time stamp and UUID)::
 
-    with uproot.recreate(path, compression=uproot.ZSTD(5)) as file:
-        tree = mktree(file, "taus", branch_types(uproot.open(source)["taus"]))
+    with (
+        uproot.recreate(path, compression=uproot.ZSTD(5)) as file,
+        mktree(file, "taus", branch_types(uproot.open(source)["taus"])) as tree,
+    ):
         tree.extend({"tau_pt": pt, "pfCand_pt": (offsets, content), ...})
 
 This module uses nothing else of balanced_batches, so that it can be offered to uproot.
@@ -31,7 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import awkward as ak
 import numpy as np
@@ -42,7 +44,7 @@ from balanced_batches.io import _streamers
 from balanced_batches.io._ttree_cascade import CascadeTree
 
 BranchKind = Literal["scalar", "vector", "counted", "fixed"]
-BranchData = np.ndarray | tuple[np.ndarray, np.ndarray] | ak.Array
+BranchData: TypeAlias = np.ndarray | tuple[np.ndarray, np.ndarray] | ak.Array
 
 # numpy type -> how ROOT spells it in a vector's class name, ROOT's own choice for that type first
 # (what ``tree.Branch(name, std::vector<T>)`` of PyROOT gives for every alias of T was checked:
@@ -60,7 +62,7 @@ VECTOR_ELEMENTS: dict[str, tuple[str, ...]] = {
     "float32": ("float",),
     "float64": ("double",),
 }
-_ELEMENT_DTYPES = {spelling: np.dtype(t) for t, names in VECTOR_ELEMENTS.items() for spelling in names}
+_ELEMENT_DTYPES = {name: np.dtype(t) for t, names in VECTOR_ELEMENTS.items() for name in names}
 # TLeaf classes of a plain TBranch whose values uproot writes back with the same class
 _LEAF_DTYPES = {
     "TLeafO": ("bool", "bool"),
@@ -137,14 +139,14 @@ def _branch_type(branch: Any) -> BranchType:
     name = branch.name
     leaves = branch.member("fLeaves")
     if len(branch.branches) > 0 or len(leaves) != 1:
-        raise ValueError(f"branch {name!r} has sub-branches or several leaves; it cannot be written")
+        raise ValueError(f"branch {name!r} has sub-branches or several leaves: not writable")
     leaf = leaves[0]
     if leaf.classname == "TLeafElement":
         class_name = str(branch.member("fClassName"))
         match = re.fullmatch(r"vector<(.+)>", class_name)
         top_level = branch.member("fType") == 0 and branch.member("fStreamerType") == -1
         if match is None or match[1] not in _ELEMENT_DTYPES or not top_level:
-            raise ValueError(f"branch {name!r} holds {class_name}; only vectors of numbers are written")
+            raise ValueError(f"branch {name!r} holds {class_name}, not a vector of numbers")
         return BranchType(name, "vector", _ELEMENT_DTYPES[match[1]], element=match[1])
     if leaf.classname not in _LEAF_DTYPES:
         raise ValueError(f"branch {name!r} has a {leaf.classname} leaf, which cannot be written")
@@ -193,12 +195,32 @@ def _writing_order(branches: Sequence[BranchType]) -> list[BranchType]:
 
 
 class TreeWriter:
-    """A TTree being written; each `extend` adds one basket to every branch."""
+    """A TTree being written; each `extend` adds one basket to every branch, `close` ends it.
+
+    Use it in a ``with`` statement (or call `close`): after more than nine `extend` calls, the
+    tree's basket arrays hold room for more baskets than it has, which ROOT's own files never
+    do and which hadd's fast merge trips over; `close` trims them.
+    """
 
     def __init__(self, file: Any, cascade: CascadeTree) -> None:
         """Wraps the cascade of a tree in an uproot WritableFile; made by `mktree`."""
         self._file = file
         self._cascade = cascade
+        self._closed = False
+
+    def __enter__(self) -> TreeWriter:
+        """The writer itself."""
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        """Closes the tree (its file stays open)."""
+        self.close()
+
+    def close(self) -> None:
+        """Ends the tree: its basket arrays shrink to what ROOT writes; no more `extend`."""
+        if not self._closed and not self._file.sink.closed:
+            self._cascade.trim_basket_arrays(self._file, self._file.sink)
+        self._closed = True
 
     @property
     def branches(self) -> tuple[BranchType, ...]:
@@ -219,16 +241,19 @@ class TreeWriter:
         Values are cast to each branch's type (same kind only: no float into int). Zero entries
         write nothing (ROOT would meet an empty basket).
         """
-        if self._file.sink.closed:
-            raise ValueError("cannot extend a TTree of a closed file")
+        if self._closed or self._file.sink.closed:
+            raise ValueError("cannot extend a closed TTree or a TTree of a closed file")
         columns, num_entries = _columns(self._cascade.branch_types, data)
         if num_entries > 0:
             self._cascade.write_entries(self._file, self._file.sink, columns, num_entries)
 
 
-def mktree(directory: Any, name: str, branches: Sequence[BranchType], title: str = "") -> TreeWriter:
+def mktree(
+    directory: Any, name: str, branches: Sequence[BranchType], title: str = ""
+) -> TreeWriter:
     """Creates an empty TTree in an uproot WritableDirectory (for instance a file of
-    ``uproot.recreate``), to be filled with `TreeWriter.extend`."""
+    ``uproot.recreate``), to be filled with `TreeWriter.extend` and ended with
+    `TreeWriter.close` (or a ``with`` statement)."""
     _check_branches(branches)
     if "/" in name:
         raise ValueError(f"tree name {name!r}: make the directory with mkdir and pass it instead")
@@ -294,7 +319,10 @@ def _columns(
     for branch in branches:
         if branch.kind in ("scalar", "fixed"):
             columns[branch.name] = (_flat(branch, data, sizes.get(branch.name)), None)
-    lengths = {name: len(values) if offsets is None else len(offsets) - 1 for name, (values, offsets) in columns.items()}
+    lengths = {
+        name: len(values) if offsets is None else len(offsets) - 1
+        for name, (values, offsets) in columns.items()
+    }
     num_entries = next(iter(lengths.values()))
     for name, length in lengths.items():
         if length != num_entries:
@@ -350,6 +378,8 @@ def _jagged(branch: BranchType, value: BranchData) -> tuple[npt.NDArray[np.int64
 def _awkward_lists(branch: BranchType, array: ak.Array) -> tuple[np.ndarray, np.ndarray]:
     """Offsets and flat content of a 1-d jagged awkward array of numbers."""
     layout = ak.to_layout(array)
+    if isinstance(layout, ak.contents.EmptyArray):  # ak.Array([]): no entries, no type
+        return np.zeros(1, np.int64), np.zeros(0, branch.dtype)
     if isinstance(layout, ak.contents.IndexedArray):
         layout = layout.project()
     if not isinstance(layout, ak.contents.ListOffsetArray | ak.contents.ListArray):
@@ -364,7 +394,12 @@ def _awkward_lists(branch: BranchType, array: ak.Array) -> tuple[np.ndarray, np.
 
 
 def _cast(branch: BranchType, values: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
-    """`values` as `dtype`, refusing casts across kinds (float into int, int into bool)."""
-    if not np.can_cast(values.dtype, dtype, casting="same_kind"):
+    """`values` as `dtype`, refusing casts across kinds (float into int, int into bool) and
+    integers out of the branch type's range (an int64 array of sizes fits a uint32 counter)."""
+    if values.dtype.kind in "iu" and dtype.kind in "iu" and not np.can_cast(values.dtype, dtype):
+        limits = np.iinfo(dtype)
+        if len(values) > 0 and (values.min() < limits.min or values.max() > limits.max):
+            raise ValueError(f"branch {branch.name!r}: values beyond the range of {branch.dtype}")
+    elif not np.can_cast(values.dtype, dtype, casting="same_kind"):
         raise TypeError(f"branch {branch.name!r} holds {branch.dtype}, not {values.dtype}")
     return values.astype(dtype, copy=False)
