@@ -472,16 +472,16 @@ def test_scalars_fixed_and_counted_arrays_are_what_uproot_writes(tmp_path: Path)
                     f.mktree(TREE, types_)
                     extend = f[TREE].extend
                 else:
-                    ours = [
+                    branches = [
                         BranchType("nsv_mass", "scalar", np.int32),
                         BranchType("sv_mass", "counted", np.float32, counter="nsv_mass"),
                         *(BranchType(n, s.kind, s.dtype, shape=s.shape) for n, s in plain.items()),
                     ]
-                    extend = mktree(f, TREE, ours).extend
+                    extend = mktree(f, TREE, branches).extend
                 for start in range(0, 50, 20):
                     extend({name: v[start : start + 20] for name, v in data.items()})
-        ours = (tmp_path / "ours" / "same.root").read_bytes()
-        assert ours == (tmp_path / "uproot" / "same.root").read_bytes(), compression
+        written = {w: (tmp_path / w / "same.root").read_bytes() for w in ("uproot", "ours")}
+        assert written["ours"] == written["uproot"], compression
 
 
 # -- reading it back ---------------------------------------------------------------------------
