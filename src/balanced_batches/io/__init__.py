@@ -1,0 +1,1 @@
+"""Reading and writing of ROOT files beyond what uproot offers by itself."""
