@@ -76,6 +76,11 @@ def test_every_stage_returns_a_typed_result(tmp_path: Path, dataset: Dataset) ->
     counted = wd.count(workers=1)
     assert (counted.counted, counted.unchanged, counted.failed) == (12, 0, [])
     assert wd.count(workers=1).unchanged == 12
+    catalog = wd.catalog()
+    try:  # count records the branch layout: the plan's jobs are whole before any read ran
+        assert catalog.get_meta("layout") is not None
+    finally:
+        catalog.close()
 
     summary = wd.summary(pileup=PILEUP, events_per_batch_type=PER_BATCH)
     assert summary.per_batch == PER_BATCH and summary.n_batches == 3

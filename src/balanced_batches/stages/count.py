@@ -15,8 +15,8 @@ from ..engines import Engine, Reporter
 from ..errors import InputFileError
 from ..inputs import describe_inputs
 from ..regions import Selection, build_selection
-from ..storage import file_stat, write_json
-from .count_units import CountTask, ProbeTask, count_files, probe_tree
+from ..storage import file_stat, layout_to_json, write_json
+from .count_units import CountTask, ProbeTask, TreeProbe, count_files, probe_tree
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,11 @@ def count_inputs(
         log.warning("counts change: the stored plan is dropped, run 'plan' again")
         catalog.delete_meta("plan")
     if tasks:
-        _check_selection(engine, tasks, selection)
+        probe = _check_selection(engine, tasks, selection)
+        if probe is not None and probe.layout is not None and catalog.get_meta("layout") is None:
+            # the plan's jobs are then built whole at once: write units need the layout, and
+            # export-jobs need not open an input file for it
+            catalog.set_meta("layout", layout_to_json(probe.layout))
     catalog.set_meta("selection", fingerprint)
     failed: list[str] = []
     results = itertools.chain.from_iterable(engine.map(count_files, _groups(tasks)))
@@ -119,7 +123,9 @@ def count_inputs(
     return CountOutcome(len(tasks) - len(failed), unchanged, failed, unmatched)
 
 
-def _check_selection(engine: Engine, tasks: list[CountTask], selection: Selection) -> None:
+def _check_selection(
+    engine: Engine, tasks: list[CountTask], selection: Selection
+) -> TreeProbe | None:
     """Checks the selection against the first readable input tree before counting, so that
     an expression naming a branch no file has is one configuration error, not a reason to
     call every input file bad."""
@@ -127,6 +133,7 @@ def _check_selection(engine: Engine, tasks: list[CountTask], selection: Selectio
     probe = next(iter(engine.map(probe_tree, [probe_task])))
     if probe is not None:
         selection.check_against(probe.branches, probe.sample, f"{probe.path}'s tree")
+    return probe
 
 
 def write_counts_json(catalog: Catalog, selection: Selection, path: Path) -> None:

@@ -7,13 +7,14 @@ or the catalog (the command keeps those; see `count`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..engines.heap import collection_deferred
 from ..errors import BalancedBatchesError, InputFileError
 from ..regions import Selection
-from ..storage import file_stat, opened_tree, unreadable
+from ..storage import BranchLayout, branch_layout, file_stat, opened_tree, unreadable
 
 SELECTION_CHUNK_ENTRIES = 2_000_000
 
@@ -122,6 +123,7 @@ class TreeProbe:
     path: str
     branches: dict[str, bool]
     sample: dict[str, np.ndarray]
+    layout: BranchLayout | None = None  # what a plan's jobs read and write (None: unknown)
 
 
 def probe_tree(task: ProbeTask) -> TreeProbe | None:
@@ -142,10 +144,19 @@ def probe_tree(task: ProbeTask) -> TreeProbe | None:
                 wanted = sorted(n for n in task.selection.branches if branches.get(n))
                 stop = min(n_entries, PROBE_ENTRIES)
                 sample = tree.arrays(wanted, entry_stop=stop, library="np") if wanted else {}
+                layout = _layout_or_none(tree, path)
         except Exception:  # unreadable: counting reports it, with its reason
             continue
-        return TreeProbe(path, branches, dict(sample))
+        return TreeProbe(path, branches, dict(sample), layout)
     return None
+
+
+def _layout_or_none(tree: Any, path: str) -> BranchLayout | None:
+    """The tree's branch layout, or None where it has none (read units then say why)."""
+    try:
+        return branch_layout(tree, path)
+    except InputFileError:
+        return None
 
 
 def count_files(tasks: list[CountTask]) -> list[CountResult]:

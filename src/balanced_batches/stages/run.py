@@ -146,7 +146,8 @@ def run_plan(
         _record_read(catalog, result, paths[result.unit])
 
     _run_units(catalog, "read", jobs.reads, read_input, record_read, engine, reporter, retries)
-    jobs = build_jobs(spec_from_catalog(catalog, plan, config, workdir))
+    if jobs.writes is None:  # counted before count recorded the branch layout: reads found it
+        jobs = build_jobs(spec_from_catalog(catalog, plan, config, workdir))
     assert jobs.writes is not None
 
     def record_write(result: WriteResult) -> None:
