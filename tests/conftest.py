@@ -30,6 +30,7 @@ import yaml
 from typer.testing import CliRunner
 
 from balanced_batches.cli import app
+from faults_util import output_digests
 
 # the original configuration, shipped with the examples
 REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "prod_Phase2_v2"
@@ -62,6 +63,7 @@ PILEUP = "PU200"
 PER_BATCH = 2
 N_BATCHES = 3
 SEED = 7
+REFERENCE_FILES = ("batch0.root", "batch1.root", "batch2.root")  # its output files
 
 
 # -- the command line ---------------------------------------------------------------------------
@@ -236,6 +238,18 @@ def read_selection_columns(path: Path | str) -> dict[str, np.ndarray]:
             ["tau_pt", "tau_eta", "genLepton_index", "genLepton_kind"], library="np"
         )
     return dict(arrays)
+
+
+def write_ttree(path: Path, columns: dict[str, Any], name: str = TREE) -> None:
+    """A TTree (`file[name] = columns` would make an RNTuple in this uproot version)."""
+    types = {
+        key: values.dtype if isinstance(values, np.ndarray) else values.type.content
+        for key, values in columns.items()
+    }
+    with uproot.recreate(path) as handle:
+        tree = handle.mktree(name, types)
+        if len(next(iter(columns.values()))):
+            tree.extend(columns)
 
 
 def catalog_name(path: str) -> str:
@@ -515,3 +529,21 @@ def planned_streams(
 def expected_counts(dataset: Dataset) -> dict[str, Any]:
     """counts.json of the dataset, recomputed here from the files."""
     return expected_counts_json(dataset.paths)
+
+
+# -- fixtures of the fault tests (test_faults_*.py) --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference_digests(reference: Production) -> dict[str, str]:
+    """sha256 of every output of the uninterrupted reference production."""
+    digests = output_digests(reference.outdir)
+    assert tuple(digests) == REFERENCE_FILES
+    return digests
+
+
+@pytest.fixture
+def planned(counted_copy: Path) -> Path:
+    """A private working directory holding the reference plan, nothing run yet."""
+    cli(*reference_plan_args(counted_copy))
+    return counted_copy

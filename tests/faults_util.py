@@ -1,4 +1,5 @@
-"""Fault injection for test_faults.py: real processes killed, limited and measured.
+"""Fault injection for the test_faults_*.py modules: real processes killed, limited and
+measured.
 
 `balanced-batches` is started as a real process in its own session, so that a kill of its
 process group also takes down every worker it started. Two ways of choosing the moment:
@@ -9,8 +10,10 @@ process group also takes down every worker it started. Two ways of choosing the 
   process kills itself with SIGKILL before or after that call, then runs the command line.
 
 Also: a file-size limit for a child (a full disk without root), its peak resident memory
-(`os.wait4`), and digests of output directories. Run as a script, this module imports only
-the package and the standard library.
+(`os.wait4`), digests of output directories, and the catalog look-ups and command lines the
+fault tests share. Run as a script, this module imports only the package and the standard
+library; it imports the package only where a function needs it, after the kill point is in
+place.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from balanced_batches.catalog import FileRecord
 
 TIMEOUT = 600  # seconds any one command may take on a loaded machine
 LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING) balanced_batches[\w.]*: ")
@@ -367,6 +373,56 @@ def restore_stat(path: Path, stat: os.stat_result) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+# -- the working directory and the command line of the fault tests -----------------------------
+
+
+def plan_scratch(workdir: Path) -> Path:
+    """The scratch directory of a working directory's plan (`scratch/balanced-batches-<id>`
+    under the default scratch root), or where it would be while none exists."""
+    made = sorted((workdir / "scratch").glob("balanced-batches-*"))
+    return made[0] if made else workdir / "scratch" / "balanced-batches-none"
+
+
+def units(workdir: Path) -> list[tuple[str, int, str, int, str | None]]:
+    """(kind, index, status, attempts, error) of every unit in the catalog."""
+    from balanced_batches.catalog import Catalog
+
+    catalog = Catalog.open(workdir)
+    try:
+        return [(r.kind, r.unit, r.status, r.attempts, r.error) for r in catalog.unit_rows()]
+    finally:
+        catalog.close()
+
+
+def files(workdir: Path) -> list[FileRecord]:
+    """The catalog's input files, in list order."""
+    from balanced_batches.catalog import Catalog
+
+    catalog = Catalog.open(workdir)
+    try:
+        return catalog.files()
+    finally:
+        catalog.close()
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    """Polls a condition every 10 ms."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def finished_line(outdir: Path) -> str:
+    """What `run` prints when it made the reference plan (3 batches x 588 regions x 2)."""
+    return f"3 files, 3528 entries in {outdir}"
+
+
+def run_args(workdir: Path, workers: int = 1) -> list[object]:
+    """`run` with a given number of workers (1: in-process engine, more: worker processes)."""
+    return ["run", "--workdir", workdir, "--workers", workers]
+
+
 # -- the program: install a kill point, then run the command line ------------------------------
 
 
@@ -416,10 +472,3 @@ if __name__ == "__main__":
     # the directory of this file is first on sys.path: keep the tests' modules out of reach
     sys.path.pop(0)
     main(sys.argv[1:])
-
-
-def plan_scratch(workdir: Path) -> Path:
-    """The scratch directory of a working directory's plan (`scratch/balanced-batches-<id>`
-    under the default scratch root), or where it would be while none exists."""
-    made = sorted((workdir / "scratch").glob("balanced-batches-*"))
-    return made[0] if made else workdir / "scratch" / "balanced-batches-none"

@@ -177,7 +177,7 @@ def test_report_refuses_foreign_files_and_removes_only_its_own_stale_figures(
 
 
 def test_the_plans_size_estimate_is_near_what_run_writes(counted_copy: Path) -> None:
-    """plan prints it; run compares it with the free space (refusal: test_faults, full disk)."""
+    """plan prints it; run compares it with the free space (refusal: test_faults_resources)."""
     plan = cli(*reference_plan_args(counted_copy)).stdout
     estimate = re.search(
         r"the plan will write 3 files, about ([\d.]+) (k?B|MB|GB) of outputs and "
