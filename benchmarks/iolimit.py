@@ -34,7 +34,8 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from balanced_batches.storage import BranchLayout, branch_layout, local_reading
+from balanced_batches.io.trees import branch_layout, local_reading
+from balanced_batches.rows import BranchLayout
 from balanced_batches.writers import branch_type, root_compression
 
 PROVENANCE_TYPES = {

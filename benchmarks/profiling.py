@@ -25,7 +25,7 @@ SAMPLES_PER_S = 100
 HOT_SPOTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("run_plan (everything)", (("balanced_batches/", "run_plan"),)),
     ("read units: read_units._read_input", (("balanced_batches/", "_read_input"),)),
-    ("  storage.open_tree (TTree metadata)", (("balanced_batches/", "open_tree"),)),
+    ("  trees.open_tree (TTree metadata)", (("balanced_batches/", "open_tree"),)),
     ("  uproot TTree.arrays (read, decompress, interpret)", (("behaviors/TBranch.py", "arrays"),)),
     ("  read_units._plan_uses (regions, plan uses)", (("balanced_batches/", "_plan_uses"),)),
     ("  rows.RowBlock.take (select and order rows)", (("balanced_batches/", "take"),)),
@@ -40,7 +40,7 @@ HOT_SPOTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         "    compression (zstd)",
         (("~", "<built-in method zstd.compress>"), ("uproot/compression.py", "compress")),
     ),
-    ("  storage.adler32_of", (("balanced_batches/", "adler32_of"),)),
+    ("  files.adler32_of", (("balanced_batches/", "adler32_of"),)),
     ("catalog: Catalog.set_unit", (("balanced_batches/", "set_unit"),)),
 )
 

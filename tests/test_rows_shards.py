@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from balanced_batches.errors import BalancedBatchesError
 from balanced_batches.rows import (
+    BranchGroup,
+    BranchLayout,
     Jagged,
     RowBlock,
     column_arrays,
@@ -33,7 +35,6 @@ from balanced_batches.shards import (
     remove_parts_of_read_unit,
     write_part,
 )
-from balanced_batches.storage import BranchGroup, BranchLayout
 
 FLAT = {"run": np.int32, "event": np.int64, "weight": np.float32, "passed": np.bool_}
 JAGGED = {  # the group "pf" (members pf_<inner> share counts) and one lone jagged branch

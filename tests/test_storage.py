@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from balanced_batches.storage import write_json
+from balanced_batches.io.files import write_json
 
 SCALARS = (
     st.none()

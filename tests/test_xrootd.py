@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import uproot
 
-from balanced_batches import remote
 from balanced_batches.catalog import CATALOG_NAME, Catalog
+from balanced_batches.io import outputs, stores
 from balanced_batches.shards import all_parts
 from conftest import (
     EXECUTABLE,
@@ -268,28 +268,28 @@ def test_copy_verified_retries_a_corrupted_copy_and_never_shows_a_partial_one(
     local.write_bytes(os.urandom(3_000_000))
     corrupted = tmp_path / "corrupted"
     corrupted.write_bytes(local.read_bytes()[:-1] + b"?")  # same size, another adler32
-    upload = remote.XRootDStore.upload
+    upload = stores.XRootDStore.upload
     uploads: list[str] = []
 
-    def corrupting_once(self: remote.XRootDStore, source: Path, url: str) -> None:
+    def corrupting_once(self: stores.XRootDStore, source: Path, url: str) -> None:
         uploads.append(url)
         upload(self, corrupted if len(uploads) == 1 else source, url)
 
-    monkeypatch.setattr(remote.XRootDStore, "upload", corrupting_once)
+    monkeypatch.setattr(stores.XRootDStore, "upload", corrupting_once)
     url = f"{server.url}/verified/batch9.root"
-    published = remote.copy_verified(local, url)
+    published = outputs.copy_verified(local, url)
     # the corrupted first copy is retried (a transient error on a loaded machine may add one)
     assert len(uploads) >= 2 and set(uploads) == {url + ".part"}
-    assert published == remote.Published(url, local.stat().st_size, adler32(local))
+    assert published == outputs.Published(url, local.stat().st_size, adler32(local))
     assert server_adler32(server, "/verified/batch9.root") == adler32(local)
 
-    def always_corrupting(self: remote.XRootDStore, source: Path, url: str) -> None:
+    def always_corrupting(self: stores.XRootDStore, source: Path, url: str) -> None:
         upload(self, corrupted, url)
 
-    monkeypatch.setattr(remote.XRootDStore, "upload", always_corrupting)
-    with pytest.raises(remote.TransferError, match=r"after 2 attempts \(adler32 "):
-        remote.copy_verified(
-            local, f"{server.url}/verified/batch10.root", remote.RemoteSettings(retries=1)
+    monkeypatch.setattr(stores.XRootDStore, "upload", always_corrupting)
+    with pytest.raises(stores.TransferError, match=r"after 2 attempts \(adler32 "):
+        outputs.copy_verified(
+            local, f"{server.url}/verified/batch10.root", stores.RemoteSettings(retries=1)
         )
     assert sorted(p.name for p in (server.export / "verified").iterdir()) == ["batch9.root"]
 
@@ -300,16 +300,16 @@ def test_any_fsspec_url_is_a_remote_output_directory(tmp_path: Path) -> None:
     local = tmp_path / "staging" / "batch0.parquet"
     local.parent.mkdir()
     local.write_bytes(os.urandom(100_000))
-    outputs = remote.output_directory("memory://bb-test/out", tmp_path / "staging")
-    assert outputs.prepare(["batch0.parquet"]) == 0
+    directory = outputs.output_directory("memory://bb-test/out", tmp_path / "staging")
+    assert directory.prepare(["batch0.parquet"]) == 0
     size, checksum = local.stat().st_size, adler32(local)
-    published = outputs.publish(local)  # the staged file is removed once copied
-    assert published == remote.Published("memory://bb-test/out/batch0.parquet", size, checksum)
+    published = directory.publish(local)  # the staged file is removed once copied
+    assert published == outputs.Published("memory://bb-test/out/batch0.parquet", size, checksum)
     assert not local.exists()
-    assert outputs.size(published.path) == size
-    assert outputs.checksum(published.path) == checksum  # read back: memory:// has none
-    assert outputs.listdir() == [published.path]
+    assert directory.size(published.path) == size
+    assert directory.checksum(published.path) == checksum  # read back: memory:// has none
+    assert directory.listdir() == [published.path]
     memory = fsspec.filesystem("memory")
     assert memory.ls("/bb-test/out", detail=False) == ["/bb-test/out/batch0.parquet"]
-    outputs.remove(published.path)
-    assert outputs.size(published.path) is None
+    directory.remove(published.path)
+    assert directory.size(published.path) is None

@@ -102,8 +102,8 @@ def user_errors(command: F) -> F:
             typer.echo("interrupted: rerun the same command to resume", err=True)
             raise typer.Exit(130) from None
         finally:
-            if "balanced_batches.remote" in sys.modules:
-                sys.modules["balanced_batches.remote"].release_connections()
+            if "balanced_batches.io.stores" in sys.modules:
+                sys.modules["balanced_batches.io.stores"].release_connections()
             if "balanced_batches.engines.worker_server" in sys.modules:
                 # started early, and the command ended before its engine took it over
                 sys.modules["balanced_batches.engines.worker_server"].stop()

@@ -20,11 +20,12 @@ from . import __version__
 from .catalog import Catalog
 from .config import ProjectConfig
 from .errors import CatalogError
+from .io.files import write_json
 from .plan_model import Plan
 from .regions import build_selection
+from .rows import BranchLayout, layout_from_json, layout_to_json
 from .shards import plan_scratch
 from .stages.make import ReadTask, WriteTask, read_task, write_task
-from .storage import BranchLayout, layout_from_json, layout_to_json, write_json
 
 SPEC_NAME = "spec.json"
 PLAN_ARRAYS_NAME = "plan.npz"

@@ -11,11 +11,66 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import awkward as ak
 import numpy as np
 
-from .storage import BranchLayout
+if TYPE_CHECKING:  # awkward is imported where arrays are made: `count`'s process needs none
+    import awkward as ak
+
+
+@dataclass(frozen=True)
+class BranchGroup:
+    """Counted-array branches sharing one counter, written back as one record (`outer_inner`)."""
+
+    outer: str
+    counter: str
+    members: tuple[str, ...]
+
+    def inner(self, branch: str) -> str:
+        """The member's field name inside the record."""
+        return branch[len(self.outer) + 1 :]
+
+
+@dataclass(frozen=True)
+class BranchLayout:
+    """How a tree's branches map onto arrays: scalars, counted groups, lone jagged branches."""
+
+    scalars: tuple[str, ...]
+    groups: tuple[BranchGroup, ...]
+    singles: tuple[str, ...]
+    counters: tuple[str, ...]
+
+    @property
+    def data_branches(self) -> tuple[str, ...]:
+        """Every branch holding data, counters excluded (writers recreate those)."""
+        members = tuple(name for group in self.groups for name in group.members)
+        return self.scalars + members + self.singles
+
+
+def layout_to_json(layout: BranchLayout) -> dict[str, Any]:
+    """A branch layout as plain JSON data."""
+    return {
+        "scalars": list(layout.scalars),
+        "groups": [
+            {"outer": g.outer, "counter": g.counter, "members": list(g.members)}
+            for g in layout.groups
+        ],
+        "singles": list(layout.singles),
+        "counters": list(layout.counters),
+    }
+
+
+def layout_from_json(data: dict[str, Any]) -> BranchLayout:
+    """Inverse of `layout_to_json`."""
+    return BranchLayout(
+        scalars=tuple(data["scalars"]),
+        groups=tuple(
+            BranchGroup(g["outer"], g["counter"], tuple(g["members"])) for g in data["groups"]
+        ),
+        singles=tuple(data["singles"]),
+        counters=tuple(data["counters"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -127,11 +182,15 @@ def from_arrays(arrays: Mapping[str, ak.Array], layout: BranchLayout) -> RowBloc
 
 
 def _flat(array: ak.Array) -> np.ndarray:
+    import awkward as ak
+
     return np.asarray(ak.to_layout(array).data)
 
 
 def _list(array: ak.Array) -> tuple[np.ndarray, np.ndarray]:
     """(offsets from 0, content from the first row's first item): views, no copies."""
+    import awkward as ak
+
     layout = ak.to_layout(array)
     if not isinstance(layout, ak.contents.ListOffsetArray):
         layout = layout.to_ListOffsetArray64(True)
@@ -143,6 +202,8 @@ def _list(array: ak.Array) -> tuple[np.ndarray, np.ndarray]:
 def to_arrays(block: RowBlock, layout: BranchLayout) -> dict[str, ak.Array | np.ndarray]:
     """Branches as a TTree writer wants them: scalars as numpy, a counted group as one list
     of records (`outer` with fields `inner`), a lone jagged branch as a list array."""
+    import awkward as ak
+
     arrays: dict[str, ak.Array | np.ndarray] = {name: block.flat[name] for name in layout.scalars}
     for group in layout.groups:
         collection = block.jagged[group.outer]
@@ -160,6 +221,8 @@ def to_arrays(block: RowBlock, layout: BranchLayout) -> dict[str, ak.Array | np.
 
 def column_arrays(block: RowBlock) -> dict[str, ak.Array]:
     """Every column under its own name, as awkward arrays."""
+    import awkward as ak
+
     arrays = {name: ak.Array(values) for name, values in block.flat.items()}
     for collection in block.jagged.values():
         for name in collection.contents:
@@ -172,8 +235,12 @@ def _items(collection: Jagged, name: str) -> np.ndarray:
 
 
 def _list_array(collection: Jagged, name: str) -> ak.Array:
+    import awkward as ak
+
     return _lists(collection.offsets, ak.contents.NumpyArray(_items(collection, name)))
 
 
 def _lists(offsets: np.ndarray, content: ak.contents.Content) -> ak.Array:
+    import awkward as ak
+
     return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), content))

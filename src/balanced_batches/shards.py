@@ -29,8 +29,8 @@ import numpy as np
 
 from .config import ProjectConfig
 from .errors import BalancedBatchesError
+from .io.files import atomic_path, remove_temporaries
 from .rows import Jagged, RowBlock
-from .storage import atomic_path, remove_temporaries
 
 PART_SUFFIX = ".rows"
 MAGIC = b"BBROWS01"

@@ -304,8 +304,8 @@ class Workdir:
 
     def write_summary_json(self, options: PlanOptions | None = None, **plan: Any) -> Path:
         """Only summary.json, as the original `--summary-only` wrote it."""
+        from .io.files import write_json
         from .stages.plan import count_table, summary_json
-        from .storage import write_json
 
         settings = self._settings(_merged(PlanOptions, options, plan), "plan_config")
         path = self.path / "summary.json"

@@ -14,8 +14,8 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from .rows import RowBlock, column_arrays, to_arrays
-from .storage import BranchLayout, atomic_path
+from .io.files import atomic_path
+from .rows import BranchLayout, RowBlock, column_arrays, to_arrays
 
 EXTENSIONS = {"root": ".root", "rntuple": ".root", "parquet": ".parquet"}
 PROVENANCE_OBJECT = "bb_provenance"

@@ -19,7 +19,7 @@ from ..catalog import Catalog
 from ..config import BatchConfig
 from ..errors import CatalogError, ConfigError
 from ..jobs import JobSpec
-from ..storage import layout_from_json
+from ..rows import layout_from_json
 
 SYSTEMS = ("htcondor", "slurm")
 TRANSFERRED = ("spec.json", "plan.npz", "job.sh")

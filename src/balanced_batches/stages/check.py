@@ -17,11 +17,12 @@ from ..catalog import Catalog, lock_holder
 from ..config import ProjectConfig
 from ..engines import Reporter, SilentReporter
 from ..errors import CatalogError
+from ..io.outputs import output_directory
+from ..io.stores import open_options
+from ..io.trees import opened_tree, unreadable
 from ..plan_model import Plan
 from ..regions import Selection, build_selection
-from ..remote import open_options, output_directory
 from ..shuffle import unpermute
-from ..storage import opened_tree, unreadable
 from .count_units import region_of_entries
 from .make import output_path
 

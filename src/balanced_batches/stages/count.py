@@ -14,8 +14,10 @@ from ..config import ProjectConfig
 from ..engines import Engine, Reporter
 from ..errors import InputFileError
 from ..inputs import describe_inputs
+from ..io.files import write_json
+from ..io.trees import file_stat
 from ..regions import Selection, build_selection
-from ..storage import file_stat, layout_to_json, write_json
+from ..rows import layout_to_json
 from .count_units import CountTask, ProbeTask, TreeProbe, count_files, probe_tree
 
 log = logging.getLogger(__name__)

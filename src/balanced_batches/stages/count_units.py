@@ -13,8 +13,9 @@ import numpy as np
 
 from ..engines.heap import collection_deferred
 from ..errors import BalancedBatchesError, InputFileError
+from ..io.trees import branch_layout, file_stat, opened_tree, unreadable
 from ..regions import Selection
-from ..storage import BranchLayout, branch_layout, file_stat, opened_tree, unreadable
+from ..rows import BranchLayout
 
 SELECTION_CHUNK_ENTRIES = 2_000_000
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from ..catalog import Catalog
 from ..config import ProjectConfig
 from ..engines.batch import ExportedJobs, export_jobs, fold_records
+from ..io.outputs import output_directory
+from ..io.trees import branch_layout, opened_tree
 from ..jobs import spec_from_catalog
-from ..remote import output_directory
-from ..storage import branch_layout, opened_tree
 from .make import output_names
 from .plan import load_plan
 from .run import claim_outputs, reopen_lost_outputs

@@ -21,10 +21,11 @@ import numpy as np
 
 from ..config import ProjectConfig
 from ..errors import ForeignFileError
+from ..io.files import is_url
+from ..io.outputs import OutputDirectory
 from ..plan_model import Plan
 from ..regions import Selection, build_selection
-from ..remote import OutputDirectory
-from ..storage import BranchLayout, is_url
+from ..rows import BranchLayout
 from ..writers import EXTENSIONS, OutputSpec
 
 log = logging.getLogger(__name__)

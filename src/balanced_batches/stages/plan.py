@@ -12,11 +12,11 @@ import numpy as np
 from ..catalog import Catalog, FileRecord
 from ..config import PILEUP_SCENARIOS, ProjectConfig, with_overrides
 from ..errors import CatalogError, ConfigError, PlanError
+from ..io.files import is_url, write_json
+from ..io.outputs import output_directory
 from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
-from ..remote import output_directory
 from ..shards import plan_scratch, remove_scratch
-from ..storage import is_url, write_json
 from .count import selection_fingerprint
 from .make import foreign_outputs, output_names, refuse_foreign_outputs
 

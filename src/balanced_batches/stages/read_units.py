@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import BalancedBatchesError, InputFileError
+from ..io.stores import retry_may_help
+from ..io.trees import branch_layout, file_stat, opened_tree, unreadable
 from ..plan_model import members_uses
-from ..remote import retry_may_help
 from ..rows import RowBlock, concatenate, from_arrays
 from ..shards import part_path, remove_parts_of_read_unit, write_part
-from ..storage import branch_layout, file_stat, opened_tree, unreadable
 from .count_units import read_selection_arrays
 from .make import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask
 

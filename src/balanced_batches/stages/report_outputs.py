@@ -14,10 +14,10 @@ import numpy as np
 from ..config import ProjectConfig
 from ..engines import Reporter, SilentReporter
 from ..errors import BalancedBatchesError, InputFileError
+from ..io.stores import open_options
+from ..io.trees import unreadable
 from ..plan_model import Plan
 from ..regions import RegionSpace, Selection
-from ..remote import open_options
-from ..storage import unreadable
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,12 @@ from ..catalog import Catalog
 from ..config import ProjectConfig
 from ..engines import Engine, Reporter
 from ..errors import BalancedBatchesError, CatalogError, InputFileError
+from ..io.files import is_url, write_json
+from ..io.outputs import OutputDirectory, output_directory, size_of
 from ..jobs import JobSpec, build_jobs, spec_from_catalog, stored_layout
 from ..plan_model import Plan
-from ..remote import OutputDirectory, output_directory, size_of
+from ..rows import BranchLayout, layout_to_json
 from ..shards import complete_parts, remove_part_temporaries, remove_scratch
-from ..storage import BranchLayout, is_url, layout_to_json, write_json
 from .make import (
     PROVENANCE_JSON,
     ReadResult,

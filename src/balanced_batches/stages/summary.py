@@ -10,7 +10,7 @@ import numpy as np
 from ..catalog import Catalog
 from ..config import ProjectConfig
 from ..errors import BalancedBatchesError
-from ..storage import write_json
+from ..io.files import write_json
 from .plan import (
     CountTable,
     SizeEstimate,

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BalancedBatchesError, CatalogError
-from ..remote import output_directory, retry_may_help
+from ..io.outputs import output_directory
+from ..io.stores import retry_may_help
 from ..shards import Part, all_parts, gather
 from ..writers import WRITERS
 from .make import (
