@@ -223,7 +223,7 @@ def imports() -> None:
     """Imports what every CLI process and Dask worker of `count` and `run` imports."""
     import balanced_batches.cli
     import balanced_batches.stages.count
-    import balanced_batches.stages.make  # noqa: F401
+    import balanced_batches.stages.units  # noqa: F401
 
 
 if __name__ == "__main__":

@@ -282,8 +282,8 @@ def _sqlite_mb(workdir: Path) -> float:
 
 def synthetic_plan_main(workdir: Path, files: int, regions: int, batches: int) -> dict[str, Any]:
     """Builds the catalog, then times plan_batches, load_plan and build_jobs on it."""
-    from balanced_batches.jobs import build_jobs, spec_from_catalog
     from balanced_batches.stages.plan import load_plan, plan_batches
+    from balanced_batches.stages.units import build_jobs, spec_from_catalog
 
     start = time.perf_counter()
     catalog, config, n_regions = _synthesise(workdir, files, regions, batches)

@@ -369,8 +369,8 @@ def make(
     """Run one unit of the plan as a batch job does, or list them."""
     if spec is not None:
         from .engines.heap import ready_for_work
-        from .jobs import JobSpec
         from .stages.run import run_spec_job
+        from .stages.units import JobSpec
 
         if job is None:
             raise ConfigError("--spec needs --job")

@@ -1,4 +1,11 @@
-"""Seeded random orders that are computed, not stored.
+"""Every random stream derived from a seed, named in this module, and seeded random orders
+that are computed, not stored.
+
+The streams: `stream_key` (a region's candidate order, per process key and region),
+`output_shuffle` (the entry order inside each output file), `check_sample` (the rows `check`
+compares with their sources) and `synthetic_file` (the arrays of a generated input file). A
+new stream needs a new name here; an existing one must not change, or the same plan and seed
+stop giving the same files.
 
 A region's candidates are taken in a random order across all of its files. Storing
 that order would cost one integer per candidate per region; instead the order is a
@@ -17,6 +24,25 @@ import numpy as np
 _ROUNDS = 6
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+
+
+_OUTPUT_SHUFFLE = 0x5EED
+_CHECK_SAMPLE = 0xC8EC
+
+
+def output_shuffle(seed: int, file_index: int) -> np.random.Generator:
+    """The generator that shuffles the entries of output file `file_index`."""
+    return np.random.default_rng([seed, file_index, _OUTPUT_SHUFFLE])
+
+
+def check_sample(seed: int) -> np.random.Generator:
+    """The generator that picks the rows `check` compares with their source entries."""
+    return np.random.default_rng([seed, _CHECK_SAMPLE])
+
+
+def synthetic_file(seed: int, sample_index: int, file_index: int) -> np.random.Generator:
+    """The generator of a synthetic input file's arrays (`generate --seed`)."""
+    return np.random.default_rng([seed, sample_index, file_index])
 
 
 def stream_key(seed: int, *labels: str) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Every file holds a TTree ``taus`` with one entry per tau candidate; several candidates share one
 ``(run, lumi, evt)``. The content of a file depends only on ``(seed, sample index, k)``: it is
-drawn from ``numpy.random.default_rng([seed, sample_index, k])`` in chunks of
+drawn from ``shuffle.synthetic_file(seed, sample_index, k)`` in chunks of
 :data:`CHUNK_ENTRIES` entries (:func:`generate_chunks`).
 
 The branches and their types are in :mod:`.tautuple_schema`. Unmatched generator quantities hold
@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from .errors import ConfigError
 from .samples import PHYSICS_KINDS, SAMPLES, Sample
+from .shuffle import synthetic_file
 from .tautuple_schema import JAGGED_GROUPS, SCALAR_BRANCHES
 
 __all__ = [
@@ -166,7 +167,7 @@ def generate_chunks(
     if sample not in SAMPLES:
         raise GenerateOptionsError(f"sample {sample.directory!r} is not in the catalogue")
     sample_index = SAMPLES.index(sample)
-    rng = np.random.default_rng([seed, sample_index, file_index])
+    rng = synthetic_file(seed, sample_index, file_index)
     ids = {"dataset_id": sample_index, "dataset_group_id": PHYSICS_KINDS.index(sample.physics)}
     first_entry = first_event = 0
     while first_entry < n_entries:

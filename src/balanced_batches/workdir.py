@@ -33,10 +33,10 @@ from .errors import ConfigError
 from .stages import WORKER_MODULES, Command
 
 if TYPE_CHECKING:  # the stages import numpy, awkward, uproot: only when a method needs them
-    from .engines.batch import ExportedJobs
     from .plan_model import Plan
     from .stages.check import CheckReport
     from .stages.count import CountOutcome
+    from .stages.export import ExportedJobs
     from .stages.plan import SizeEstimate
     from .stages.run import RunOutcome
     from .stages.summary import Summary
@@ -390,7 +390,7 @@ class Workdir:
 
     def status(self) -> Status:
         """Input files by state, the plan's units, and result records of batch jobs."""
-        from .engines.batch import fold_records
+        from .stages.export import fold_records
 
         with self._catalog() as catalog:
             exported = catalog.get_meta("export")

@@ -1,5 +1,5 @@
-"""The pipeline's stages, one module each: count, summary, plan, run (with make, the units of
-work, and the worker-side `*_units` modules), check, report."""
+"""The pipeline's stages, one module each: count, summary, plan, run (with `units`, the units
+of work, `output_files`, and the worker-side `*_units` modules), export, check, report."""
 
 from typing import Final, Literal
 

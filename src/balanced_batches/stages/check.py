@@ -22,9 +22,9 @@ from ..io.stores import open_options
 from ..io.trees import opened_tree, unreadable
 from ..plan_model import Plan
 from ..regions import Selection, build_selection
-from ..shuffle import unpermute
+from ..shuffle import check_sample, unpermute
 from .count_units import region_of_entries
-from .make import output_path
+from .output_files import output_path
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def check_outputs(
         ],
         dtype=np.int64,
     )
-    picks = sample_sizes(rows_per_file, sample, np.random.default_rng([plan.seed, 0xC8EC]))
+    picks = sample_sizes(rows_per_file, sample, check_sample(plan.seed))
     uses: list[tuple[np.ndarray, ...]] = []
     samples: list[ak.Array] = []
     present = np.zeros(plan.n_batches, dtype=bool)

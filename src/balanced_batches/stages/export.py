@@ -1,20 +1,184 @@
-"""The `export-jobs` stage: the plan as HTCondor or Slurm jobs (submit files by
-`engines.batch`), the planned outputs claimed as this tool's to write."""
+"""The `export-jobs` stage: the plan as HTCondor jobs (a DAG of two queues) or Slurm jobs (two
+arrays), the planned outputs claimed as this tool's to write.
+
+Each job runs `balanced-batches make --spec spec.json --job I` with only the job
+specification at hand (`spec.json`, `plan.npz`, `job.sh`), is idempotent, and leaves
+a result record that `balanced-batches status` folds into the catalog. Read jobs run
+in any order; write jobs after all of them. Intermediate parts (scratch), result
+records and outputs must be on storage every job reaches (a shared file system).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import shlex
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import Catalog
-from ..config import ProjectConfig
-from ..engines.batch import ExportedJobs, export_jobs, fold_records
+from ..config import BatchConfig, ProjectConfig
+from ..errors import CatalogError, ConfigError
 from ..io.outputs import output_directory
 from ..io.trees import branch_layout, opened_tree
-from ..jobs import spec_from_catalog
-from .make import output_names
+from ..rows import layout_from_json
+from .output_files import output_names
 from .plan import load_plan
 from .run import claim_outputs, reopen_lost_outputs
+from .units import JobSpec, spec_from_catalog
+
+SYSTEMS = ("htcondor", "slurm")
+
+TRANSFERRED = ("spec.json", "plan.npz", "job.sh")
+
+
+@dataclass(frozen=True)
+class ExportedJobs:
+    """What `export-jobs` wrote."""
+
+    directory: Path
+    read_jobs: list[int]
+    write_jobs: list[int]
+    submit_command: str
+
+
+def default_command() -> str:
+    """This installation's way to run balanced-batches (the same path must exist on the nodes)."""
+    return f"{shlex.quote(sys.executable)} -m balanced_batches"
+
+
+def job_script(batch: BatchConfig) -> str:
+    """The executable of every job: site set-up, then one unit of the plan."""
+    command = batch.command or default_command()
+    setup = "\n".join(batch.setup)
+    return (
+        "#!/bin/bash\n"
+        "# one unit of a balanced-batches plan: job.sh JOB_NUMBER\n"
+        "set -euo pipefail\n"
+        f"{setup}\n"
+        f'exec {command} make --spec spec.json --job "$1"\n'
+    )
+
+
+def htcondor_submit(batch: BatchConfig, jobs_file: str, records: Path) -> str:
+    """A submit description queueing one job per line of `jobs_file`."""
+    lines = [
+        "universe = vanilla",
+        "executable = job.sh",
+        "arguments = $(job)",
+        "transfer_executable = true",
+        "should_transfer_files = YES",
+        "when_to_transfer_output = ON_EXIT",
+        f"transfer_input_files = {TRANSFERRED[0]}, {TRANSFERRED[1]}",
+        f"output = {records}/logs/job-$(job).out",
+        f"error = {records}/logs/job-$(job).err",
+        f"log = {records}/logs/condor.log",
+        f"request_cpus = {batch.cores}",
+        f"request_memory = {batch.memory_mb}",
+        f"request_disk = {batch.disk_mb * 1024}",
+        f"+MaxRuntime = {batch.walltime_seconds}",
+        *batch.extra_lines,
+        f"queue job from {jobs_file}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def slurm_array(batch: BatchConfig, jobs_file: str, count: int, directory: Path) -> str:
+    """An sbatch array script running the jobs listed in `jobs_file`, one per array task."""
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --array=0-{count - 1}",
+        f"#SBATCH --cpus-per-task={batch.cores}",
+        f"#SBATCH --mem={batch.memory_mb}M",
+        f"#SBATCH --time={batch.walltime}",
+        f"#SBATCH --output={directory}/records/logs/job-%A-%a.out",
+        *(line if line.startswith("#SBATCH") else f"#SBATCH {line}" for line in batch.extra_lines),
+        "set -euo pipefail",
+        f'job=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {directory}/{jobs_file})',
+        "sandbox=$(mktemp -d)",
+        f'cp {" ".join(f"{directory}/{name}" for name in TRANSFERRED)} "$sandbox"',
+        'cd "$sandbox"',
+        'bash job.sh "$job"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def export_jobs(
+    spec: JobSpec, system: str, directory: Path, only: set[int] | None = None
+) -> ExportedJobs:
+    """Writes the job specification and submit files for `system` into `directory`."""
+    if system not in SYSTEMS:
+        raise ConfigError(f"--system = {system!r}: expected one of {', '.join(SYSTEMS)}")
+    if spec.layout is None:
+        raise CatalogError("the branch layout is unknown; export needs one counted input file")
+    directory = directory.resolve()
+    n_reads = len(spec.plan.read_files)
+    all_jobs = range(n_reads + spec.plan.n_write_units)
+    wanted = [job for job in all_jobs if only is None or job in only]
+    reads = [job for job in wanted if job < n_reads]
+    writes = [job for job in wanted if job >= n_reads]
+    spec.save(directory)
+    (directory / "job.sh").write_text(job_script(spec.config.batch))
+    (directory / "job.sh").chmod(0o755)
+    records = Path(spec.records or directory / "records")
+    (records / "logs").mkdir(parents=True, exist_ok=True)
+    (directory / "read-jobs.txt").write_text("".join(f"{job}\n" for job in reads))
+    (directory / "write-jobs.txt").write_text("".join(f"{job}\n" for job in writes))
+    batch = spec.config.batch
+    if system == "htcondor":
+        (directory / "read.sub").write_text(htcondor_submit(batch, "read-jobs.txt", records))
+        (directory / "write.sub").write_text(htcondor_submit(batch, "write-jobs.txt", records))
+        stages = [name for name, jobs in (("read", reads), ("write", writes)) if jobs]
+        dag = [f"JOB {stage} {stage}.sub DIR {directory}" for stage in stages]
+        if len(stages) == 2:
+            dag.append("PARENT read CHILD write")
+        (directory / "balanced-batches.dag").write_text("\n".join(dag) + "\n")
+        command = f"condor_submit_dag {directory / 'balanced-batches.dag'}"
+    else:
+        script = ["#!/bin/bash", "set -euo pipefail", f"cd {directory}"]
+        if reads:
+            (directory / "read.sbatch").write_text(
+                slurm_array(batch, "read-jobs.txt", len(reads), directory)
+            )
+            script.append("reads=$(sbatch --parsable read.sbatch)")
+        if writes:
+            (directory / "write.sbatch").write_text(
+                slurm_array(batch, "write-jobs.txt", len(writes), directory)
+            )
+            after = " --dependency=afterok:$reads" if reads else ""
+            script.append(f"sbatch{after} write.sbatch")
+        (directory / "submit.sh").write_text("\n".join(script) + "\n")
+        (directory / "submit.sh").chmod(0o755)
+        command = f"bash {directory / 'submit.sh'}"
+    return ExportedJobs(directory, reads, writes, command)
+
+
+def fold_records(catalog: Catalog, records: Path) -> int:
+    """Takes batch jobs' result records into the catalog; returns how many were new."""
+    states = {kind: catalog.unit_states(kind) for kind in ("read", "write")}
+    folded = 0
+    for path in sorted(records.glob("job-*.json")):
+        record = json.loads(path.read_text())
+        kind, unit, status = record["kind"], int(record["unit"]), record["status"]
+        if states[kind].get(unit) == status == "done":
+            continue
+        if kind == "read" and status == "done" and catalog.get_meta("layout") is None:
+            catalog.set_meta("layout", record["layout"])
+            layout_from_json(record["layout"])  # validates the record
+        result = None
+        if status == "done":
+            result = (
+                {"rows": record["rows"], "parts": record["parts"]}
+                if kind == "read"
+                else {"outputs": record["outputs"]}
+            )
+            if kind == "write":
+                written = [(o["path"], o["size"]) for o in record["outputs"]]
+                catalog.record_written("output", written)
+        catalog.set_unit(kind, unit, status, error=record.get("error"), result=result)
+        folded += 1
+    return folded
 
 
 def export_plan(

@@ -18,7 +18,7 @@ from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
 from ..shards import plan_scratch, remove_scratch
 from .count import selection_fingerprint
-from .make import foreign_outputs, output_names, refuse_foreign_outputs
+from .output_files import foreign_outputs, output_names, refuse_foreign_outputs
 
 log = logging.getLogger(__name__)
 

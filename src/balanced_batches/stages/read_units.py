@@ -21,7 +21,7 @@ from ..plan_model import members_uses
 from ..rows import RowBlock, concatenate, from_arrays
 from ..shards import part_path, remove_parts_of_read_unit, write_part
 from .count_units import read_selection_arrays
-from .make import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask
+from .units import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask
 
 # rows of consecutive chunks are merged (sorted: two copies) into one part up to this size;
 # fewer, larger parts make the write units' reads cheaper

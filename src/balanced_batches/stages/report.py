@@ -35,7 +35,7 @@ from ..io.files import atomic_path
 from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
 from ..report_html import Image, ReportPage, Section, TotalRow, render
-from .make import foreign_message
+from .output_files import foreign_message
 from .plan import CountTable, choose_batch_count, count_table, human_bytes, load_plan
 from .report_outputs import load_plots, planned_input, scan_outputs
 

@@ -20,14 +20,11 @@ from ..engines import Engine, Reporter
 from ..errors import BalancedBatchesError, CatalogError, InputFileError
 from ..io.files import is_url, write_json
 from ..io.outputs import OutputDirectory, output_directory, size_of
-from ..jobs import JobSpec, build_jobs, spec_from_catalog, stored_layout
 from ..plan_model import Plan
 from ..rows import BranchLayout, layout_to_json
 from ..shards import complete_parts, remove_part_temporaries, remove_scratch
-from .make import (
+from .output_files import (
     PROVENANCE_JSON,
-    ReadResult,
-    WriteResult,
     foreign_outputs,
     modification_time,
     output_names,
@@ -36,6 +33,7 @@ from .make import (
 )
 from .plan import human_bytes, plan_size
 from .read_units import read_input
+from .units import JobSpec, ReadResult, WriteResult, build_jobs, spec_from_catalog, stored_layout
 from .write_units import write_outputs
 
 log = logging.getLogger(__name__)

@@ -12,17 +12,10 @@ from ..errors import BalancedBatchesError, CatalogError
 from ..io.outputs import output_directory
 from ..io.stores import retry_may_help
 from ..shards import Part, all_parts, gather
+from ..shuffle import output_shuffle
 from ..writers import WRITERS
-from .make import (
-    PROVENANCE,
-    SLOT_COLUMN,
-    STREAM_COLUMN,
-    WriteResult,
-    WriteTask,
-    modification_time,
-    output_path,
-    output_place,
-)
+from .output_files import modification_time, output_path
+from .units import PROVENANCE, SLOT_COLUMN, STREAM_COLUMN, WriteResult, WriteTask, output_place
 
 
 def write_outputs(task: WriteTask) -> WriteResult:
@@ -83,7 +76,7 @@ def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict
             task.per_batch,
         )
         order = np.argsort(place, kind="stable")
-        shuffle = np.random.default_rng([task.seed, index, 0x5EED]).permutation(rows.length)
+        shuffle = output_shuffle(task.seed, index).permutation(rows.length)
         selected = rows.take(order[shuffle])  # canonical order, then shuffled: one copy
         del rows
         path = output_path(str(directory.staging), task.name, task.spec.format, index)

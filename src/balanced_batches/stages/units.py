@@ -1,0 +1,322 @@
+"""The units of work of a plan, and the portable description a batch job receives.
+
+Work comes in two kinds of unit. A *read unit* (`read_units.py`) reads one input file in
+chunks, picks the planned candidates (as often as the plan reuses them) and writes them as
+intermediate parts. A *write unit* (`write_units.py`) gathers the rows of its output files
+from every part, puts them in canonical order, shuffles each output file with its own seeded
+generator and writes it under a temporary name, renamed when complete. Results are therefore
+identical whatever ran where, and in what order.
+
+A `JobSpec` holds everything the units need (configuration, plan, input files, branch
+layout, scratch location) without the catalog: `run` builds it from the catalog,
+`export-jobs` saves it next to submit files, and `make --spec` loads it on a worker node.
+Units are enumerated in one place, `build_jobs`: job numbers count the read units first,
+then the write units.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..catalog import Catalog
+from ..config import ProjectConfig
+from ..errors import CatalogError
+from ..io.files import write_json
+from ..plan_model import Plan
+from ..regions import Selection, build_selection
+from ..rows import BranchLayout, layout_from_json, layout_to_json
+from ..shards import plan_scratch
+from ..writers import OutputSpec
+
+log = logging.getLogger(__name__)
+
+PROVENANCE = ("bb_process_key", "bb_region", "bb_source_file", "bb_source_entry", "bb_batch")
+
+STREAM_COLUMN, SLOT_COLUMN = "bb_stream_", "bb_slot_"  # parts only, not outputs
+
+
+@dataclass(frozen=True)
+class FileShare:
+    """The streams one input file contributes to, with the file's place in each."""
+
+    streams: np.ndarray
+    regions: np.ndarray
+    key_index: np.ndarray
+    offsets: np.ndarray
+    counts: np.ndarray
+    totals: np.ndarray
+    round_keys: np.ndarray  # (members, rounds)
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """Read one input file once and route its selected rows to the write units."""
+
+    unit: int
+    file_id: int
+    path: str
+    tree: str
+    selection: Selection = field(repr=False)
+    share: FileShare = field(repr=False)
+    needed: int
+    n_streams: int
+    per_batch: int
+    batches_per_file: int
+    files_per_unit: int
+    n_write_units: int
+    scratch: str
+    chunk_bytes: int
+    counted_stat: tuple[int, float] | None = None  # (size, mtime) when counted
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """What a read unit did, or why it failed."""
+
+    unit: int
+    rows: int = 0
+    parts: int = 0
+    layout: BranchLayout | None = None
+    error: str | None = None
+    transient: bool = False  # the failure may go away on another attempt
+
+
+@dataclass(frozen=True)
+class WriteTask:
+    """Write the output files [first, stop) from their gathered rows."""
+
+    unit: int
+    first: int
+    stop: int
+    n_batches: int
+    n_streams: int
+    per_batch: int
+    batches_per_file: int
+    n_write_units: int
+    seed: int
+    scratch: str
+    directory: str
+    name: str
+    layout: BranchLayout
+    spec: OutputSpec = field(repr=False)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """Outputs of a write unit, or why it failed."""
+
+    unit: int
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    transient: bool = False  # the failure may go away on another attempt
+
+
+def output_place(
+    batch: np.ndarray, stream: np.ndarray, slot: np.ndarray, n_streams: int, per_batch: int
+) -> np.ndarray:
+    """Each row's place in the canonical order of the outputs (batch, stream, slot): write
+    units order every output file by it before shuffling."""
+    place: np.ndarray = (batch * n_streams + stream) * per_batch + slot
+    return place
+
+
+def read_task(
+    plan: Plan,
+    unit: int,
+    path: str,
+    config: ProjectConfig,
+    scratch: Path,
+    counted_stat: tuple[int, float] | None = None,
+    selection: Selection | None = None,
+) -> ReadTask:
+    """The read task of the plan's `unit`-th input file (`selection`: built once by the caller)."""
+    file_id = int(plan.read_files[unit])
+    members = np.flatnonzero(plan.member_file == file_id)
+    streams = plan.member_stream[members]
+    share = FileShare(
+        streams=streams,
+        regions=plan.stream_region[streams],
+        key_index=plan.stream_key_index[streams],
+        offsets=plan.member_offset[members],
+        counts=plan.member_count[members],
+        totals=plan.stream_total[streams],
+        round_keys=plan.round_keys[streams],
+    )
+    return ReadTask(
+        unit=unit,
+        file_id=file_id,
+        path=path,
+        tree=config.inputs.tree,
+        selection=selection or build_selection(config),
+        share=share,
+        needed=plan.n_batches * plan.per_batch,
+        n_streams=plan.n_streams,
+        per_batch=plan.per_batch,
+        batches_per_file=plan.batches_per_file,
+        files_per_unit=plan.files_per_unit,
+        n_write_units=plan.n_write_units,
+        scratch=str(scratch),
+        chunk_bytes=config.execution.chunk_mb * 2**20,
+        counted_stat=counted_stat,
+    )
+
+
+def write_task(
+    plan: Plan,
+    unit: int,
+    config: ProjectConfig,
+    scratch: Path,
+    layout: BranchLayout,
+    provenance: str,
+) -> WriteTask:
+    """The write task of a write unit."""
+    first = unit * plan.files_per_unit
+    return WriteTask(
+        unit=unit,
+        first=first,
+        stop=min(first + plan.files_per_unit, plan.n_output_files),
+        n_batches=plan.n_batches,
+        n_streams=plan.n_streams,
+        per_batch=plan.per_batch,
+        batches_per_file=plan.batches_per_file,
+        n_write_units=plan.n_write_units,
+        seed=plan.seed,
+        scratch=str(scratch),
+        directory=config.output.directory,
+        name=config.output.name,
+        layout=layout,
+        spec=OutputSpec(
+            format=config.output.format,
+            compression=config.output.compression,
+            tree=config.inputs.tree,
+            provenance=provenance,
+            identity=f"seed {plan.seed}",
+        ),
+    )
+
+
+SPEC_NAME = "spec.json"
+
+PLAN_ARRAYS_NAME = "plan.npz"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """An input file as counted."""
+
+    path: str
+    size: int | None
+    mtime: float | None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything the units of a plan need."""
+
+    config: ProjectConfig
+    plan: Plan
+    files: dict[int, SourceFile]
+    layout: BranchLayout | None
+    scratch: str
+    records: str | None = None  # where batch jobs leave their result records
+
+    def provenance(self) -> dict[str, Any]:
+        """What the provenance branches' integers mean (only what plan and seed decide)."""
+        wanted = {int(i) for i in self.plan.read_files}
+        return {
+            "version": __version__,
+            "process_keys": list(self.plan.process_keys),
+            "regions": list(self.plan.region_names),
+            "source_files": {str(i): f.path for i, f in self.files.items() if i in wanted},
+            "seed": self.plan.seed,
+            "events_per_batch_type": self.plan.per_batch,
+            "batches": self.plan.n_batches,
+            "batches_per_file": self.plan.batches_per_file,
+        }
+
+    def save(self, directory: Path) -> list[Path]:
+        """Writes `spec.json` and `plan.npz` into a directory; returns both paths."""
+        parameters, arrays = self.plan.to_arrays()
+        spec = {
+            "version": __version__,
+            "config": self.config.model_dump(mode="json"),
+            "plan": parameters,
+            "files": {str(i): [f.path, f.size, f.mtime] for i, f in self.files.items()},
+            "layout": None if self.layout is None else layout_to_json(self.layout),
+            "scratch": self.scratch,
+            "records": self.records,
+        }
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json(directory / SPEC_NAME, spec, sort_keys=False)  # types and processes: order
+        with (directory / PLAN_ARRAYS_NAME).open("wb") as handle:
+            np.savez(handle, **arrays)  # type: ignore[arg-type]
+        return [directory / SPEC_NAME, directory / PLAN_ARRAYS_NAME]
+
+    @classmethod
+    def load(cls, spec_path: Path) -> JobSpec:
+        """Reads a spec saved by `save` (the arrays file lies beside it)."""
+        try:
+            spec = json.loads(spec_path.read_text())
+            with np.load(spec_path.parent / PLAN_ARRAYS_NAME) as stored:
+                arrays = {name: stored[name] for name in stored.files}
+        except (OSError, ValueError) as err:
+            raise CatalogError(f"{spec_path}: not a readable job specification ({err})") from err
+        return cls(
+            config=ProjectConfig.model_validate(spec["config"]),
+            plan=Plan.from_arrays(spec["plan"], arrays),
+            files={int(i): SourceFile(*entry) for i, entry in spec["files"].items()},
+            layout=None if spec["layout"] is None else layout_from_json(spec["layout"]),
+            scratch=spec["scratch"],
+            records=spec.get("records"),
+        )
+
+
+def stored_layout(catalog: Catalog) -> BranchLayout | None:
+    """The branch layout the read units found, if any ran."""
+    stored = catalog.get_meta("layout")
+    return None if stored is None else layout_from_json(stored)
+
+
+def spec_from_catalog(
+    catalog: Catalog, plan: Plan, config: ProjectConfig, workdir: Path
+) -> JobSpec:
+    """The job specification of the catalog's plan."""
+    files = {
+        record.id: SourceFile(record.path, record.size, record.mtime) for record in catalog.files()
+    }
+    scratch = plan_scratch(config, workdir, plan.id)
+    return JobSpec(config, plan, files, stored_layout(catalog), str(scratch))
+
+
+@dataclass(frozen=True)
+class Jobs:
+    """Every unit of work of a plan, in job order: read units first, then write units."""
+
+    reads: list[ReadTask]
+    writes: list[WriteTask] | None  # None until the branch layout is known
+
+
+def build_jobs(spec: JobSpec) -> Jobs:
+    """Enumerates the plan's units of work (the only place that does)."""
+    scratch = Path(spec.scratch)
+    selection = build_selection(spec.config)
+    reads = []
+    for unit, file_id in enumerate(spec.plan.read_files):
+        source = spec.files[int(file_id)]
+        stat = None if source.size is None else (source.size, source.mtime or 0.0)
+        reads.append(read_task(spec.plan, unit, source.path, spec.config, scratch, stat, selection))
+    if spec.layout is None:
+        return Jobs(reads, None)
+    provenance = json.dumps(spec.provenance())
+    writes = [
+        write_task(spec.plan, unit, spec.config, scratch, spec.layout, provenance)
+        for unit in range(spec.plan.n_write_units)
+    ]
+    return Jobs(reads, writes)
