@@ -229,11 +229,11 @@ def _synthesise(workdir: Path, files: int, regions: int, batches: int, seed: int
     """A catalog of `files` counted files with random counts in `regions` regions; the config."""
     from balanced_batches.catalog import Catalog
     from balanced_batches.config import ProjectConfig, load_process_types
-    from balanced_batches.generate import file_path
     from balanced_batches.inputs import catalog_name, detect_pileup, detect_process
     from balanced_batches.regions import build_selection
-    from balanced_batches.samples import SAMPLES
     from balanced_batches.stages.count import selection_fingerprint
+    from balanced_batches.synthetic.generate import file_path
+    from balanced_batches.synthetic.samples import SAMPLES
 
     binning, n_regions = binning_for_regions(regions)
     processes = {

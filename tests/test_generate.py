@@ -13,8 +13,8 @@ import uproot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from balanced_batches import generate
-from balanced_batches.generate import (
+from balanced_batches.synthetic import generate
+from balanced_batches.synthetic.generate import (
     BRANCH_TYPES,
     COMPRESSION_CHOICES,
     JAGGED_GROUPS,
@@ -25,7 +25,7 @@ from balanced_batches.generate import (
     generate_file,
     select_samples,
 )
-from balanced_batches.samples import CAMPAIGN, PHYSICS_KINDS, SAMPLES, Sample
+from balanced_batches.synthetic.samples import CAMPAIGN, PHYSICS_KINDS, SAMPLES, Sample
 
 COUNTERS = {"npfCand": (15, 60), "nele": (0, 3), "nmuon": (0, 3)}
 

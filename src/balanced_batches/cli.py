@@ -146,7 +146,7 @@ def generate(
 ) -> None:
     """A synthetic TauTuple dataset (CMS crab layout) and its file list."""
     from .display import RichReporter
-    from .generate import GenerateOptions, generate_dataset
+    from .synthetic.generate import GenerateOptions, generate_dataset
 
     options = GenerateOptions(
         output_dir=output_dir.resolve(),
@@ -242,7 +242,7 @@ def summary(
     verbose: VerboseOption = False,
 ) -> None:
     """Counts per region, and the batches a plan would give."""
-    from .display import batches_line, stdout, summary_tables
+    from .display import stdout, summary_lines
 
     wd = _open(workdir, config)
     options = _plan_options(
@@ -251,14 +251,8 @@ def summary(
         batches=batches,
         max_reuse=max_reuse,
     )
-    result = wd.summary(options)
-    for table in summary_tables(result, reuse):
-        stdout.print(table)
-    for _path, error in result.bad_files:
-        stdout.print(f"[red]skipped[/] {escape(error)}", soft_wrap=True)
-    for path in result.unmatched_files:
-        stdout.print(f"[yellow]matches no process[/] {escape(path)}", soft_wrap=True)
-    stdout.print(batches_line(result))
+    for line in summary_lines(wd.summary(options), reuse):
+        stdout.print(line, soft_wrap=True)
     stdout.print(f"summary: {escape(str(wd.path / 'summary.json'))}")
     if plots:
         html = wd.report(wd.path / "report", input_only=True, options=options)
@@ -416,45 +410,10 @@ def status(
     verbose: VerboseOption = False,
 ) -> None:
     """What is done, what failed and why."""
-    from rich.table import Table
+    from .display import status_lines, stdout
 
-    from .display import stdout
-
-    state = _open(workdir).status()
-    if state.folded_records:
-        stdout.print(
-            f"took {state.folded_records} batch-job records from {escape(state.records or '')}"
-        )
-    stdout.print(
-        "input files: " + ", ".join(f"{n} {name}" for name, n in state.file_states.items())
-    )
-    for _path, error in state.bad_files:
-        stdout.print(f"  [red]bad[/] {escape(error)}", soft_wrap=True)
-    if not state.units:
-        stdout.print("no plan: run 'balanced-batches plan'")
-        return
-    table = Table(title="jobs", title_justify="left")
-    columns = ("pending", "running", "interrupted", "done", "failed")
-    for column in ("kind", *columns):
-        table.add_column(column, justify="right")
-    for kind in ("read", "write"):
-        counts = state.counts(kind)
-        table.add_row(kind, *(str(counts[column]) for column in columns))
-    stdout.print(table)
-    if state.holder is not None and any(row.status == "running" for row in state.units):
-        stdout.print(f"in progress: {escape(state.holder)}")
-    if state.interrupted:
-        last = max(row.started or "" for row in state.interrupted)
-        stdout.print(
-            f"  [yellow]interrupted[/] {len(state.interrupted)} units handed out at "
-            f"{last or 'unknown'} by a command that is no longer running; 'run' redoes them"
-        )
-    for row in state.failed:
-        stdout.print(
-            f"  [red]failed[/] {row.kind} unit {row.unit} ({row.attempts} attempts): "
-            + escape(row.error or ""),
-            soft_wrap=True,
-        )
+    for line in status_lines(_open(workdir).status()):
+        stdout.print(line, soft_wrap=True)
 
 
 @app.command()

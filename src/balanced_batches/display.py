@@ -9,8 +9,9 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,6 +29,7 @@ from .regions import bin_label
 
 if TYPE_CHECKING:  # the summary stage imports uproot, which commands without I/O skip
     from .stages.summary import Summary
+    from .workdir import Status
 
 T = TypeVar("T")
 _log = logging.getLogger("balanced_batches")
@@ -102,6 +104,49 @@ class RichReporter:
                 next_line = now + self.log_interval_s
             yield result
         _log.info("%s: %d done in %.0f s", description, done, time.monotonic() - start)
+
+
+def summary_lines(summary: Summary, show_reuse: bool) -> list[RenderableType]:
+    """What `summary` prints: the tables, skipped and unmatched files, the batches line."""
+    lines: list[RenderableType] = [*summary_tables(summary, show_reuse)]
+    lines += [f"[red]skipped[/] {escape(error)}" for _path, error in summary.bad_files]
+    lines += [f"[yellow]matches no process[/] {escape(p)}" for p in summary.unmatched_files]
+    return [*lines, batches_line(summary)]
+
+
+def status_lines(state: Status) -> list[RenderableType]:
+    """What `status` prints: input files by state, the jobs table, interrupted and failed
+    units."""
+    lines: list[RenderableType] = []
+    if state.folded_records:
+        records = escape(state.records or "")
+        lines.append(f"took {state.folded_records} batch-job records from {records}")
+    lines.append("input files: " + ", ".join(f"{n} {s}" for s, n in state.file_states.items()))
+    lines += [f"  [red]bad[/] {escape(error)}" for _path, error in state.bad_files]
+    if not state.units:
+        return [*lines, "no plan: run 'balanced-batches plan'"]
+    table = Table(title="jobs", title_justify="left")
+    columns = ("pending", "running", "interrupted", "done", "failed")
+    for column in ("kind", *columns):
+        table.add_column(column, justify="right")
+    for kind in ("read", "write"):
+        counts = state.counts(kind)
+        table.add_row(kind, *(str(counts[column]) for column in columns))
+    lines.append(table)
+    if state.holder is not None and any(row.status == "running" for row in state.units):
+        lines.append(f"in progress: {escape(state.holder)}")
+    if state.interrupted:
+        last = max(row.started or "" for row in state.interrupted)
+        lines.append(
+            f"  [yellow]interrupted[/] {len(state.interrupted)} units handed out at "
+            f"{last or 'unknown'} by a command that is no longer running; 'run' redoes them"
+        )
+    lines += [
+        f"  [red]failed[/] {row.kind} unit {row.unit} ({row.attempts} attempts): "
+        + escape(row.error or "")
+        for row in state.failed
+    ]
+    return lines
 
 
 def summary_tables(summary: Summary, show_reuse: bool) -> list[Table]:

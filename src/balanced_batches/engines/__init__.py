@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from ..config import BatchConfig
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -78,10 +81,10 @@ def make_engine(
     workers: int | None,
     scheduler: str | None = None,
     cluster: str | None = None,
-    batch: Any = None,
+    batch: BatchConfig | None = None,
     worker_modules: tuple[str, ...] = (),
     run_main_script: bool = True,
-) -> Any:
+) -> Engine:
     """An engine: an existing Dask cluster by address, workers as HTCondor/Slurm jobs
     (`cluster`, resources from `batch`), local worker processes for >1 worker, else
     in-process. (A local Dask cluster, with its dashboard: `dask.DaskEngine(workers=N)`.)
@@ -101,8 +104,9 @@ def make_engine(
     from .dask import DaskEngine
 
     if cluster is not None:
+        from ..config import BatchConfig
         from .jobqueue import jobqueue_cluster
 
-        jobs = jobqueue_cluster(cluster, batch)
+        jobs = jobqueue_cluster(cluster, batch or BatchConfig())
         return DaskEngine(workers=workers, cluster=jobs, worker_modules=worker_modules)
     return DaskEngine(workers=workers, scheduler=scheduler)

@@ -3,7 +3,7 @@
 The entries are the distinct CRAB output directories of the production's file list
 (``crab_output/<dataset>/<request_dir>/<timestamp>/0000``), embedded here so that the package
 never reads the reference list at run time. ``Sample.physics`` is the key of the generator's
-physics model (see :mod:`balanced_batches.generate`).
+physics model (see :mod:`balanced_batches.synthetic.generate`).
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..shuffle import synthetic_file
 from .samples import PHYSICS_KINDS, SAMPLES, Sample
-from .shuffle import synthetic_file
 from .tautuple_schema import JAGGED_GROUPS, SCALAR_BRANCHES
 
 __all__ = [

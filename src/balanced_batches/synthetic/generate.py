@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .engines import Reporter, SilentReporter
+from ..engines import Reporter, SilentReporter
 from .samples import CAMPAIGN, PHYSICS_KINDS, SAMPLES, Sample
 from .tautuple_model import CHUNK_ENTRIES as CHUNK_ENTRIES
 from .tautuple_model import PHYSICS_MODELS as PHYSICS_MODELS
