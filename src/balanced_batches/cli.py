@@ -6,7 +6,6 @@ import errno
 import functools
 import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -102,11 +101,11 @@ def user_errors(command: F) -> F:
             typer.echo("interrupted: rerun the same command to resume", err=True)
             raise typer.Exit(130) from None
         finally:
-            if "balanced_batches.io.stores" in sys.modules:
-                sys.modules["balanced_batches.io.stores"].release_connections()
-            if "balanced_batches.engines.worker_server" in sys.modules:
-                # started early, and the command ended before its engine took it over
-                sys.modules["balanced_batches.engines.worker_server"].stop()
+            from .engines import worker_server
+            from .io.stores import release_connections
+
+            release_connections()
+            worker_server.stop()  # started early, and the command ended before an engine took it
 
     return wrapper  # type: ignore[return-value]
 

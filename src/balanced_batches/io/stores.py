@@ -316,8 +316,9 @@ class FsspecStore(Store):
 
 
 def release_connections() -> None:
-    """Lets go of cached remote read handles before the process ends."""
-    for scheme in STORES:
+    """Lets go of cached remote read handles before the process ends (nothing to do, and
+    nothing imported, in a process that reached no remote store)."""
+    for scheme in sorted(_USED_SCHEMES & set(STORES)):
         _drop_read_handles(scheme)
 
 
@@ -411,8 +412,12 @@ def store_for(url: str) -> Store:
     return _store(urlsplit(url).scheme, settings())
 
 
+_USED_SCHEMES: set[str] = set()  # what `release_connections` has to look at
+
+
 @functools.cache
 def _store(scheme: str, config: RemoteSettings) -> Store:
+    _USED_SCHEMES.add(scheme)
     return STORES.get(scheme, FsspecStore)(scheme, config)
 
 
