@@ -9,9 +9,13 @@ outputs equal the command line's byte for byte; every engine, including a caller
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import multiprocessing
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,8 +62,6 @@ def test_the_readme_example_runs_as_written_and_matches_the_command_line(
     code = code.replace('pileup="PU200"', f'pileup="{PILEUP}"')
     script = project / "example.py"
     script.write_text(code + "\nprint(len(problems))\n")
-    import os
-
     here = os.getcwd()
     os.chdir(project)
     try:
@@ -113,39 +115,39 @@ def test_every_stage_returns_a_typed_result(tmp_path: Path, dataset: Dataset) ->
     assert wd.report().name == "report.html"
 
     counts = (wd.path / "counts.json").read_text()
-    import json
-
     assert json.loads(counts) == expected_counts_json(dataset.paths)
 
 
-def fresh_planned(tmp_path: Path, dataset: Dataset, name: str) -> bb.Workdir:
-    wd = bb.Workdir.open(tmp_path / name, config=write_project(tmp_path / name, dataset))
-    wd.count(workers=1)
-    wd.plan(pileup=PILEUP, events_per_batch_type=PER_BATCH)
-    return wd
-
-
-@pytest.mark.parametrize("engine", ["in-process", "processes", "executor", "dask"])
-def test_every_engine_makes_the_same_files(
-    tmp_path: Path, dataset: Dataset, reference: Production, engine: str
-) -> None:
-    wd = fresh_planned(tmp_path, dataset, engine)
-    if engine == "in-process":
-        wd.run(engine=InProcessEngine())
-    elif engine == "processes":
-        wd.run(workers=2)
-    elif engine == "executor":
+@pytest.fixture(params=["in-process", "processes", "executor", "dask"])
+def execution(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Keyword arguments of `count` and `run` for every engine: this process, local worker
+    processes, a caller's spawn ProcessPoolExecutor, a local Dask cluster."""
+    if request.param == "in-process":
+        yield {"engine": InProcessEngine()}
+    elif request.param == "processes":
+        yield {"workers": 2}
+    elif request.param == "executor":
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as executor:
-            wd.run(executor=executor)
+            yield {"executor": executor}
     else:
         from balanced_batches.engines.dask import DaskEngine
 
         dask_engine = DaskEngine(workers=2)
         try:
-            wd.run(engine=dask_engine)
+            yield {"engine": dask_engine}
         finally:
             dask_engine.close()
+
+
+def test_every_engine_counts_and_makes_the_same_files(
+    tmp_path: Path, dataset: Dataset, reference: Production, execution: dict[str, Any]
+) -> None:
+    wd = bb.Workdir.open(tmp_path / "work", config=write_project(tmp_path, dataset))
+    assert wd.count(**execution).counted == 12
+    assert json.loads((wd.path / "counts.json").read_text()) == expected_counts_json(dataset.paths)
+    wd.plan(pileup=PILEUP, events_per_batch_type=PER_BATCH)
+    wd.run(**execution)
     assert output_digests(wd.path / "batches") == output_digests(reference.outdir)
     assert len(wd.check(sample=20)) == 0
 
