@@ -1,0 +1,42 @@
+#!/bin/bash
+# Whole commands of two commits side by side on the medium dataset, alternated:
+#   benchmarks/ab_commits.sh OLD_COMMIT [REPEATS]
+# OLD_COMMIT's src/ is checked out into a temporary worktree and put first on PYTHONPATH;
+# the other arm is this checkout. Each repetition counts, plans and runs in a fresh working
+# directory per arm (2 workers), prints the wall seconds of each command, and the output files
+# of both arms are compared byte for byte. Needs the medium dataset of benchmarks.harness
+# (bench-data/datasets/sall-f2-e4000-seed1-zstd).
+set -euo pipefail
+OLD=${1:?usage: $0 OLD_COMMIT [REPEATS]}
+REPEATS=${2:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DATA=$ROOT/bench-data/datasets/sall-f2-e4000-seed1-zstd
+EXAMPLE=$ROOT/examples/prod_Phase2_v2
+BB=$ROOT/.venv/bin/balanced-batches
+WORK=$(mktemp -d)
+trap 'git -C "$ROOT" worktree remove --force "$WORK/old-src" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+git -C "$ROOT" worktree add --detach "$WORK/old-src" "$OLD" >/dev/null 2>&1
+seconds() { local start=$1; echo "$(date +%s.%N) - $start" | bc; }
+for rep in $(seq 1 "$REPEATS"); do
+  for arm in old new; do
+    if [ "$arm" = old ]; then export PYTHONPATH=$WORK/old-src/src; else unset PYTHONPATH; fi
+    W=$WORK/$arm-$rep
+    start=$(date +%s.%N)
+    "$BB" count --workdir "$W" --prod-campaign prod_Phase2_v2 \
+      --process-types "$EXAMPLE/process_types.yaml" --pt-abseta-bins "$EXAMPLE/binning.yaml" \
+      --input-file-list "$DATA/flist.txt" --workers 2 >/dev/null 2>&1
+    count=$(seconds "$start"); start=$(date +%s.%N)
+    "$BB" plan --workdir "$W" --pileup PU200 --events-per-batch-type 15 --batches 10 \
+      --output-directory "$W/out" --seed 1 >/dev/null 2>&1
+    plan=$(seconds "$start"); start=$(date +%s.%N)
+    "$BB" run --workdir "$W" --workers 2 >/dev/null 2>&1
+    run=$(seconds "$start")
+    echo "$arm rep$rep count $count plan $plan run $run"
+  done
+  if cmp -s <(cd "$WORK/old-$rep/out" && sha256sum batch*.root) \
+            <(cd "$WORK/new-$rep/out" && sha256sum batch*.root); then
+    echo "rep$rep: outputs identical"
+  else
+    echo "rep$rep: OUTPUTS DIFFER"
+  fi
+done
