@@ -302,3 +302,50 @@ def test_chunk_invariants(n: int, seed: int, physics: str) -> None:
         assert len(counts) == n and counts.min() >= low and counts.max() <= high
     for name, dtype in generate.SCALAR_BRANCHES.items():
         assert cols[name].dtype == dtype, name
+
+
+def test_vector_branches_hold_the_same_values_and_go_through_the_pipeline(tmp_path: Path) -> None:
+    """`--vector-branches` writes every jagged branch as std::vector<T> without counters, as
+    ROOT writes CMS TauTuples; the values are those of the counted-array files, and counting
+    and making batches from them gives the same counts and the same rows."""
+    from conftest import BINNING, CAMPAIGN, PROCESS_TYPES, cli
+
+    for name, vectors in (("counted", ()), ("vectors", ("--vector-branches",))):
+        cli("generate", tmp_path / name, "--max-samples", 2, "--entries-per-file", 300,
+            "--workers", 1, *vectors)  # fmt: skip
+    counted = sorted((tmp_path / "counted").rglob("*.root"))
+    for path in counted:
+        vector_path = tmp_path / "vectors" / path.relative_to(tmp_path / "counted")
+        with uproot.open(path) as plain, uproot.open(vector_path) as vectors:
+            plain_tree, vector_tree = plain["taus"], vectors["taus"]
+            leaf_counts = {
+                name: branch.member("fLeaves")[0].member("fLeafCount")
+                for name, branch in plain_tree.items()
+            }
+            jagged = [name for name, count in leaf_counts.items() if count is not None]
+            counters = {c.member("fName") for c in leaf_counts.values() if c is not None}
+            assert jagged and counters
+            assert set(vector_tree.keys()) == set(plain_tree.keys()) - counters
+            for name in jagged:
+                assert vector_tree[name].typename.startswith("std::vector<"), name
+            names = vector_tree.keys()
+            for name in names:
+                assert ak.array_equal(vector_tree[name].array(), plain_tree[name].array()), name
+
+    results = {}
+    for name in ("counted", "vectors"):
+        workdir = tmp_path / f"work-{name}"
+        cli("count", "--workdir", workdir, "--prod-campaign", CAMPAIGN, "--process-types",
+            PROCESS_TYPES, "--pt-abseta-bins", BINNING, "--input-file-list",
+            tmp_path / name / "flist.txt", "--workers", 1)  # fmt: skip
+        cli("plan", "--workdir", workdir, "--pileup", "all", "--events-per-batch-type", 2,
+            "--batches", 2)  # fmt: skip
+        cli("run", "--workdir", workdir, "--workers", 1)
+        cli("check", "--workdir", workdir, "--sample", 100)
+        counts = (workdir / "counts.json").read_text().replace(str(tmp_path / name), "")
+        with uproot.open(workdir / "batches" / "batch0.root") as output:
+            rows = output["taus"].arrays(["tau_pt", "pfCand_pt", "ele_pt", "bb_source_entry"])
+        results[name] = (counts, rows)
+    assert results["vectors"][0] == results["counted"][0]
+    for field in ("tau_pt", "pfCand_pt", "ele_pt", "bb_source_entry"):
+        assert ak.array_equal(results["vectors"][1][field], results["counted"][1][field]), field

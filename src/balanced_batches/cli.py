@@ -140,6 +140,12 @@ def generate(
     like_file_list: Annotated[
         Path | None, typer.Option(help="Make exactly the files of this CMS file list.")
     ] = None,
+    vector_branches: Annotated[
+        bool,
+        typer.Option(
+            "--vector-branches", help="Jagged branches as std::vector<T>, as CMS TauTuples."
+        ),
+    ] = False,
     workers: Annotated[int, typer.Option(min=1)] = os.cpu_count() or 1,
     verbose: VerboseOption = False,
 ) -> None:
@@ -155,6 +161,7 @@ def generate(
         compression=compression,
         max_samples=max_samples,
         like_file_list=like_file_list,
+        vector_branches=vector_branches,
     )
     file_list = generate_dataset(options, workers=workers, reporter=RichReporter())
     typer.echo(f"file list: {file_list}")

@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import re
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ class GenerateOptions:
     compression: str = "zstd"  # "zlib" | "lzma" | "lz4" | "zstd" | "none"
     max_samples: int | None = None  # first K samples of the spread over physics kinds
     like_file_list: Path | None = None  # make exactly the files of a CMS file list instead
+    vector_branches: bool = False  # jagged branches as std::vector<T>, as CMS TauTuples hold them
 
     def __post_init__(self) -> None:
         compression_codec(self.compression)
@@ -88,6 +90,7 @@ class FileTask:
     n_entries: int
     seed: int
     compression: str
+    vector_branches: bool = False
 
 
 def compression_codec(name: str) -> Any:
@@ -165,6 +168,7 @@ def plan_files(options: GenerateOptions) -> tuple[FileTask, ...]:
                 options.entries_per_file,
                 options.seed,
                 options.compression,
+                options.vector_branches,
             )
             for line, (sample, name) in enumerate(files_like(options.like_file_list), start=1)
         )
@@ -176,6 +180,7 @@ def plan_files(options: GenerateOptions) -> tuple[FileTask, ...]:
             options.entries_per_file,
             options.seed,
             options.compression,
+            options.vector_branches,
         )
         for sample in select_samples(options.max_samples)
         for k in range(1, options.files_per_sample + 1)
@@ -229,34 +234,65 @@ def _run_task(task: FileTask) -> None:
         task.seed,
         task.compression,
         file_index=task.file_index,
+        vector_branches=task.vector_branches,
     )
 
 
 def generate_file(
-    path: Path, sample: Sample, n_entries: int, seed: int, compression: str, *, file_index: int = 1
+    path: Path,
+    sample: Sample,
+    n_entries: int,
+    seed: int,
+    compression: str,
+    *,
+    file_index: int = 1,
+    vector_branches: bool = False,
 ) -> None:
     """Writes ``n_entries`` candidates of ``sample`` as file ``file_index`` (``k``) to ``path``,
-    through ``<name>.tmp`` and an atomic rename."""
+    through ``<name>.tmp`` and an atomic rename. Jagged branches are counted arrays sharing one
+    counter per group (``pfCand_pt[npfCand]``), or with `vector_branches` ``std::vector<T>``
+    branches without counters, as ROOT writes CMS TauTuples; the values are the same."""
     import uproot
 
     codec = compression_codec(compression)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    # CHUNK_ENTRIES is read here, at call time, so that it can be patched on this module
+    chunks = generate_chunks(
+        sample, n_entries, seed, file_index=file_index, chunk_entries=CHUNK_ENTRIES
+    )
     try:
         with uproot.recreate(tmp, compression=codec) as out:
-            tree = out.mktree("taus", _tree_types(), title="taus")
-            # CHUNK_ENTRIES is read here, at call time, so that it can be patched on this module
-            chunks = generate_chunks(
-                sample, n_entries, seed, file_index=file_index, chunk_entries=CHUNK_ENTRIES
-            )
-            for chunk in chunks:
-                tree.extend(chunk)
+            if vector_branches:
+                _write_vectors(out, chunks)
+            else:
+                tree = out.mktree("taus", _tree_types(), title="taus")
+                for chunk in chunks:
+                    tree.extend(chunk)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     log.debug("wrote %s (%d entries)", path, n_entries)
+
+
+def _write_vectors(out: Any, chunks: Iterator[dict[str, Any]]) -> None:
+    """Tree ``taus`` with every group member as a ``std::vector`` branch (`io.ttree_writer`)."""
+    from ..io.ttree_writer import BranchType, mktree
+
+    branches = [BranchType(name, "scalar", dtype) for name, dtype in SCALAR_BRANCHES.items()]
+    branches += [
+        BranchType(f"{group}_{field}", "vector", dtype)
+        for group, fields in JAGGED_GROUPS.items()
+        for field, dtype in fields.items()
+    ]
+    with mktree(out, "taus", branches, title="taus") as tree:
+        for chunk in chunks:
+            columns = {name: chunk[name] for name in SCALAR_BRANCHES}
+            for group, fields in JAGGED_GROUPS.items():
+                columns.update({f"{group}_{field}": chunk[group][field] for field in fields})
+            tree.extend(columns)
 
 
 def _tree_types() -> dict[str, Any]:
