@@ -228,3 +228,82 @@ def test_root_reads_our_rntuple_output(in_format: Callable[[str], Production]) -
     assert entries == len(rows)
     for name in columns:
         assert from_root[name] == ak.to_list(rows[name]), name
+
+
+# 64-bit leaves are Long64_t/ULong64_t to ROOT; <cstdint>'s names are long on Linux
+ROOT_NAMES = {"int64_t": "Long64_t", "uint64_t": "ULong64_t"}
+
+
+def test_outputs_of_vector_inputs_keep_std_vector_branches_that_cpp_binds(tmp_path: Path) -> None:
+    """Inputs whose jagged branches are std::vector<T> (as ROOT writes CMS TauTuples) give
+    outputs with the same branches and types, plus the provenance scalars, nothing else; C++
+    binding `std::vector<T>*` with SetBranchAddress (as TauMLTools' TauTuple does), TTreeReader,
+    RDataFrame and TTree::Draw read them, and every value equals its source entry."""
+    import subprocess
+    import sys
+
+    import uproot
+
+    from conftest import (
+        PROVENANCE_BRANCHES,
+        TREE,
+        assert_rows_equal_sources,
+        cli,
+        produce,
+        read_output,
+        read_sources,
+    )
+
+    cli("generate", tmp_path / "data", "--max-samples", 3, "--entries-per-file", 300,
+        "--vector-branches", "--workers", 1)  # fmt: skip
+    production = produce(
+        tmp_path / "work",
+        tmp_path / "data" / "flist.txt",
+        ["plan", "--workdir", tmp_path / "work", "--pileup", "all",
+         "--events-per-batch-type", 2, "--batches", 2],
+    )  # fmt: skip
+    output = production.outputs()[0]
+    first_input = next(iter(production.provenance["source_files"].values()))
+    with uproot.open(first_input) as handle, uproot.open(output) as written:
+        inputs = {name: branch.typename for name, branch in handle[TREE].items()}
+        outputs = {name: branch.typename for name, branch in written[TREE].items()}
+    assert set(outputs) == set(inputs) | set(PROVENANCE_BRANCHES)
+    assert {name: outputs[name] for name in inputs} == inputs
+    assert any(t.startswith("std::vector<") for t in inputs.values())
+
+    rows = read_output(output)
+    assert_rows_equal_sources(rows, read_sources(production.provenance), output.name)
+
+    schema = [
+        {"name": name, "kind": "vector", "ctype": typename[len("std::vector<") : -1]}
+        if typename.startswith("std::vector<")
+        else {"name": name, "kind": "scalar", "ctype": ROOT_NAMES.get(typename, typename)}
+        for name, typename in outputs.items()
+    ]
+    schema_path = tmp_path / "schema.json"
+    schema_path.write_text(json.dumps(schema))
+    reader = Path(__file__).with_name("ttree_root_reader.py")
+    finished = subprocess.run(
+        [sys.executable, reader, schema_path, TREE, output],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert "Error" not in finished.stderr and "Warning" not in finished.stderr, finished.stderr
+    seen = json.loads(finished.stdout)[str(output)]
+    values, sizes = seen["branch_address"]
+    for branch in schema:
+        name = branch["name"]
+        expected = rows[name]
+        if branch["kind"] == "vector":
+            flat = ak.to_numpy(ak.flatten(expected)).astype(float).tolist()
+            counts = ak.to_numpy(ak.num(expected)).astype(float).tolist()
+            assert values[name] == flat and sizes[name] == counts, name
+            assert seen["reader_value"][name] == [flat, counts], name
+            assert seen["reader_array"][name] == [flat, counts], name
+            assert seen["draw"][name] == flat, name
+            if branch["ctype"] != "bool":
+                assert seen["dataframe"][name][:2] == [flat, counts], name
+        else:
+            assert values[name] == ak.to_numpy(expected).astype(float).tolist(), name

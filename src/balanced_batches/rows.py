@@ -34,12 +34,14 @@ class BranchGroup:
 
 @dataclass(frozen=True)
 class BranchLayout:
-    """How a tree's branches map onto arrays: scalars, counted groups, lone jagged branches."""
+    """How a tree's branches map onto arrays: scalars, counted groups, lone jagged branches
+    (`vectors`: those of them the input holds as `std::vector<T>`, which outputs keep so)."""
 
     scalars: tuple[str, ...]
     groups: tuple[BranchGroup, ...]
     singles: tuple[str, ...]
     counters: tuple[str, ...]
+    vectors: tuple[str, ...] = ()
 
     @property
     def data_branches(self) -> tuple[str, ...]:
@@ -58,6 +60,7 @@ def layout_to_json(layout: BranchLayout) -> dict[str, Any]:
         ],
         "singles": list(layout.singles),
         "counters": list(layout.counters),
+        "vectors": list(layout.vectors),
     }
 
 
@@ -70,6 +73,7 @@ def layout_from_json(data: dict[str, Any]) -> BranchLayout:
         ),
         singles=tuple(data["singles"]),
         counters=tuple(data["counters"]),
+        vectors=tuple(data.get("vectors", ())),  # absent from layouts stored before
     )
 
 

@@ -45,7 +45,12 @@ def root_compression(spec: str) -> uproot.compression.Compression | None:
 def write_ttree(
     path: Path, rows: RowBlock, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
 ) -> None:
-    """A TTree as the original writes; jagged branches become counted arrays (`x_pt[nx]`)."""
+    """A TTree whose branches have the input's on-disk types: `std::vector<T>` branches stay
+    vectors (what C++ binding `std::vector<T>*` reads), counted arrays stay counted arrays with
+    their counters (`x_pt[nx]`), scalars keep their leaf types."""
+    if layout.vectors:
+        _write_ttree_with_vectors(path, rows, layout, extra, spec)
+        return
     branches = to_arrays(rows, layout) | {name: rows.column(name) for name in extra}
     counters = {group.outer: group.counter for group in layout.groups}
     types = {name: branch_type(values) for name, values in branches.items()}
@@ -59,6 +64,40 @@ def write_ttree(
                 name: values[start : start + WRITE_CHUNK_ROWS] for name, values in branches.items()
             }
             output[spec.tree].extend(chunk)
+        output[PROVENANCE_OBJECT] = spec.provenance
+
+
+def _write_ttree_with_vectors(
+    path: Path, rows: RowBlock, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
+) -> None:
+    """`write_ttree` for inputs with `std::vector<T>` branches, which uproot cannot write:
+    every branch goes through `io.ttree_writer`, counted arrays with their counters."""
+    from .io.ttree_writer import BranchType, mktree
+
+    columns = column_arrays(rows)
+    vectors = set(layout.vectors)
+    counter_of = {m: g.counter for g in layout.groups for m in g.members}
+    counter_of |= {name: "n" + name for name in layout.singles if name not in vectors}
+    types = [BranchType(name, "scalar", rows.column(name).dtype) for name in layout.scalars]
+    types += [BranchType(c, "scalar", np.int32) for c in dict.fromkeys(counter_of.values())]
+    for name in (*(m for g in layout.groups for m in g.members), *layout.singles):
+        dtype = np.dtype(columns[name].type.content.content.primitive)
+        if name in vectors:
+            types.append(BranchType(name, "vector", dtype))
+        else:
+            types.append(BranchType(name, "counted", dtype, counter=counter_of[name]))
+    types += [BranchType(name, "scalar", rows.column(name).dtype) for name in extra]
+    names = [t.name for t in types if t.name not in set(counter_of.values())]
+    data = {name: columns[name] for name in names}
+    with (
+        atomic_path(path) as temporary,
+        _reproducible_root_file(temporary, spec) as output,
+        mktree(output, spec.tree, types) as tree,
+    ):
+        for start in range(0, max(rows.length, 1), WRITE_CHUNK_ROWS):
+            tree.extend(
+                {name: values[start : start + WRITE_CHUNK_ROWS] for name, values in data.items()}
+            )
         output[PROVENANCE_OBJECT] = spec.provenance
 
 

@@ -138,6 +138,7 @@ def branch_layout(tree: Any, path: str) -> BranchLayout:
     scalars: list[str] = []
     counted: dict[str, list[str]] = {}
     singles: list[str] = []
+    vectors: list[str] = []
     for branch in tree.values():
         interpretation = branch.interpretation
         if isinstance(interpretation, uproot.AsDtype) and interpretation.from_dtype.shape == ():
@@ -152,6 +153,8 @@ def branch_layout(tree: Any, path: str) -> BranchLayout:
                 counted.setdefault(leaf_count.member("fName"), []).append(branch.name)
             else:
                 singles.append(branch.name)
+                if branch.typename.startswith("std::vector<"):
+                    vectors.append(branch.name)
             continue
         raise InputFileError(
             f"{path}: branch {branch.name!r} has type {branch.typename!r}, which cannot be copied"
@@ -165,4 +168,6 @@ def branch_layout(tree: Any, path: str) -> BranchLayout:
         else:
             singles.extend(members)
     scalars = [name for name in scalars if name not in counters]
-    return BranchLayout(tuple(scalars), tuple(groups), tuple(singles), tuple(counters))
+    return BranchLayout(
+        tuple(scalars), tuple(groups), tuple(singles), tuple(counters), tuple(vectors)
+    )
