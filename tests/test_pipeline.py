@@ -445,3 +445,38 @@ def test_make_every_job_in_order_equals_run(
         cli("make", "--workdir", workdir, "--job", job)
     assert_same_outputs(reference, jobs)
     assert_same_provenance(reference, jobs)
+
+
+def test_branch_selection_writes_only_the_chosen_branches_with_their_counters(
+    counted_copy: Path, dataset: Dataset
+) -> None:
+    """`--branches`/`--drop-branches` glob patterns choose the output branches; the selection's
+    branches, the counters of kept counted arrays and the provenance branches stay; `check`
+    passes and rows still equal their sources; a pattern matching nothing is a one-line error."""
+    from faults_util import cli_error
+
+    line = cli_error(*reference_plan_args(counted_copy), "--branches", "tau_*,pfCandz_*")
+    assert line == "error: output.branches: 'pfCandz_*' matches no branch of the input files"
+    cli(*reference_plan_args(counted_copy), "--branches", "tau_*,pfCand_*",
+        "--drop-branches", "tau_phi,pfCand_mass")  # fmt: skip
+    cli("run", "--workdir", counted_copy, "--workers", 1)
+    cli("check", "--workdir", counted_copy, "--sample", 200)
+    production = Production(counted_copy)
+    with uproot.open(dataset.paths[0]) as handle:
+        inputs = list(handle[TREE].keys())
+    expected = {
+        name
+        for name in inputs
+        if (name.startswith(("tau_", "pfCand_")) and name not in ("tau_phi", "pfCand_mass"))
+        or name in ("genLepton_index", "genLepton_kind", "npfCand")
+    } | set(PROVENANCE_BRANCHES)
+    for path in production.outputs():
+        with uproot.open(path) as handle:
+            assert set(handle[TREE].keys()) == expected, path.name
+        rows = read_output(path)
+        sources = read_sources(production.provenance)
+        kept = {
+            i: source[[f for f in source.fields if f in rows.fields]]
+            for i, source in sources.items()
+        }
+        assert_rows_equal_sources(rows, kept, path.name)

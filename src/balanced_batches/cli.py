@@ -214,6 +214,10 @@ def count(
     )
 
 
+def _patterns(text: str | None) -> list[str] | None:
+    return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
+
+
 def _plan_options(**options: Any) -> Any:
     from .workdir import PlanOptions
 
@@ -288,6 +292,12 @@ def plan(
     summary_only: Annotated[
         bool, typer.Option("--summary-only", help="Only write summary.json.")
     ] = False,
+    branches: Annotated[
+        str | None, typer.Option(help="Write only these branches: glob patterns, comma-separated.")
+    ] = None,
+    drop_branches: Annotated[
+        str | None, typer.Option(help="Leave out these branches: glob patterns, comma-separated.")
+    ] = None,
     overwrite: OverwriteOption = False,
     prod_campaign: Annotated[str | None, typer.Option(hidden=True)] = None,
     process_types: Annotated[Path | None, typer.Option(help="Original process_types.yaml.")] = None,
@@ -310,6 +320,8 @@ def plan(
         format=output_format,
         compression=compression,
         overwrite=True if overwrite else None,
+        branches=_patterns(branches),
+        drop_branches=_patterns(drop_branches),
         campaign=prod_campaign,
         process_types=process_types,
         binning=pt_abseta_bins,

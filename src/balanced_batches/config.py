@@ -152,6 +152,10 @@ class OutputConfig(_Model):
     overwrite: bool = Field(
         default=False, description="replace planned output files this tool did not write"
     )
+    # glob patterns of the input branches to write (None: all), then those to leave out; the
+    # branches the selection reads are always written (`check` verifies the balance on them)
+    branches: list[str] | None = None
+    drop_branches: list[str] = Field(default_factory=list)
 
     @field_validator("compression")
     @classmethod

@@ -9,7 +9,8 @@ index for a selection of rows is computed once per group and applied to every me
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import fnmatch
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,45 @@ class BranchLayout:
         """Every branch holding data, counters excluded (writers recreate those)."""
         members = tuple(name for group in self.groups for name in group.members)
         return self.scalars + members + self.singles
+
+
+def select_branches(
+    layout: BranchLayout,
+    keep: Sequence[str] | None,
+    drop: Sequence[str],
+    always: Collection[str] = (),
+) -> BranchLayout:
+    """The layout with only the data branches matching a `keep` glob pattern (all if None) and
+    no `drop` pattern, plus the `always` ones; a counted group keeps its counter while any of
+    its members stays."""
+    if keep is None and not drop:
+        return layout
+
+    def chosen(name: str) -> bool:
+        if name in always:
+            return True
+        kept = keep is None or any(fnmatch.fnmatchcase(name, p) for p in keep)
+        return kept and not any(fnmatch.fnmatchcase(name, p) for p in drop)
+
+    groups = []
+    for group in layout.groups:
+        members = tuple(name for name in group.members if chosen(name))
+        if members:
+            groups.append(BranchGroup(group.outer, group.counter, members))
+    counters = {group.counter for group in groups}
+    return BranchLayout(
+        scalars=tuple(name for name in layout.scalars if chosen(name)),
+        groups=tuple(groups),
+        singles=tuple(name for name in layout.singles if chosen(name)),
+        counters=tuple(name for name in layout.counters if name in counters),
+        vectors=tuple(name for name in layout.vectors if chosen(name)),
+    )
+
+
+def unmatched_patterns(layout: BranchLayout, patterns: Sequence[str]) -> list[str]:
+    """The patterns that match none of the layout's data branches."""
+    names = layout.data_branches
+    return [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
 
 
 def layout_to_json(layout: BranchLayout) -> dict[str, Any]:

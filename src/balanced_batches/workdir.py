@@ -78,6 +78,8 @@ class PlanOptions(_Options):
     format: str | None = None
     compression: str | None = None
     overwrite: bool | None = None
+    branches: list[str] | None = None  # glob patterns of the branches to write
+    drop_branches: list[str] | None = None  # glob patterns of branches to leave out
     campaign: str | None = None
     process_types: str | None = None
     binning: str | None = None
@@ -100,6 +102,8 @@ _KEYS = {
     "format": "output.format",
     "compression": "output.compression",
     "overwrite": "output.overwrite",
+    "branches": "output.branches",
+    "drop_branches": "output.drop_branches",
 }
 
 

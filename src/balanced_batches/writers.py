@@ -79,7 +79,8 @@ def _write_ttree_with_vectors(
     counter_of = {m: g.counter for g in layout.groups for m in g.members}
     counter_of |= {name: "n" + name for name in layout.singles if name not in vectors}
     types = [BranchType(name, "scalar", rows.column(name).dtype) for name in layout.scalars]
-    types += [BranchType(c, "scalar", np.int32) for c in dict.fromkeys(counter_of.values())]
+    counters = dict.fromkeys(counter_of.values())  # uproot's counters are int32 too
+    types += [BranchType(c, "scalar", np.dtype(np.int32)) for c in counters]
     for name in (*(m for g in layout.groups for m in g.members), *layout.singles):
         dtype = np.dtype(columns[name].type.content.content.primitive)
         if name in vectors:
@@ -87,7 +88,7 @@ def _write_ttree_with_vectors(
         else:
             types.append(BranchType(name, "counted", dtype, counter=counter_of[name]))
     types += [BranchType(name, "scalar", rows.column(name).dtype) for name in extra]
-    names = [t.name for t in types if t.name not in set(counter_of.values())]
+    names = [t.name for t in types if t.name not in counters]
     data = {name: columns[name] for name in names}
     with (
         atomic_path(path) as temporary,

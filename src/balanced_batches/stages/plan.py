@@ -16,6 +16,7 @@ from ..io.files import is_url, write_json
 from ..io.outputs import output_directory
 from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
+from ..rows import layout_from_json, unmatched_patterns
 from ..shards import plan_scratch, remove_scratch
 from .count import selection_fingerprint
 from .output_files import foreign_outputs, output_names, refuse_foreign_outputs
@@ -259,6 +260,7 @@ def plan_batches(catalog: Catalog, config: ProjectConfig, workdir: Path) -> Plan
     if not is_url(directory) and not Path(directory).is_absolute():
         config = with_overrides(config, {"output.directory": str(workdir / directory)}, "plan")
     check_writable(config.output.directory)
+    _check_branch_patterns(catalog, config)
     table = count_table(catalog, config, config.plan.pileup)
     plan = build_plan(table, config, mean_bytes_per_entry(catalog, table.file_ids))
     if not config.output.overwrite:
@@ -282,6 +284,22 @@ def plan_batches(catalog: Catalog, config: ProjectConfig, workdir: Path) -> Plan
         plan.n_output_files,
     )
     return plan
+
+
+def _check_branch_patterns(catalog: Catalog, config: ProjectConfig) -> None:
+    """ConfigError for an `output.branches` or `output.drop_branches` pattern that matches no
+    branch of the inputs (a typo would otherwise silently write fewer or more branches)."""
+    stored = catalog.get_meta("layout")
+    if stored is None:
+        return
+    layout = layout_from_json(stored)
+    for key, patterns in (
+        ("output.branches", config.output.branches or []),
+        ("output.drop_branches", config.output.drop_branches),
+    ):
+        unmatched = unmatched_patterns(layout, patterns)
+        if unmatched:
+            raise ConfigError(f"{key}: {unmatched[0]!r} matches no branch of the input files")
 
 
 def _remove_old_scratch(catalog: Catalog, workdir: Path) -> None:

@@ -18,7 +18,7 @@ from ..errors import BalancedBatchesError, InputFileError
 from ..io.stores import retry_may_help
 from ..io.trees import branch_layout, file_stat, opened_tree, unreadable
 from ..plan_model import members_uses
-from ..rows import RowBlock, concatenate, from_arrays
+from ..rows import RowBlock, concatenate, from_arrays, select_branches
 from ..shards import part_path, remove_parts_of_read_unit, write_part
 from .count_units import read_selection_arrays
 from .units import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask
@@ -133,7 +133,10 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
     selection_values = read_selection_arrays(tree, task.path, task.selection, 0, n_entries)
     uses = _plan_uses(task, task.selection.assign(selection_values))
     share = task.share
-    others = [name for name in layout.data_branches if name not in selection_values]
+    # the file's whole layout goes back to the run (every input must agree); only the branches
+    # the outputs keep are read
+    kept = select_branches(layout, task.keep_branches, task.drop_branches, task.selection.branches)
+    others = [name for name in kept.data_branches if name not in selection_values]
     bytes_per_entry = max(
         sum(tree[name].uncompressed_bytes for name in others) / max(n_entries, 1), 1.0
     )
@@ -170,7 +173,7 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
         rows = RowBlock(len(entries))
         if others:
             chunk = tree.arrays(others, entry_start=start, entry_stop=stop, how=dict)
-            rows = from_arrays(chunk, layout).take(entries - start)
+            rows = from_arrays(chunk, kept).take(entries - start)
             del chunk  # the chunk's buffers go before the next chunk is read
         rows = rows.with_flat(
             {name: values[entries] for name, values in selection_values.items()}

@@ -31,7 +31,7 @@ from ..errors import CatalogError
 from ..io.files import write_json
 from ..plan_model import Plan
 from ..regions import Selection, build_selection
-from ..rows import BranchLayout, layout_from_json, layout_to_json
+from ..rows import BranchLayout, layout_from_json, layout_to_json, select_branches
 from ..shards import plan_scratch
 from ..writers import OutputSpec
 
@@ -74,6 +74,8 @@ class ReadTask:
     scratch: str
     chunk_bytes: int
     counted_stat: tuple[int, float] | None = None  # (size, mtime) when counted
+    keep_branches: tuple[str, ...] | None = None  # output.branches
+    drop_branches: tuple[str, ...] = ()  # output.drop_branches
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,8 @@ def read_task(
         scratch=str(scratch),
         chunk_bytes=config.execution.chunk_mb * 2**20,
         counted_stat=counted_stat,
+        keep_branches=None if config.output.branches is None else tuple(config.output.branches),
+        drop_branches=tuple(config.output.drop_branches),
     )
 
 
@@ -191,7 +195,12 @@ def write_task(
         scratch=str(scratch),
         directory=config.output.directory,
         name=config.output.name,
-        layout=layout,
+        layout=select_branches(
+            layout,
+            config.output.branches,
+            config.output.drop_branches,
+            build_selection(config).branches,
+        ),
         spec=OutputSpec(
             format=config.output.format,
             compression=config.output.compression,
