@@ -65,13 +65,11 @@ import hashlib
 import json
 import os
 import resource
-import select
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -93,31 +91,12 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 # -- B: the pool -------------------------------------------------------------------------------
 
 
-def _exit_with(command: int) -> None:
-    """Ends this worker as soon as process `command` ends (as ProcessEngine's workers)."""
-
-    def watch() -> None:
-        try:
-            handle = os.pidfd_open(command)
-        except (AttributeError, OSError):
-            while True:
-                try:
-                    os.kill(command, 0)
-                except OSError:
-                    break
-                time.sleep(1.0)
-        else:
-            ended = select.poll()
-            ended.register(handle, select.POLLIN)
-            ended.poll()
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-command", daemon=True).start()
-
-
 def _initializer(environment: dict[str, str], command: int) -> None:
     """A pool worker's set-up: environment, Ctrl-C ignored, death with the command, freeze."""
     os.environ.update(environment)
+    # death with the command exactly as ProcessEngine's workers (in every measured commit)
+    from balanced_batches.engines.processes import _exit_with
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with(command)
     gc.freeze()

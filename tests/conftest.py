@@ -110,6 +110,15 @@ def count_args(workdir: Path, file_list: Path, binning: Path = BINNING) -> list[
     ]
 
 
+def project_yaml(path: Path, extra: str = "") -> Path:
+    """A project YAML with the reference's processes, binning and campaign, plus `extra`."""
+    path.write_text(
+        f"processes: {PROCESS_TYPES}\nbinning: {BINNING}\ninputs: {{campaign: {CAMPAIGN}}}\n"
+        f"{extra}\n"
+    )
+    return path
+
+
 def reference_plan_args(
     workdir: Path, *, batches: int = N_BATCHES, seed: int = SEED
 ) -> list[object]:

@@ -16,25 +16,14 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    BINNING,
-    CAMPAIGN,
-    PROCESS_TYPES,
     Production,
     cli,
+    project_yaml,
     reference_plan_args,
 )
 from faults_util import cli_error, leftovers, output_digests
 
 REFERENCE_FILES = ["batch0.root", "batch1.root", "batch2.root"]
-
-
-def project(path: Path, extra: str) -> Path:
-    """A project YAML with the reference's processes, binning and campaign, plus `extra`."""
-    path.write_text(
-        f"processes: {PROCESS_TYPES}\nbinning: {BINNING}\n"
-        f"inputs: {{campaign: {CAMPAIGN}}}\n{extra}\n"
-    )
-    return path
 
 
 def foreign_line(
@@ -55,7 +44,7 @@ def test_a_user_scratch_directory_keeps_everything_but_the_plans_own_subdirector
     thesis = scratch / "thesis" / "chapter1.tex"
     thesis.parent.mkdir(parents=True)
     thesis.write_text("Chapter 1\n")
-    config = project(tmp_path / "project.yaml", f"execution: {{scratch: {scratch}}}")
+    config = project_yaml(tmp_path / "project.yaml", f"execution: {{scratch: {scratch}}}")
     cli(*reference_plan_args(counted_copy), "--config", config)
     cli("run", "--workdir", counted_copy, "--workers", 1)
 
@@ -198,6 +187,6 @@ def test_hostile_output_names_are_refused_when_planning(
     counted_copy: Path, hostile: str, tmp_path: Path
 ) -> None:
     name = hostile.replace("\x00", "\\0")
-    config = project(tmp_path / "project.yaml", f'output: {{name: "{name}"}}')
+    config = project_yaml(tmp_path / "project.yaml", f'output: {{name: "{name}"}}')
     message = cli_error(*reference_plan_args(counted_copy), "--config", config)
     assert "output.name" in message or "name" in message, message

@@ -17,15 +17,14 @@ import pytest
 
 from balanced_batches.catalog import Catalog
 from conftest import (
-    BINNING,
     CAMPAIGN,
     EXECUTABLE,
-    PROCESS_TYPES,
     Dataset,
     Production,
     cli,
     count_args,
     expected_counts_json,
+    project_yaml,
     reference_plan_args,
 )
 from faults_util import (
@@ -47,15 +46,6 @@ def mounted(*args: str) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["umount", args[-1]], check=True)
-
-
-def project(path: Path, extra: str) -> Path:
-    """A project YAML with the reference's processes, binning and campaign, plus `extra`."""
-    path.write_text(
-        f"processes: {PROCESS_TYPES}\nbinning: {BINNING}\ninputs: {{campaign: {CAMPAIGN}}}\n"
-        f"{extra}\n"
-    )
-    return path
 
 
 # -- plan options ---------------------------------------------------------------------------------
@@ -121,7 +111,7 @@ def test_an_unreachable_scheduler_is_one_line_naming_it(counted_copy: Path) -> N
 def test_an_expression_naming_a_missing_branch_is_a_configuration_error(
     tmp_path: Path, dataset: Dataset, on_bad_file: str
 ) -> None:
-    config = project(tmp_path / "project.yaml", 'regions: {pt: "nosuchbranch * 2"}')
+    config = project_yaml(tmp_path / "project.yaml", 'regions: {pt: "nosuchbranch * 2"}')
     workdir = tmp_path / "work"
     args = [*count_args(workdir, dataset.file_list), "--config", config]
     line = cli_error(*args, "--on-bad-file", on_bad_file)
@@ -140,7 +130,7 @@ def test_an_expression_naming_a_missing_branch_is_a_configuration_error(
 def test_a_string_in_an_expression_is_refused_as_not_numeric(
     tmp_path: Path, dataset: Dataset
 ) -> None:
-    config = project(tmp_path / "project.yaml", "regions: {pt: \"tau_pt * 'a'\"}")
+    config = project_yaml(tmp_path / "project.yaml", "regions: {pt: \"tau_pt * 'a'\"}")
     line = cli_error(*count_args(tmp_path / "work", dataset.file_list), "--config", config)
     assert "regions.pt" in line and "numeric" in line, line
 
@@ -149,7 +139,7 @@ def test_numpy_warnings_of_expressions_stay_off_the_terminal(
     tmp_path: Path, dataset: Dataset
 ) -> None:
     """log of negative numbers and division by zero give NaN and inf, which fall in no bin."""
-    config = project(tmp_path / "project.yaml", 'regions: {pt: "log(tau_pt - 1000) + 1 / 0"}')
+    config = project_yaml(tmp_path / "project.yaml", 'regions: {pt: "log(tau_pt - 1000) + 1 / 0"}')
     outcome = run_command(
         EXECUTABLE, [*count_args(tmp_path / "work", dataset.file_list), "--config", config]
     )

@@ -244,9 +244,7 @@ class Workdir:
     def planned_config(self) -> ProjectConfig:
         """The settings the stored plan was made with: `run`, `check`, `report` and the jobs
         follow them whatever the project YAML says now."""
-        with self._catalog() as catalog:
-            kept = catalog.get_meta("plan_config") or catalog.get_meta("config")
-        return ProjectConfig.model_validate(kept) if kept else ProjectConfig()
+        return self._stored_config("plan_config")
 
     # -- the stages --------------------------------------------------------------------------
 
@@ -458,12 +456,17 @@ class Workdir:
         if self.config_file is not None:
             config = load_project(self.config_file)
         elif (self.path / CATALOG_NAME).exists():
-            with self._catalog() as catalog:
-                kept = catalog.get_meta(stored) or catalog.get_meta("config")
-            config = ProjectConfig.model_validate(kept) if kept else ProjectConfig()
+            config = self._stored_config(stored)
         else:
             config = ProjectConfig()
         return _with_original_files(config, overrides)
+
+    def _stored_config(self, key: str) -> ProjectConfig:
+        """The settings the catalog stored under `key` (`plan_config`: by the last plan), else
+        those of the last count, else the defaults."""
+        with self._catalog() as catalog:
+            kept = catalog.get_meta(key) or catalog.get_meta("config")
+        return ProjectConfig.model_validate(kept) if kept else ProjectConfig()
 
     def _engine(self, command: Command, execution: Execution, config: ProjectConfig) -> _Engine:
         return _Engine(command, execution, config)

@@ -16,10 +16,11 @@ from ..io.files import is_url, write_json
 from ..io.outputs import output_directory
 from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
-from ..rows import layout_from_json, unmatched_patterns
+from ..rows import unmatched_patterns
 from ..shards import plan_scratch, remove_scratch
 from .count import selection_fingerprint
 from .output_files import foreign_outputs, output_names, refuse_foreign_outputs
+from .units import stored_layout
 
 log = logging.getLogger(__name__)
 
@@ -289,10 +290,9 @@ def plan_batches(catalog: Catalog, config: ProjectConfig, workdir: Path) -> Plan
 def _check_branch_patterns(catalog: Catalog, config: ProjectConfig) -> None:
     """ConfigError for an `output.branches` or `output.drop_branches` pattern that matches no
     branch of the inputs (a typo would otherwise silently write fewer or more branches)."""
-    stored = catalog.get_meta("layout")
-    if stored is None:
+    layout = stored_layout(catalog)
+    if layout is None:
         return
-    layout = layout_from_json(stored)
     for key, patterns in (
         ("output.branches", config.output.branches or []),
         ("output.drop_branches", config.output.drop_branches),
