@@ -8,9 +8,9 @@ Two ways to run `count` and `run` with 2 local workers through the public API
 (`balanced_batches.Workdir`):
 
 - **A, processes**: `wd.count(workers=2)` / `wd.run(workers=2)`: the package's `ProcessEngine`
-  (`make_engine`), whose fork server preloads `stages.WORKER_MODULES[command]`. The server is
-  started first (`worker_server.start`, timed), as the CLI's entry point does, so that both
-  arms start their server at the same point; `--arms processes-api,executor` measures the
+  (`make_engine`), whose fork server preloads `stages.WORKER_MODULES[command]`. The server
+  is started first (`engines.local_workers_ahead`, timed), as the CLI's `count` and `run`
+  do, so that both arms start their server at the same point; `--arms processes-api,executor` measures the
   bare API call instead, whose server starts only once the engine is made (for `run`, after
   the plan is loaded);
 - **B, executor**: `wd.count(executor=pool)` / `wd.run(executor=pool)` with
@@ -79,7 +79,7 @@ from typing import Any
 # initializer, and nothing else of it should cost them time.
 
 WORKERS = 2
-# processes: ProcessEngine with its fork server started first, as the CLI's entry point does;
+# processes: ProcessEngine with its fork server started first, as the CLI's commands do;
 # processes-api: `wd.count(workers=2)` alone (the server starts when the engine is made, after
 # the command's own set-up: `run` loads the plan first); executor: the pool of `make_pool`
 ARM_CHOICES = ("processes", "processes-api", "executor")
@@ -154,11 +154,11 @@ def measure(command: str, arm: str, workdir: Path, inputs: dict[str, str]) -> di
     call = (lambda **kw: wd.count(**inputs, **kw)) if command == "count" else wd.run
     started = time.perf_counter()
     if arm == "processes":
-        from balanced_batches.engines import worker_server
+        from balanced_batches.engines import local_workers_ahead
         from balanced_batches.stages import WORKER_MODULES
 
-        worker_server.start(WORKER_MODULES[command])
-        call(workers=WORKERS)  # ProcessEngine uses the running server
+        with local_workers_ahead(WORKERS, worker_modules=WORKER_MODULES[command]):
+            call(workers=WORKERS)  # ProcessEngine uses the running server
     elif arm == "processes-api":
         call(workers=WORKERS)
     else:
@@ -174,7 +174,7 @@ def measure(command: str, arm: str, workdir: Path, inputs: dict[str, str]) -> di
 
 
 def _stop_server() -> None:
-    """Stops multiprocessing's fork server and waits for it, as `worker_server.stop` does
+    """Stops multiprocessing's fork server and waits for it, as `worker_server.release` does
     for ProcessEngine's: the CPU time of the workers it reaped then counts as ours."""
     import multiprocessing.forkserver
 

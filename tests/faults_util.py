@@ -243,6 +243,30 @@ def parent_of(pid: int) -> int | None:
     return None if fields is None else int(fields[1])
 
 
+def descendants(pid: int) -> set[int]:
+    """The live processes started by `pid`, by its children, and so on."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        fields = _stat(entry.name) if entry.name.isdigit() else None
+        if fields is not None and fields[0] not in ("Z", "X"):
+            parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def new_descendants_after(before: set[int], grace: float = 10.0) -> set[int]:
+    """This process's descendants not in `before`, once there are none or after `grace`
+    seconds: a process that was told to stop may take a moment to end."""
+    deadline = time.monotonic() + grace
+    while (new := descendants(os.getpid()) - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return new
+
+
 def members_after(pgid: int, grace: float) -> list[int]:
     """The live processes of a group once it is empty, or after `grace` seconds: a process
     that closed its pipes may take a moment to end."""

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 
-from balanced_batches.__main__ import NO_LOCAL_WORKERS, WORKERS, local_worker_command
-from balanced_batches.cli import app
-from balanced_batches.engines import worker_server
-from balanced_batches.stages import WORKER_MODULES
 from conftest import (
     BINNING,
     CAMPAIGN,
@@ -29,7 +23,7 @@ from conftest import (
     totals_by_key,
     tree_digest,
 )
-from faults_util import alive, fork_servers, kill_group, members_after
+from faults_util import fork_servers, kill_group, members_after
 
 
 def assert_one_line_error(result: Any, *fragments: str) -> str:
@@ -190,74 +184,6 @@ def test_python_m_balanced_batches_is_the_command() -> None:
 
 
 @pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["count", "--workdir", "w"], "count"),
-        (["run", "-w", "w", "--workers", "2"], "run"),
-        (["run", "--parallel=3"], "run"),
-        (["run", "--workers", "1"], None),
-        (["count", "--workers=1"], None),
-        (["count", "--parallel", "1"], None),
-        (["run", "--scheduler", "tcp://127.0.0.1:8786"], None),
-        (["run", "--cluster=htcondor"], None),
-        (["count", "--help"], None),
-        (["plan", "--workdir", "w"], None),
-        (["--workdir", "count"], None),
-        ([], None),
-    ],
-)
-def test_the_entry_point_starts_local_workers_server_only_for_commands_that_likely_use_it(
-    argv: list[str], expected: str | None
-) -> None:
-    assert local_worker_command(argv) == expected
-
-
-def test_the_entry_points_hint_knows_every_option_that_places_the_work() -> None:
-    """The hint reads option names before typer does: they must be the commands' own."""
-    commands = typer.main.get_command(app).commands
-    for name in WORKER_MODULES:
-        params = {param.name: param for param in commands[name].params}
-        assert set(params["workers"].opts) == set(WORKERS)
-        assert {*params["scheduler"].opts, *params["cluster"].opts} < set(NO_LOCAL_WORKERS)
-
-
-PROBED_ENTRY = """
-import json, sys
-import balanced_batches.cli as cli
-from balanced_batches import __main__ as entry
-from balanced_batches.engines import worker_server
-
-seen = []
-
-def probe():
-    seen.append(worker_server.server_pid())
-    raise SystemExit(2)
-
-cli.main = probe
-sys.argv = ["balanced-batches", *sys.argv[1:]]
-try:
-    entry.main()
-except SystemExit as end:
-    print(json.dumps({"during": seen[0], "after": worker_server.server_pid(), "code": end.code}))
-"""
-
-
-@pytest.mark.skipif(not worker_server.available(), reason="workers fork from a server on Linux")
-@pytest.mark.parametrize(
-    ("argv", "started"),
-    [(["count", "--workdir", "w"], True), (["count", "--workdir", "w", "--workers", "1"], False)],
-)
-def test_the_entry_point_starts_the_server_before_the_cli_and_stops_it_after(
-    argv: list[str], started: bool
-) -> None:
-    outcome = json.loads(python_output("-c", PROBED_ENTRY, *argv))
-    assert (outcome["during"] is not None) == started
-    assert outcome["after"] is None and outcome["code"] == 2
-    if started:
-        assert not alive(outcome["during"])
-
-
-@pytest.mark.parametrize(
     ("options", "message"),
     [
         pytest.param(["--no-such-option"], "No such option", id="unknown-option"),
@@ -267,10 +193,10 @@ def test_the_entry_point_starts_the_server_before_the_cli_and_stops_it_after(
 def test_a_user_error_after_an_early_start_of_local_workers_leaves_nothing_running(
     tmp_path: Path, options: list[str], message: str
 ) -> None:
-    """`count` starts its workers' server before it parses the command line; a command that
-    then fails stops it before it exits (the server would end by itself only later, once
-    its imports are done). multiprocessing's resource tracker, started with the server, ends
-    on its own once the command's pipe to it closes."""
+    """`count` starts its workers' server once its options are parsed, before it reads its
+    configuration; a command that then fails stops it before it exits (the server would end
+    by itself only later, once its imports are done). multiprocessing's resource tracker,
+    started with the server, ends on its own once the command's pipe to it closes."""
     stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
     with stdout.open("w") as out, stderr.open("w") as err:
         process = subprocess.Popen(

@@ -15,14 +15,18 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from distributed import Client
 
 from balanced_batches.catalog import Catalog
 from balanced_batches.config import ProjectConfig
-from balanced_batches.engines import InProcessEngine, SilentReporter, make_engine, worker_server
+from balanced_batches.engines import (
+    InProcessEngine,
+    SilentReporter,
+    local_workers_ahead,
+    make_engine,
+)
 from balanced_batches.engines.dask import DaskEngine
 from balanced_batches.stages import WORKER_MODULES
 from balanced_batches.stages.count import count_inputs
@@ -35,10 +39,9 @@ from conftest import (
     assert_same_provenance,
     cli,
     count_args,
-    python_output,
     reference_plan_args,
 )
-from faults_util import alive
+from faults_util import descendants, new_descendants_after
 
 DASK = Path(sys.executable).parent / "dask"
 
@@ -198,152 +201,76 @@ def test_remote_cluster_through_the_library(
         assert len(client.scheduler_info()["workers"]) == 2
 
 
-def frozen_heap_and_parent(_: int) -> tuple[bool, int]:
-    """Whether this worker froze its long-lived objects, and its parent pid."""
-    import gc
-
-    return gc.get_freeze_count() > 0, os.getppid()
+def worker_setting(_: int) -> tuple[int, str | None]:
+    """This worker's pid and its one-thread setting for numerical libraries."""
+    return os.getpid(), os.environ.get("OMP_NUM_THREADS")
 
 
-def test_a_local_dask_cluster_forks_its_workers_and_freezes_their_long_lived_objects() -> None:
+def test_a_local_dask_cluster_runs_on_its_workers_and_leaves_no_process_behind() -> None:
+    before = descendants(os.getpid())
     engine = DaskEngine(workers=2, worker_modules=WORKER_MODULES["count"])
     try:
-        results = list(engine.map(frozen_heap_and_parent, [0, 1, 2, 3]))
-        server = worker_server.server_pid()
+        results = list(engine.map(worker_setting, [0, 1, 2, 3]))
     finally:
         engine.close()
-    assert all(frozen for frozen, _ in results)
-    if worker_server.available():
-        assert {parent for _, parent in results} == {server}
-        assert server is not None and not alive(server)
-
-
-LIGHT_IMPORTS = """
-import importlib, sys
-import balanced_batches.__main__, balanced_batches.display, balanced_batches.engines.worker_server
-from balanced_batches.stages import WORKER_MODULES
-for module in WORKER_MODULES["count"]:
-    importlib.import_module(module)
-heavy = ("balanced_batches.config", "pydantic", "dask", "distributed", "typer")
-print(sorted(name for name in heavy if name in sys.modules))
-"""
-
-COUNT_COMMAND_IMPORTS = """
-import sys
-import balanced_batches.cli, balanced_batches.stages.count
-print(sorted(name for name in ("uproot", "awkward", "dask") if name in sys.modules))
-"""
-
-
-@pytest.mark.parametrize(
-    "script",
-    [
-        pytest.param(LIGHT_IMPORTS, id="workers-and-entry-point"),
-        pytest.param(COUNT_COMMAND_IMPORTS, id="count-command"),
-    ],
-)
-def test_what_runs_before_counts_first_file_imports_nothing_it_does_not_need(script: str) -> None:
-    """On `count`'s critical path (BENCHMARKS.md, count): what its fork server preloads and
-    what the entry point imports before it starts the server stay free of the configuration
-    models and Dask; the command's own process, which only stats files and writes JSON, does
-    not import uproot or awkward."""
-    assert python_output("-c", script) == "[]"
-
-
-COUNT_UNIT_IMPORTS = """
-import importlib, sys
-from balanced_batches.regions import RegionSpace, Selection
-from balanced_batches.expressions import parse_expression
-from balanced_batches.stages import WORKER_MODULES
-for module in WORKER_MODULES["count"]:
-    importlib.import_module(module)
-from balanced_batches.stages.count_units import CountTask, count_file
-preloaded = set(sys.modules)
-expression = lambda text: parse_expression(text, "test")
-selection = Selection(
-    RegionSpace(("any",), (0.0,), (0.0,)), (expression("tau_pt > 0"),),
-    expression("tau_pt"), expression("abs(tau_eta)"),
-)
-result = count_file(CountTask(0, sys.argv[1], "taus", selection))
-assert result.error is None, result.error
-print(sorted({name.split(".")[0] for name in set(sys.modules) - preloaded} - {"balanced_batches"}))
-"""
-
-
-def test_count_workers_start_with_every_library_a_count_unit_needs(dataset: Dataset) -> None:
-    """A library a count unit imports on its first file (uproot: 0.2 s) would be imported by
-    every worker, after the start; the fork server imports it once, before."""
-    assert python_output("-c", COUNT_UNIT_IMPORTS, dataset.paths[0]) == "[]"
+    assert os.getpid() not in {pid for pid, _ in results}
+    assert {setting for _, setting in results} == {"1"}
+    assert new_descendants_after(before) == set()
 
 
 # Run in a fresh interpreter: this test module has imported distributed and the pipeline
-# already, which would hide a server started without the workers' environment or its modules.
+# already, which would hide a server started without the workers' environment.
 FORKED_WORKERS = """
-import json, os, sys
-from balanced_batches.engines import make_engine, worker_server
+import json, os
+from balanced_batches.engines import make_engine
 
-def state(_):
-    import os, sys
-    return {"parent": os.getppid(), "preloaded": "balanced_batches.report_html" in sys.modules}
+def environment(_):
+    import os
+    return {key: os.environ.get(key) for key in ("BB_TEST_SETTING", "OMP_NUM_THREADS",
+                                                 "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")}
 
 if __name__ == "__main__":
-    engine = make_engine(2, worker_modules=("balanced_batches.report_html",))
-    server = worker_server.server_pid()
-    environ = dict(
-        item.split("=", 1)
-        for item in open(f"/proc/{server}/environ").read().split("\\0") if "=" in item
-    )
-    states = list(engine.map(state, [0, 1, 2, 3]))
-    engine.close()
-    print(json.dumps({"server": server, "environ": environ, "states": states}))
+    for setting in ("first", "second"):
+        os.environ["BB_TEST_SETTING"] = setting
+        engine = make_engine(2)
+        print(json.dumps(list(engine.map(environment, [0, 1, 2, 3]))))
+        engine.close()
 """
 
 
-def _forked_workers(tmp_path: Path, **environment: str) -> dict[str, Any]:
+def test_local_workers_start_with_the_workers_environment_as_it_is_when_the_engine_starts(
+    tmp_path: Path,
+) -> None:
+    """One thread per numerical library, no MALLOC_TRIM_THRESHOLD_ (`worker_server`), and this
+    process's settings as they are when each engine starts: a setting changed between two
+    engines reaches the second one's workers."""
     script = tmp_path / "forked_workers.py"
     script.write_text(FORKED_WORKERS)
     finished = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **environment},
-        check=False,
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
     )
     assert finished.returncode == 0, finished.stderr
-    result: dict[str, Any] = json.loads(finished.stdout.splitlines()[-1])
-    return result
+    for line, setting in zip(finished.stdout.splitlines(), ("first", "second"), strict=True):
+        for environ in json.loads(line):
+            assert environ["BB_TEST_SETTING"] == setting
+            assert environ["OMP_NUM_THREADS"] == environ["OPENBLAS_NUM_THREADS"] == "1"
+            assert environ["MALLOC_TRIM_THRESHOLD_"] is None
 
 
-@pytest.mark.skipif(not worker_server.available(), reason="no fork server on this platform")
-def test_local_workers_are_forked_ready_and_their_server_stops_with_the_engine(
-    tmp_path: Path,
-) -> None:
-    """Local workers come from a fork server that imported the modules asked for; the server
-    starts with the workers' environment (one BLAS thread, no MALLOC_TRIM_THRESHOLD_), and
-    with this process's settings as they are when the engine starts; closing the engine
-    stops it."""
-    for setting in ("first", "second"):  # a setting changed between two runs reaches workers
-        result = _forked_workers(tmp_path, BB_TEST_SETTING=setting)
-        assert {state["parent"] for state in result["states"]} == {result["server"]}
-        assert all(state["preloaded"] for state in result["states"])
-        environ = result["environ"]
-        assert environ["BB_TEST_SETTING"] == setting
-        assert environ["OMP_NUM_THREADS"] == environ["OPENBLAS_NUM_THREADS"] == "1"
-        assert "MALLOC_TRIM_THRESHOLD_" not in environ
-        assert not alive(result["server"])
-
-
-@pytest.mark.skipif(not worker_server.available(), reason="no fork server on this platform")
-def test_a_fork_server_started_early_is_stopped_when_the_work_runs_in_process() -> None:
-    """`count` and `run` start the fork server before reading their configuration; if the
-    configuration then asks for one worker, nothing is left running."""
-    try:
-        assert worker_server.start(WORKER_MODULES["count"])
-        server = worker_server.server_pid()
-        assert server is not None and alive(server)
-        assert isinstance(make_engine(1), InProcessEngine)
-        assert worker_server.server_pid() is None
-        assert not alive(server)
-    finally:
-        worker_server.stop()
+def test_workers_started_ahead_serve_the_engine_and_nothing_is_left_running() -> None:
+    """`count` and `run` start what local workers fork from before reading their
+    configuration; whether the configuration then asks for local workers or for one, nothing
+    of it runs once the command is done."""
+    before = descendants(os.getpid())
+    with local_workers_ahead(None, worker_modules=WORKER_MODULES["count"]):
+        engine = make_engine(2)
+        try:
+            assert sorted(engine.map(abs, [-1, -2, -3])) == [1, 2, 3]
+        finally:
+            engine.close()
+    assert new_descendants_after(before) == set()
+    with local_workers_ahead(None, worker_modules=WORKER_MODULES["count"]):
+        engine = make_engine(1)
+        assert isinstance(engine, InProcessEngine)
+        assert list(engine.map(abs, [-1])) == [1]
+    assert new_descendants_after(before) == set()

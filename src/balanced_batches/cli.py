@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
@@ -101,24 +102,19 @@ def user_errors(command: F) -> F:
             typer.echo("interrupted: rerun the same command to resume", err=True)
             raise typer.Exit(130) from None
         finally:
-            from .engines import worker_server
             from .io.stores import release_connections
 
             release_connections()
-            worker_server.stop()  # started early, and the command ended before an engine took it
 
     return wrapper  # type: ignore[return-value]
 
 
-def _start_local_workers(
+def _local_workers_ahead(
     command: Command, workers: int | None, scheduler: str | None, cluster: str | None
-) -> None:
-    """Starts what local workers fork from before the command reads its configuration, so
-    that their imports overlap this process's start-up (see `engines.worker_server`)."""
-    if scheduler is None and cluster is None and workers != 1:
-        from .engines import worker_server
+) -> contextlib.AbstractContextManager[None]:
+    from .engines import local_workers_ahead
 
-        worker_server.start(WORKER_MODULES[command])
+    return local_workers_ahead(workers, scheduler, cluster, WORKER_MODULES[command])
 
 
 def _open(workdir: Path, config: Path | None = None, create: bool = False) -> Workdir:
@@ -191,11 +187,9 @@ def count(
     verbose: VerboseOption = False,
 ) -> None:
     """Count candidates per region in new or changed input files."""
-    _start_local_workers("count", workers, scheduler, cluster)
     from .workdir import InputOptions
 
     del recompute_infos, files_per_job  # original options: counting is always incremental here
-    wd = _open(workdir, config, create=True)
     inputs = InputOptions(
         campaign=prod_campaign,
         file_list=None if input_file_list is None else str(input_file_list),
@@ -204,9 +198,11 @@ def count(
         process_types=None if process_types is None else str(process_types),
         binning=None if pt_abseta_bins is None else str(pt_abseta_bins),
     )
-    outcome = wd.count(
-        inputs, on_bad_file=on_bad_file, workers=workers, scheduler=scheduler, cluster=cluster
-    )
+    with _local_workers_ahead("count", workers, scheduler, cluster):
+        wd = _open(workdir, config, create=True)
+        outcome = wd.count(
+            inputs, on_bad_file=on_bad_file, workers=workers, scheduler=scheduler, cluster=cluster
+        )
     typer.echo(
         f"counted {outcome.counted} files, {outcome.unchanged} unchanged, "
         f"{len(outcome.failed)} unreadable, {len(outcome.unmatched)} matching no process; "
@@ -352,15 +348,15 @@ def run(
     verbose: VerboseOption = False,
 ) -> None:
     """Make every planned batch (resumes an interrupted run)."""
-    _start_local_workers("run", workers, scheduler, cluster)
-    outcome = _open(workdir).run(
-        workers=workers,
-        scheduler=scheduler,
-        cluster=cluster,
-        keep_scratch=keep_scratch,
-        overwrite=overwrite,
-        space_check=not no_space_check,
-    )
+    with _local_workers_ahead("run", workers, scheduler, cluster):
+        outcome = _open(workdir).run(
+            workers=workers,
+            scheduler=scheduler,
+            cluster=cluster,
+            keep_scratch=keep_scratch,
+            overwrite=overwrite,
+            space_check=not no_space_check,
+        )
     entries = sum(o["entries"] for o in outcome.outputs)
     typer.echo(f"{len(outcome.outputs)} files, {entries} entries in {outcome.directory}")
 
@@ -491,8 +487,7 @@ def main_options(
 
 
 def main() -> None:
-    """The command line (`python -m balanced_batches.cli`); the `balanced-batches` command
-    comes here through `__main__.main`, which may have started local workers' server."""
+    """The command line: `balanced-batches`, `python -m balanced_batches`."""
     from .engines import heap
 
     heap.one_command_per_process()

@@ -7,6 +7,7 @@ Dask is imported only inside its engine.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -92,11 +93,8 @@ def make_engine(
     Local workers have `worker_modules` imported before they start (see `worker_server`);
     with `run_main_script=False` they do not run the main script again (see `ProcessEngine`).
     """
-    from . import worker_server
-
     if scheduler is None and cluster is None:
         if (workers or 1) <= 1:
-            worker_server.stop()  # started early by a command that turned out to need none
             return InProcessEngine()
         from .processes import ProcessEngine
 
@@ -110,3 +108,21 @@ def make_engine(
         jobs = jobqueue_cluster(cluster, batch or BatchConfig())
         return DaskEngine(workers=workers, cluster=jobs, worker_modules=worker_modules)
     return DaskEngine(workers=workers, scheduler=scheduler)
+
+
+@contextlib.contextmanager
+def local_workers_ahead(
+    workers: int | None,
+    scheduler: str | None = None,
+    cluster: str | None = None,
+    worker_modules: tuple[str, ...] = (),
+) -> Iterator[None]:
+    """Within: the server that local workers fork from is started now, unless the work goes
+    to a Dask cluster or one worker, so that its imports (`worker_modules`) overlap what the
+    caller does before it makes its engine: reading a configuration, opening a catalog.
+    `workers=None` (one per core, or the configuration's number) counts as local workers."""
+    from . import worker_server
+
+    local = scheduler is None and cluster is None and workers != 1
+    with worker_server.lease(worker_modules) if local else contextlib.nullcontext():
+        yield

@@ -87,6 +87,7 @@ class DaskEngine:
         self._starting: Future[None] | None = None
         self._settings: Any = None
         self._worker_modules = worker_modules
+        self._forked = False
         if scheduler is not None:
             self._client = connect(scheduler)
         elif cluster is not None:
@@ -95,9 +96,9 @@ class DaskEngine:
             self._client = Client(cluster)
             self._client.register_plugin(FrozenHeap(worker_modules))
         else:
-            forked = worker_server.start(("distributed", *worker_modules))
+            self._forked = worker_server.acquire(("distributed", *worker_modules))
             self._starting = _STARTER.submit(
-                self._start_local, workers or os.cpu_count() or 1, forked
+                self._start_local, workers or os.cpu_count() or 1, self._forked
             )
 
     def _start_local(self, workers: int, forked: bool) -> None:
@@ -147,8 +148,9 @@ class DaskEngine:
             self._client.close()
         if self._cluster is not None:
             self._cluster.close()
-        if self._starting is not None:
-            worker_server.stop()
+        if self._forked:
+            self._forked = False
+            worker_server.release()
         if self._settings is not None:
             settings, self._settings = self._settings, None
             settings.__exit__(None, None, None)

@@ -191,7 +191,7 @@ class ProcessEngine:
         script without an `if __name__ == "__main__":` guard works too."""
         self._size = max(1, workers)
         self._run_main_script = run_main_script
-        self._forked = worker_server.start(worker_modules)
+        self._forked = worker_server.acquire(worker_modules)
         self._context: ForkServerContext | SpawnContext = (
             multiprocessing.get_context(worker_server.METHOD)
             if self._forked
@@ -234,10 +234,11 @@ class ProcessEngine:
                 self._stop(self._busy())
 
     def close(self) -> None:
-        """Stops the workers, then the fork server they came from."""
+        """Stops the workers, then ends its lease of the fork server they came from."""
         self._stop(self._workers)
         if self._forked:
-            worker_server.stop()
+            self._forked = False
+            worker_server.release()
 
     def _busy(self) -> list[_Worker]:
         """Workers with an item (of the current map: a new map stops the others' first)."""

@@ -7,6 +7,11 @@ started as early as a command knows it needs local workers; it imports those mod
 while this process goes on with its own start-up, and the workers are then forked from it,
 ready to work.
 
+This module alone starts and stops the server. Its users hold leases (`acquire` and
+`release`, or `lease`): engines for their lifetime, and commands from the moment they know
+their work goes to local workers, so that the server's imports overlap their own start-up.
+The last lease to end stops it.
+
 Elsewhere than on Linux, or where other code started multiprocessing's fork server, workers
 are spawned: slower to start, otherwise the same.
 """
@@ -39,6 +44,7 @@ WORKER_ENVIRONMENT: Final = {
 
 log = logging.getLogger(__name__)
 _started_pid: int | None = None  # the server this module started, while it runs
+_leases = 0  # its users: engines, and commands that start it ahead of their engine
 
 
 def available() -> bool:
@@ -87,23 +93,45 @@ def server_pid() -> int | None:
     return _started_pid
 
 
-def start(modules: Sequence[str] = ()) -> bool:
-    """Starts the fork server with `modules` imported; whether workers can fork from it.
+def acquire(modules: Sequence[str] = ()) -> bool:
+    """Starts the fork server with `modules` imported, or shares the one already started here;
+    whether workers can fork from it. Each True is one lease, ended by one `release`.
 
     Returns at once: the imports run in the server, which starts with this process's
     environment as it is now. A server this module started stays as it is (its modules and
-    environment) until `stop`; one that other code started is left alone.
+    environment) until its last lease ends; one that other code started is left alone.
     """
-    global _started_pid
+    global _started_pid, _leases
     if not available() or (_running_pid() is not None and _started_pid is None):
         return False
-    if _started_pid is not None:
-        return True
-    multiprocessing.get_context(METHOD).set_forkserver_preload(list(modules))
-    with starting_workers():
-        multiprocessing.forkserver.ensure_running()
-        _started_pid = _running_pid()
-    return _started_pid is not None
+    if _started_pid is None:
+        multiprocessing.get_context(METHOD).set_forkserver_preload(list(modules))
+        with starting_workers():
+            multiprocessing.forkserver.ensure_running()
+            _started_pid = _running_pid()
+        if _started_pid is None:
+            return False
+    _leases += 1
+    return True
+
+
+def release() -> None:
+    """Ends one lease of `acquire`; the last one stops the server, once its workers are gone."""
+    global _leases
+    _leases = max(0, _leases - 1)
+    if _leases == 0:
+        _stop()
+
+
+@contextlib.contextmanager
+def lease(modules: Sequence[str] = ()) -> Iterator[bool]:
+    """`acquire` within, `release` after: yields whether workers can fork from the server."""
+    forked = acquire(modules)
+    try:
+        yield forked
+    finally:
+        if forked:
+            release()
 
 
 @contextlib.contextmanager
@@ -132,14 +160,13 @@ def starting_workers() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def stop() -> None:
-    """Stops the server this module started, once its workers are gone, and waits for it:
-    its CPU time then counts as this process's children's, and the next `start` sees the
-    environment anew. A worker still forked from it would look dead to its nanny."""
+def _stop() -> None:
+    """Stops the server this module started and waits for it: its CPU time then counts as
+    this process's children's, and the next `acquire` sees the environment anew."""
     global _started_pid
     pid, _started_pid = _started_pid, None
     if pid is None or _running_pid() != pid:
-        return  # not ours, or it died and multiprocessing replaced it
+        return  # it died and multiprocessing replaced it
     stop_server = getattr(multiprocessing.forkserver._forkserver, "_stop", None)
     if stop_server is None:  # multiprocessing has no public way; it stops when we exit
         log.debug("cannot stop the fork server %d: it stops when this process exits", pid)
