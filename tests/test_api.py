@@ -173,3 +173,22 @@ def test_user_errors_raise_the_command_lines_one_line_messages(
     with pytest.raises(bb.CatalogError, match="no plan"):
         wd.run(workers=1)
     assert not (tmp_path / "work" / "batches").exists()
+
+
+def test_exported_jobs_run_through_the_library_make_the_same_files(
+    tmp_path: Path, dataset: Dataset, reference: Production
+) -> None:
+    """What a batch job runs (`make --spec`), called as a workflow system would: every read
+    job, then every write job, from the exported specification alone; `status` folds their
+    records in and `check` passes."""
+    wd = bb.Workdir.open(tmp_path / "work", config=write_project(tmp_path, dataset))
+    wd.count(workers=1)
+    wd.plan(pileup=PILEUP, events_per_batch_type=PER_BATCH)
+    exported = wd.export_jobs(tmp_path / "jobs", "slurm")
+    for job in [*exported.read_jobs, *exported.write_jobs]:
+        assert bb.run_exported_job(exported.directory / "spec.json", job)
+    assert output_digests(wd.path / "batches") == output_digests(reference.outdir)
+    assert wd.status().counts("write")["done"] == len(exported.write_jobs)
+    assert len(wd.check(sample=20)) == 0
+    with pytest.raises(bb.CatalogError, match="--job 10000: this plan has jobs 0 to 14"):
+        bb.run_exported_job(exported.directory / "spec.json", 10_000)

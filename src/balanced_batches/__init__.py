@@ -20,11 +20,20 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .errors import BalancedBatchesError, CatalogError, CheckFailed, ConfigError
-    from .workdir import Execution, InputOptions, PlanOptions, Problems, Status, Workdir
+    from .workdir import (
+        Execution,
+        InputOptions,
+        PlanOptions,
+        Problems,
+        Status,
+        Workdir,
+        run_exported_job,
+    )
 
 # imported when first used, so that `balanced-batches --help` and worker start-up stay light
 _EXPORTS = {
     "Workdir": "workdir",
+    "run_exported_job": "workdir",
     "InputOptions": "workdir",
     "PlanOptions": "workdir",
     "Execution": "workdir",
@@ -48,6 +57,7 @@ __all__ = [
     "Status",
     "Workdir",
     "__version__",
+    "run_exported_job",
 ]
 
 

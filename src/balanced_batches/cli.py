@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import logging
 import os
@@ -15,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from . import __version__
-from .errors import BalancedBatchesError, CheckFailed, ConfigError
+from .errors import CheckFailed, ConfigError, user_error
 from .stages import WORKER_MODULES, Command
 
 if TYPE_CHECKING:
@@ -57,53 +56,24 @@ WorkersOption = Annotated[
 ]
 
 
-# what the file system answers when it is full, read-only, or not the user's to write
-ENVIRONMENT_ERRORS = frozenset(
-    {
-        errno.EROFS,
-        errno.ENOSPC,
-        errno.EDQUOT,
-        errno.EFBIG,
-        errno.EACCES,
-        errno.EPERM,
-        errno.ENOENT,
-        errno.ENOTDIR,
-        errno.EISDIR,
-        errno.EEXIST,
-        errno.ENAMETOOLONG,
-        errno.EIO,
-    }
-)
-
-
 def user_errors(command: F) -> F:
-    """Turns user-caused errors into one line on stderr and exit code 2 (1 for failed checks)."""
+    """Turns user-caused errors into one line on stderr and their exit code (`user_error`)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from .display import configure_logging
+        from .io.stores import release_connections
 
         configure_logging(bool(kwargs.get("verbose")))
         try:
             return command(*args, **kwargs)
-        except CheckFailed as err:
-            typer.echo(f"check failed: {err}", err=True)
-            raise typer.Exit(1) from None
-        except BalancedBatchesError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from None
-        except OSError as err:
-            if err.errno not in ENVIRONMENT_ERRORS:
+        except (Exception, KeyboardInterrupt) as err:
+            shown = user_error(err)
+            if shown is None:
                 raise  # a programming error: its traceback is wanted
-            where = f"{err.filename}: " if err.filename else ""
-            typer.echo(f"error: {where}{err.strerror or err}", err=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: rerun the same command to resume", err=True)
-            raise typer.Exit(130) from None
+            typer.echo(shown[0], err=True)
+            raise typer.Exit(shown[1]) from None
         finally:
-            from .io.stores import release_connections
-
             release_connections()
 
     return wrapper  # type: ignore[return-value]
@@ -376,15 +346,11 @@ def make(
 ) -> None:
     """Run one unit of the plan as a batch job does, or list them."""
     if spec is not None:
-        from .engines.heap import ready_for_work
-        from .stages.run import run_spec_job
-        from .stages.units import JobSpec
+        from .workdir import run_exported_job
 
         if job is None:
             raise ConfigError("--spec needs --job")
-        job_spec = JobSpec.load(spec)
-        ready_for_work()
-        typer.echo(run_spec_job(job_spec, job))
+        typer.echo(run_exported_job(spec, job))
         return
     wd = _open(workdir)
     if list_jobs or job is None:

@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
+import errno
+
+# what the file system answers when it is full, read-only, or not the user's to write
+ENVIRONMENT_ERRORS = frozenset(
+    {
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.ENAMETOOLONG,
+        errno.EIO,
+    }
+)
+
 
 class BalancedBatchesError(Exception):
     """Base of every error whose cause lies with the user's input, configuration or files."""
@@ -33,3 +53,19 @@ class EngineError(BalancedBatchesError):
 
 class CheckFailed(BalancedBatchesError):
     """`check` found outputs that differ from the plan."""
+
+
+def user_error(err: BaseException) -> tuple[str, int] | None:
+    """The one line to show for an error the user caused, and the exit code (1: a failed
+    check, 2: anything else, 130: Ctrl-C); None for a programming error, whose traceback is
+    wanted."""
+    if isinstance(err, CheckFailed):
+        return f"check failed: {err}", 1
+    if isinstance(err, BalancedBatchesError):
+        return f"error: {err}", 2
+    if isinstance(err, OSError) and err.errno in ENVIRONMENT_ERRORS:
+        where = f"{err.filename}: " if err.filename else ""
+        return f"error: {where}{err.strerror or err}", 2
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted: rerun the same command to resume", 130
+    return None

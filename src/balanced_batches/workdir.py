@@ -472,6 +472,17 @@ class Workdir:
         return _Engine(command, execution, config)
 
 
+def run_exported_job(spec: PathLike, job: int) -> str:
+    """Runs job `job` of a specification that `export_jobs` wrote, as a batch job does: no
+    catalog, no working directory, only the specification's files. One line on it."""
+    from .stages.run import run_spec_job
+    from .stages.units import JobSpec
+
+    job_spec = JobSpec.load(Path(spec))
+    ready_for_work()
+    return run_spec_job(job_spec, job)
+
+
 def _merged(
     model: type[_Options], options: _Options | None, fields: dict[str, Any]
 ) -> dict[str, Any]:
@@ -577,4 +588,5 @@ __all__ = [
     "Problems",
     "Status",
     "Workdir",
+    "run_exported_job",
 ]
