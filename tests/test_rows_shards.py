@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from balanced_batches.errors import BalancedBatchesError
+from balanced_batches.errors import BalancedBatchesError, InputFileError
 from balanced_batches.rows import (
     BranchGroup,
     BranchLayout,
@@ -21,6 +23,9 @@ from balanced_batches.rows import (
     column_arrays,
     concatenate,
     from_arrays,
+    layout_from_json,
+    layout_to_json,
+    select_branches,
     to_arrays,
 )
 from balanced_batches.shards import (
@@ -35,8 +40,11 @@ from balanced_batches.shards import (
     remove_parts_of_read_unit,
     write_part,
 )
+from balanced_batches.stages.units import merge_layout
 
 FLAT = {"run": np.int32, "event": np.int64, "weight": np.float32, "passed": np.bool_}
+FIXED = {"p3": (3,), "cov": (2, 2)}  # flat columns holding a fixed-size array per row
+FLAT |= {"p3": np.float32, "cov": np.int16}
 JAGGED = {  # the group "pf" (members pf_<inner> share counts) and one lone jagged branch
     "pf": {"pf_pt": np.float32, "pf_charge": np.int32, "pf_good": np.bool_},
     "trk_z": {"trk_z": np.float64},
@@ -51,10 +59,12 @@ LAYOUT = BranchLayout(
 SETTINGS = settings(max_examples=50, deadline=None)
 
 
-def values(rng: np.random.Generator, dtype: type, size: int) -> np.ndarray:
+def values(
+    rng: np.random.Generator, dtype: type, size: int, shape: tuple[int, ...] = ()
+) -> np.ndarray:
     if dtype is np.bool_:
-        return rng.random(size) < 0.5
-    return (rng.normal(size=size) * 100).astype(dtype)
+        return rng.random((size, *shape)) < 0.5
+    return (rng.normal(size=(size, *shape)) * 100).astype(dtype)
 
 
 @st.composite
@@ -62,7 +72,7 @@ def blocks(draw: st.DrawFn, max_rows: int = 10, padded: bool = True) -> RowBlock
     """Random rows; jagged contents may run past offsets[-1] when `padded`."""
     n = draw(st.integers(0, max_rows))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    flat = {name: values(rng, dtype, n) for name, dtype in FLAT.items()}
+    flat = {name: values(rng, dtype, n, FIXED.get(name, ())) for name, dtype in FLAT.items()}
     jagged = {}
     for name, columns in JAGGED.items():
         counts = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
@@ -83,7 +93,8 @@ def reference(block: RowBlock) -> dict[str, ak.Array]:
     arrays = {}
     for name, column in block.flat.items():
         assert len(column) == block.length and column.dtype == DTYPES[name]
-        arrays[name] = ak.Array(column)
+        assert column.shape[1:] == FIXED.get(name, ())
+        arrays[name] = ak.from_numpy(column, regulararray=True)  # as uproot reads `x[3]/F`
     for collection in block.jagged.values():
         offsets = collection.offsets
         assert offsets.dtype == np.int64 and len(offsets) == block.length + 1 and offsets[0] == 0
@@ -169,6 +180,7 @@ def test_from_arrays_and_back_round_trip(block: RowBlock, data: st.DataObject) -
     assert written.keys() == {*FLAT, "pf", "trk_z"}
     for name in FLAT:
         assert isinstance(written[name], np.ndarray)
+        assert written[name].shape[1:] == FIXED.get(name, ())
         assert written[name].tolist() == expected[name]
     assert ak.fields(written["pf"]) == ["pt", "charge", "good"]
     zipped = ak.zip(
@@ -271,3 +283,83 @@ def test_incomplete_parts_are_rejected_and_removed(tmp_path: Path) -> None:
     with Part(part_path(tmp_path, 3, 1)) as part:
         assert part.unit_range(0) == (0, 3) and part.column("x", 1, 3).tolist() == [1, 2]
         assert gather([(part, 0, 3)]).jagged["j"].offsets.tolist() == [0, 1, 1, 3]
+
+
+TYPES = {
+    "run": "int32_t",
+    "p3": "float[3]",
+    "cov": "int16_t[2][2]",
+    "npf": "int32_t",
+    "pf_pt": "float[npf]",
+    "trk_z": "std::vector<long>",
+}
+TYPED = BranchLayout(
+    scalars=("run", "p3", "cov"),
+    groups=(BranchGroup("pf", "npf", ("pf_pt",)),),
+    singles=("trk_z",),
+    counters=("npf",),
+    vectors=("trk_z",),
+    types=tuple(TYPES.items()),
+)
+
+
+def test_layouts_keep_branch_types_through_json_and_selection() -> None:
+    """Types survive JSON and branch selection; layouts stored before types (and vectors)
+    still load, knowing no element spelling."""
+    assert layout_from_json(layout_to_json(TYPED)) == TYPED
+    assert TYPED.vector_element("trk_z") == "long" and TYPED.vector_element("p3") is None
+    old = layout_to_json(TYPED)
+    del old["types"], old["vectors"]
+    assert layout_from_json(old) == BranchLayout(
+        ("run", "p3", "cov"), TYPED.groups, ("trk_z",), ("npf",)
+    )
+    assert layout_from_json(old).vector_element("trk_z") is None
+    kept = select_branches(TYPED, None, ["pf_*", "cov"])
+    assert kept.types == (("run", "int32_t"), ("p3", "float[3]"), ("trk_z", "std::vector<long>"))
+
+
+def changed(**types: str) -> BranchLayout:
+    """TYPED with some branches of other types (a counted `trk_z` in its own group)."""
+    merged = TYPES | types
+    layout = TYPED
+    if merged["trk_z"].endswith("[ntrk]"):
+        group = BranchGroup("trk", "ntrk", ("trk_z",))
+        layout = BranchLayout(TYPED.scalars, (*TYPED.groups, group), (), ("npf", "ntrk"))
+        merged["ntrk"] = "int32_t"
+    return dataclasses.replace(layout, types=tuple(merged.items()))
+
+
+@pytest.mark.parametrize(
+    ("types", "message"),
+    [
+        ({"trk_z": "float[3]"}, "branch 'trk_z' is float[3] here but std::vector<long>"),
+        ({"trk_z": "std::vector<Long64_t>"}, "branch 'trk_z' is std::vector<Long64_t> here but"),
+        ({"trk_z": "long[ntrk]"}, "branch 'trk_z' is long[ntrk] here but std::vector<long>"),
+        ({"p3": "float[4]"}, "branch 'p3' is float[4] here but float[3] in the other input"),
+        ({"run": "int64_t"}, "branch 'run' is int64_t here but int32_t in the other input files"),
+        ({"npf": "int16_t"}, "branch 'npf' is int16_t here but int32_t in the other input files"),
+    ],
+)
+def test_an_input_of_other_branch_types_is_refused_naming_file_branch_and_types(
+    types: dict[str, str], message: str
+) -> None:
+    """Every input must have the known layout's branches with the same types."""
+    assert merge_layout(None, TYPED, "a.root") == TYPED
+    assert merge_layout(TYPED, TYPED, "b.root") == TYPED
+    with pytest.raises(InputFileError, match=re.escape(f"b.root: {message}")) as raised:
+        merge_layout(TYPED, changed(**types), "b.root")
+    assert "\n" not in str(raised.value)
+
+
+def test_a_layout_stored_before_types_compares_kinds_and_takes_the_types() -> None:
+    """Against a stored layout without types, only what it tells (kinds of branch, counters)
+    is compared, and the layout with types replaces it."""
+    untyped = dataclasses.replace(TYPED, types=())
+    assert merge_layout(untyped, TYPED, "b.root") == TYPED
+    assert merge_layout(TYPED, untyped, "b.root") == TYPED
+    assert merge_layout(untyped, changed(p3="float[4]"), "b.root").types  # shapes: unknown
+    with pytest.raises(InputFileError, match=r"b\.root: branch 'trk_z' is a counted array"):
+        merge_layout(untyped, changed(trk_z="long[ntrk]"), "b.root")
+    fewer = BranchLayout(("run",), TYPED.groups, ("trk_z",), ("npf",))
+    with pytest.raises(InputFileError, match=r"branches differ .*\['cov', 'p3'\]"):
+        merge_layout(TYPED, fewer, "b.root")

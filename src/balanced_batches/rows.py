@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,20 +35,34 @@ class BranchGroup:
 
 @dataclass(frozen=True)
 class BranchLayout:
-    """How a tree's branches map onto arrays: scalars, counted groups, lone jagged branches
-    (`vectors`: those of them the input holds as `std::vector<T>`, which outputs keep so)."""
+    """How a tree's branches map onto arrays: flat columns (`scalars`: one value or one
+    fixed-size array of values per entry), counted groups, lone jagged branches (`vectors`:
+    those of them the input holds as `std::vector<T>`, which outputs keep so).
+
+    `types` gives every branch's type as the input spells it (`float`, `float[3]`,
+    `int32_t[2][2]`, `double[nc]` for a counted array, `std::vector<long>`); layouts stored
+    before it was recorded have none.
+    """
 
     scalars: tuple[str, ...]
     groups: tuple[BranchGroup, ...]
     singles: tuple[str, ...]
     counters: tuple[str, ...]
     vectors: tuple[str, ...] = ()
+    types: tuple[tuple[str, str], ...] = ()
 
     @property
     def data_branches(self) -> tuple[str, ...]:
         """Every branch holding data, counters excluded (writers recreate those)."""
         members = tuple(name for group in self.groups for name in group.members)
         return self.scalars + members + self.singles
+
+    def vector_element(self, name: str) -> str | None:
+        """How the input spells the element type of a `std::vector` branch (`long` of
+        `std::vector<long>`), or None if the layout does not say."""
+        spelled = dict(self.types).get(name, "")
+        prefix = "std::vector<"
+        return spelled[len(prefix) : -1] if spelled.startswith(prefix) else None
 
 
 def select_branches(
@@ -75,13 +89,15 @@ def select_branches(
         if members:
             groups.append(BranchGroup(group.outer, group.counter, members))
     counters = {group.counter for group in groups}
-    return BranchLayout(
+    kept = BranchLayout(
         scalars=tuple(name for name in layout.scalars if chosen(name)),
         groups=tuple(groups),
         singles=tuple(name for name in layout.singles if chosen(name)),
         counters=tuple(name for name in layout.counters if name in counters),
         vectors=tuple(name for name in layout.vectors if chosen(name)),
     )
+    names = {*kept.data_branches, *kept.counters}
+    return replace(kept, types=tuple((n, t) for n, t in layout.types if n in names))
 
 
 def unmatched_patterns(layout: BranchLayout, patterns: Sequence[str]) -> list[str]:
@@ -101,6 +117,7 @@ def layout_to_json(layout: BranchLayout) -> dict[str, Any]:
         "singles": list(layout.singles),
         "counters": list(layout.counters),
         "vectors": list(layout.vectors),
+        "types": dict(layout.types),
     }
 
 
@@ -114,7 +131,38 @@ def layout_from_json(data: dict[str, Any]) -> BranchLayout:
         singles=tuple(data["singles"]),
         counters=tuple(data["counters"]),
         vectors=tuple(data.get("vectors", ())),  # absent from layouts stored before
+        types=tuple(data.get("types", {}).items()),  # likewise
     )
+
+
+def layout_difference(expected: BranchLayout, found: BranchLayout) -> str | None:
+    """How the branches of `found` differ from those of `expected` (other branches, or a
+    branch of another type), in words; None if they agree. Without `types` in both, only
+    the kinds of branch the layouts tell are compared (a layout stored before types were)."""
+    names, other = set(expected.data_branches), set(found.data_branches)
+    if names != other:
+        differing = sorted(names ^ other)[:5]
+        return f"branches differ from the other input files: {differing}"
+    if expected.types and found.types:
+        kinds, other_kinds = dict(expected.types), dict(found.types)
+    else:
+        kinds, other_kinds = _branch_kinds(expected), _branch_kinds(found)
+    for name in (*expected.data_branches, *expected.counters):
+        if kinds.get(name) != other_kinds.get(name):
+            return (
+                f"branch {name!r} is {other_kinds.get(name, 'missing')} here but "
+                f"{kinds.get(name, 'missing')} in the other input files"
+            )
+    return None
+
+
+def _branch_kinds(layout: BranchLayout) -> dict[str, str]:
+    """What a layout without types tells of each data branch."""
+    kinds = dict.fromkeys(layout.scalars, "one value per entry")
+    for group in layout.groups:
+        kinds |= dict.fromkeys(group.members, f"a counted array [{group.counter}]")
+    kinds |= dict.fromkeys(layout.singles, "a jagged array")
+    return kinds | dict.fromkeys(layout.vectors, "a std::vector")
 
 
 @dataclass(frozen=True)
@@ -159,7 +207,7 @@ class RowBlock:
     def take(self, index: np.ndarray) -> RowBlock:
         """Rows `index` (any order, repeats allowed), packed into new buffers."""
         index = np.asarray(index, dtype=np.int64)
-        flat = {name: np.take(values, index) for name, values in self.flat.items()}
+        flat = {name: np.take(values, index, axis=0) for name, values in self.flat.items()}
         jagged = {}
         for name, collection in self.jagged.items():
             offsets, items = _take_items(collection.offsets, index)
@@ -226,9 +274,13 @@ def from_arrays(arrays: Mapping[str, ak.Array], layout: BranchLayout) -> RowBloc
 
 
 def _flat(array: ak.Array) -> np.ndarray:
+    """One value per row (1-d), or a fixed-size array per row (2-d and more)."""
     import awkward as ak
 
-    return np.asarray(ak.to_layout(array).data)
+    layout = ak.to_layout(array)
+    if isinstance(layout, ak.contents.RegularArray):  # uproot's fixed-size arrays
+        return np.asarray(ak.to_numpy(array, allow_missing=False))
+    return np.asarray(layout.data)
 
 
 def _list(array: ak.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,8 @@ removes its own old parts. Rows in a part are sorted by output batch (within a b
 input entry), so each write unit's rows, and each output file's, are one contiguous range;
 the header says where every write unit's range starts.
 
-A part is raw numpy buffers after a JSON header (jagged columns as offsets + content):
+A part is raw numpy buffers after a JSON header (jagged columns as offsets + content, flat
+columns of fixed-size arrays with the shape of a row):
 writing one is a single pass over the buffers, and a write unit reads its rows of every
 part straight into one block. Parts live for minutes and are read once: no compression.
 """
@@ -134,7 +135,8 @@ def _write(path: Path, rows: RowBlock, unit_starts: np.ndarray) -> None:
 
     def place(values: np.ndarray) -> list[Any]:
         buffers.append(np.ascontiguousarray(values))
-        return [values.dtype.str, len(buffers) - 1, len(values)]
+        entry = [values.dtype.str, len(buffers) - 1, len(values)]
+        return [*entry, list(values.shape[1:])] if values.ndim > 1 else entry
 
     header: dict[str, Any] = {
         "length": rows.length,
@@ -164,7 +166,7 @@ def _write(path: Path, rows: RowBlock, unit_starts: np.ndarray) -> None:
         handle.write(_PREFIX.pack(MAGIC, len(text)) + text)
         handle.write(bytes(start - _PREFIX.size - len(text)))
         for values in buffers:
-            handle.write(values.data.cast("B"))
+            handle.write(values.reshape(-1).data.cast("B"))  # 2-d and more: flat bytes
             handle.write(bytes(_aligned(values.nbytes) - values.nbytes))
 
 
@@ -176,7 +178,7 @@ def _aligned(size: int) -> int:
 class _Buffer:
     """Where one buffer lies in a part file."""
 
-    dtype: np.dtype[Any]
+    dtype: np.dtype[Any]  # of one row: a sub-array dtype for a fixed-size array per row
     offset: int
     length: int
 
@@ -217,6 +219,8 @@ class Part:
 
         def buffer(entry: list[Any]) -> _Buffer:
             dtype, index, length = np.dtype(entry[0]), entry[1], entry[2]
+            if len(entry) > 3:  # a fixed-size array per row: numpy makes rows of this shape
+                dtype = np.dtype((dtype, tuple(entry[3])))
             return _Buffer(dtype, start + header["positions"][index], length)
 
         self.length: int = header["length"]
@@ -280,7 +284,8 @@ class Part:
         self._read_into(self._jagged[collection][1][column], first, out)
 
     def columns(self) -> tuple[dict[str, np.dtype[Any]], dict[str, dict[str, np.dtype[Any]]]]:
-        """dtypes of the flat columns, and of the jagged columns by collection."""
+        """dtypes of one row of the flat columns (a sub-array dtype for a fixed-size array:
+        `np.empty(rows, dtype)` has its shape), and of the jagged columns by collection."""
         flat = {name: buffer.dtype for name, buffer in self._flat.items()}
         jagged = {
             name: {column: buffer.dtype for column, buffer in contents.items()}

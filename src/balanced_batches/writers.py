@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import awkward as ak
 import numpy as np
@@ -16,6 +17,9 @@ import uproot
 
 from .io.files import atomic_path
 from .rows import BranchLayout, RowBlock, column_arrays, to_arrays
+
+if TYPE_CHECKING:  # uproot's own writer serves inputs without std::vector branches
+    from .io.ttree_writer import BranchType
 
 EXTENSIONS = {"root": ".root", "rntuple": ".root", "parquet": ".parquet"}
 PROVENANCE_OBJECT = "bb_provenance"
@@ -46,8 +50,9 @@ def write_ttree(
     path: Path, rows: RowBlock, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
 ) -> None:
     """A TTree whose branches have the input's on-disk types: `std::vector<T>` branches stay
-    vectors (what C++ binding `std::vector<T>*` reads), counted arrays stay counted arrays with
-    their counters (`x_pt[nx]`), scalars keep their leaf types."""
+    vectors spelled as the input spells them (what C++ binding `std::vector<T>*` reads),
+    counted arrays stay counted arrays with their counters (`x_pt[nx]`), fixed-size arrays
+    keep their shape (`x[3]/F`, `y[2][2]/I`), scalars keep their leaf types."""
     if layout.vectors:
         _write_ttree_with_vectors(path, rows, layout, extra, spec)
         return
@@ -78,13 +83,13 @@ def _write_ttree_with_vectors(
     vectors = set(layout.vectors)
     counter_of = {m: g.counter for g in layout.groups for m in g.members}
     counter_of |= {name: "n" + name for name in layout.singles if name not in vectors}
-    types = [BranchType(name, "scalar", rows.column(name).dtype) for name in layout.scalars]
+    types = [_flat_branch(name, rows.column(name)) for name in layout.scalars]
     counters = dict.fromkeys(counter_of.values())  # uproot's counters are int32 too
     types += [BranchType(c, "scalar", np.dtype(np.int32)) for c in counters]
     for name in (*(m for g in layout.groups for m in g.members), *layout.singles):
         dtype = np.dtype(columns[name].type.content.content.primitive)
         if name in vectors:
-            types.append(BranchType(name, "vector", dtype))
+            types.append(BranchType(name, "vector", dtype, element=layout.vector_element(name)))
         else:
             types.append(BranchType(name, "counted", dtype, counter=counter_of[name]))
     types += [BranchType(name, "scalar", rows.column(name).dtype) for name in extra]
@@ -102,10 +107,20 @@ def _write_ttree_with_vectors(
         output[PROVENANCE_OBJECT] = spec.provenance
 
 
+def _flat_branch(name: str, values: np.ndarray) -> BranchType:
+    """The `io.ttree_writer` type of a flat column: a scalar, or a fixed-size array per row."""
+    from .io.ttree_writer import BranchType
+
+    if values.ndim == 1:
+        return BranchType(name, "scalar", values.dtype)
+    return BranchType(name, "fixed", values.dtype, shape=values.shape[1:])
+
+
 def branch_type(values: ak.Array | np.ndarray) -> object:
-    """The type `mktree` takes for a branch's values: a dtype, or the list type of a jagged one."""
+    """The type `mktree` takes for a branch's values: a dtype (with the shape of a row for a
+    fixed-size array per row, `x[3]/F`), or the list type of a jagged one."""
     if isinstance(values, np.ndarray):
-        return values.dtype
+        return values.dtype if values.ndim == 1 else np.dtype((values.dtype, values.shape[1:]))
     content = values.type.content
     if isinstance(content, ak.types.NumpyType):
         return np.dtype(content.primitive)

@@ -132,17 +132,20 @@ def error_summary(err: BaseException) -> str:
 
 
 def branch_layout(tree: Any, path: str) -> BranchLayout:
-    """Classifies the branches of a tree; rejects types that cannot be copied."""
+    """Classifies the branches of a tree, with the type each has (`BranchLayout.types`);
+    rejects types that cannot be copied."""
     import uproot
 
     scalars: list[str] = []
     counted: dict[str, list[str]] = {}
     singles: list[str] = []
     vectors: list[str] = []
+    types: dict[str, str] = {}
     for branch in tree.values():
         interpretation = branch.interpretation
-        if isinstance(interpretation, uproot.AsDtype) and interpretation.from_dtype.shape == ():
+        if isinstance(interpretation, uproot.AsDtype):  # one value, or a fixed-size array
             scalars.append(branch.name)
+            types[branch.name] = branch.typename  # float, float[3], int32_t[2][2]
             continue
         if isinstance(interpretation, uproot.AsJagged) and isinstance(
             interpretation.content, uproot.AsDtype
@@ -150,11 +153,19 @@ def branch_layout(tree: Any, path: str) -> BranchLayout:
             leaves = branch.member("fLeaves")
             leaf_count = leaves[0].member("fLeafCount") if leaves else None
             if leaf_count is not None:
-                counted.setdefault(leaf_count.member("fName"), []).append(branch.name)
+                counter = leaf_count.member("fName")
+                counted.setdefault(counter, []).append(branch.name)
+                types[branch.name] = f"{branch.typename.removesuffix('[]')}[{counter}]"
             else:
                 singles.append(branch.name)
+                types[branch.name] = branch.typename
                 if branch.typename.startswith("std::vector<"):
                     vectors.append(branch.name)
+                    # ROOT's class name tells vector<long> from vector<Long64_t>; uproot's
+                    # type name does not
+                    class_name = branch.member("fClassName", none_if_missing=True)
+                    if class_name:
+                        types[branch.name] = f"std::{str(class_name).removeprefix('std::')}"
             continue
         raise InputFileError(
             f"{path}: branch {branch.name!r} has type {branch.typename!r}, which cannot be copied"
@@ -169,5 +180,10 @@ def branch_layout(tree: Any, path: str) -> BranchLayout:
             singles.extend(members)
     scalars = [name for name in scalars if name not in counters]
     return BranchLayout(
-        tuple(scalars), tuple(groups), tuple(singles), tuple(counters), tuple(vectors)
+        tuple(scalars),
+        tuple(groups),
+        tuple(singles),
+        tuple(counters),
+        tuple(vectors),
+        tuple(types.items()),
     )

@@ -111,7 +111,8 @@ def expected_sources(plan: Plan, stream: int, index: SourceIndex) -> tuple[np.nd
 
 
 def _differing_rows(output: ak.Array, source: ak.Array) -> np.ndarray:
-    """Rows whose values differ (NaN equals NaN), jagged rows element by element."""
+    """Rows whose values differ (NaN equals NaN), jagged rows element by element, fixed-size
+    arrays as a whole (those of more dimensions compared as one value per row)."""
     if output.ndim > 1:
         lengths_out, lengths_src = ak.to_numpy(ak.num(output)), ak.to_numpy(ak.num(source))
         if not np.array_equal(lengths_out, lengths_src):
@@ -124,6 +125,8 @@ def _differing_rows(output: ak.Array, source: ak.Array) -> np.ndarray:
     same = x == y
     if x.dtype.kind == "f":
         same |= np.isnan(x) & np.isnan(y)
+    if same.ndim > 1:  # the rest of a fixed-size array (x[2][3]: one value is a row of 3)
+        same = same.reshape(len(same), -1).all(axis=1)
     return np.unique(row_of_value[~same])
 
 

@@ -93,9 +93,11 @@ def count_inputs(
         catalog.delete_meta("plan")
     if tasks:
         probe = _check_selection(engine, tasks, selection)
-        if probe is not None and probe.layout is not None and catalog.get_meta("layout") is None:
+        stored = catalog.get_meta("layout")
+        if probe is not None and probe.layout is not None and "types" not in (stored or {}):
             # the plan's jobs are then built whole at once: write units need the layout, and
-            # export-jobs need not open an input file for it
+            # export-jobs need not open an input file for it (a layout stored before branch
+            # types were recorded is replaced)
             catalog.set_meta("layout", layout_to_json(probe.layout))
     catalog.set_meta("selection", fingerprint)
     failed: list[str] = []

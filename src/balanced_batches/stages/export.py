@@ -16,17 +16,18 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..catalog import Catalog
 from ..config import BatchConfig, ProjectConfig
-from ..errors import CatalogError, ConfigError
+from ..errors import CatalogError, ConfigError, InputFileError
 from ..io.outputs import output_directory
 from ..io.trees import branch_layout, opened_tree
-from ..rows import layout_from_json
+from ..rows import layout_from_json, layout_to_json
 from .output_files import output_names
 from .plan import load_plan
 from .run import claim_outputs, reopen_lost_outputs
-from .units import JobSpec, spec_from_catalog
+from .units import JobSpec, merge_layout, spec_from_catalog, stored_layout
 
 SYSTEMS = ("htcondor", "slurm")
 
@@ -163,9 +164,10 @@ def fold_records(catalog: Catalog, records: Path) -> int:
         kind, unit, status = record["kind"], int(record["unit"]), record["status"]
         if states[kind].get(unit) == status == "done":
             continue
-        if kind == "read" and status == "done" and catalog.get_meta("layout") is None:
-            catalog.set_meta("layout", record["layout"])
-            layout_from_json(record["layout"])  # validates the record
+        if kind == "read" and status == "done":
+            error = _fold_layout(catalog, record)
+            if error is not None:  # an input unlike the others: its job counts as failed
+                status, record = "failed", {**record, "error": error}
         result = None
         if status == "done":
             result = (
@@ -179,6 +181,20 @@ def fold_records(catalog: Catalog, records: Path) -> int:
         catalog.set_unit(kind, unit, status, error=record.get("error"), result=result)
         folded += 1
     return folded
+
+
+def _fold_layout(catalog: Catalog, record: dict[str, Any]) -> str | None:
+    """Stores the branch layout a read job found (`merge_layout`); the reason it cannot be,
+    if the input's branches differ from the stored layout's."""
+    stored = stored_layout(catalog)
+    where = record.get("path", f"read job {record['job']}")  # older records name no file
+    try:
+        merged = merge_layout(stored, layout_from_json(record["layout"]), where)
+    except InputFileError as err:
+        return str(err)
+    if merged != stored:
+        catalog.set_meta("layout", layout_to_json(merged))
+    return None
 
 
 def export_plan(

@@ -21,7 +21,7 @@ from ..plan_model import members_uses
 from ..rows import RowBlock, concatenate, from_arrays, select_branches
 from ..shards import part_path, remove_parts_of_read_unit, write_part
 from .count_units import read_selection_arrays
-from .units import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask
+from .units import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask, merge_layout
 
 # rows of consecutive chunks are merged (sorted: two copies) into one part up to this size;
 # fewer, larger parts make the write units' reads cheaper
@@ -129,6 +129,7 @@ def _read_input(task: ReadTask) -> ReadResult:
 
 def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
     layout = branch_layout(tree, task.path)
+    merge_layout(task.layout, layout, task.path)  # an input unlike the others stops here
     n_entries = int(tree.num_entries)
     selection_values = read_selection_arrays(tree, task.path, task.selection, 0, n_entries)
     uses = _plan_uses(task, task.selection.assign(selection_values))

@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 from ..catalog import Catalog
 from ..config import ProjectConfig
 from ..engines import Engine, Reporter
-from ..errors import BalancedBatchesError, CatalogError, InputFileError
+from ..errors import BalancedBatchesError, CatalogError
 from ..io.files import is_url, write_json
 from ..io.outputs import OutputDirectory, output_directory, size_of
 from ..plan_model import Plan
@@ -33,7 +33,15 @@ from .output_files import (
 )
 from .plan import human_bytes, plan_size
 from .read_units import read_input
-from .units import JobSpec, ReadResult, WriteResult, build_jobs, spec_from_catalog, stored_layout
+from .units import (
+    JobSpec,
+    ReadResult,
+    WriteResult,
+    build_jobs,
+    merge_layout,
+    spec_from_catalog,
+    stored_layout,
+)
 from .write_units import write_outputs
 
 log = logging.getLogger(__name__)
@@ -65,12 +73,11 @@ def provenance_record(spec: JobSpec) -> dict[str, Any]:
 
 
 def _store_layout(catalog: Catalog, layout: BranchLayout, path: str) -> None:
+    """Records the layout a read unit found; one unlike the stored one stops the run."""
     stored = stored_layout(catalog)
-    if stored is not None and set(stored.data_branches) != set(layout.data_branches):
-        differing = sorted(set(stored.data_branches) ^ set(layout.data_branches))[:5]
-        raise InputFileError(f"{path}: branches differ from the other input files: {differing}")
-    if stored is None:
-        catalog.set_meta("layout", layout_to_json(layout))
+    merged = merge_layout(stored, layout, path)
+    if merged != stored:
+        catalog.set_meta("layout", layout_to_json(merged))
 
 
 def _record_read(catalog: Catalog, result: ReadResult, path: str) -> None:
@@ -145,7 +152,8 @@ def run_plan(
         _record_read(catalog, result, paths[result.unit])
 
     _run_units(catalog, "read", jobs.reads, read_input, record_read, engine, reporter, retries)
-    if jobs.writes is None:  # counted before count recorded the branch layout: reads found it
+    if jobs.writes is None or stored_layout(catalog) != spec.layout:
+        # counted before count recorded the branch layout (or its types): reads found it
         jobs = build_jobs(spec_from_catalog(catalog, plan, config, workdir))
     assert jobs.writes is not None
 
@@ -336,6 +344,7 @@ def run_spec_job(spec: JobSpec, job: int) -> str:
             rows=result.rows,
             parts=result.parts,
             layout=layout_to_json(result.layout),
+            path=spec.files[int(spec.plan.read_files[unit])].path,
         )
     else:
         record.update(status="done", outputs=result.outputs)

@@ -27,11 +27,17 @@ import numpy as np
 from .. import __version__
 from ..catalog import Catalog
 from ..config import ProjectConfig
-from ..errors import CatalogError
+from ..errors import CatalogError, InputFileError
 from ..io.files import write_json
 from ..plan_model import Plan
 from ..regions import Selection, build_selection
-from ..rows import BranchLayout, layout_from_json, layout_to_json, select_branches
+from ..rows import (
+    BranchLayout,
+    layout_difference,
+    layout_from_json,
+    layout_to_json,
+    select_branches,
+)
 from ..shards import plan_scratch
 from ..writers import OutputSpec
 
@@ -76,6 +82,7 @@ class ReadTask:
     counted_stat: tuple[int, float] | None = None  # (size, mtime) when counted
     keep_branches: tuple[str, ...] | None = None  # output.branches
     drop_branches: tuple[str, ...] = ()  # output.drop_branches
+    layout: BranchLayout | None = None  # the branches every input must have, when known
 
 
 @dataclass(frozen=True)
@@ -137,8 +144,10 @@ def read_task(
     scratch: Path,
     counted_stat: tuple[int, float] | None = None,
     selection: Selection | None = None,
+    layout: BranchLayout | None = None,
 ) -> ReadTask:
-    """The read task of the plan's `unit`-th input file (`selection`: built once by the caller)."""
+    """The read task of the plan's `unit`-th input file (`selection`: built once by the caller;
+    `layout`: the branches every input must have, if known)."""
     file_id = int(plan.read_files[unit])
     members = np.flatnonzero(plan.member_file == file_id)
     streams = plan.member_stream[members]
@@ -169,6 +178,7 @@ def read_task(
         counted_stat=counted_stat,
         keep_branches=None if config.output.branches is None else tuple(config.output.branches),
         drop_branches=tuple(config.output.drop_branches),
+        layout=layout,
     )
 
 
@@ -293,6 +303,19 @@ def stored_layout(catalog: Catalog) -> BranchLayout | None:
     return None if stored is None else layout_from_json(stored)
 
 
+def merge_layout(known: BranchLayout | None, found: BranchLayout, path: str) -> BranchLayout:
+    """The layout every input has, now that the input `path` showed `found`: an input whose
+    branches or branch types differ from the `known` layout's is an InputFileError naming
+    the file, the branch and both types. A known layout that predates branch types gives
+    way to `found` (same branches, now with their types)."""
+    if known is None:
+        return found
+    difference = layout_difference(known, found)
+    if difference is not None:
+        raise InputFileError(f"{path}: {difference}")
+    return found if found.types and not known.types else known
+
+
 def spec_from_catalog(
     catalog: Catalog, plan: Plan, config: ProjectConfig, workdir: Path
 ) -> JobSpec:
@@ -320,7 +343,11 @@ def build_jobs(spec: JobSpec) -> Jobs:
     for unit, file_id in enumerate(spec.plan.read_files):
         source = spec.files[int(file_id)]
         stat = None if source.size is None else (source.size, source.mtime or 0.0)
-        reads.append(read_task(spec.plan, unit, source.path, spec.config, scratch, stat, selection))
+        reads.append(
+            read_task(
+                spec.plan, unit, source.path, spec.config, scratch, stat, selection, spec.layout
+            )
+        )
     if spec.layout is None:
         return Jobs(reads, None)
     provenance = json.dumps(spec.provenance())
