@@ -5,13 +5,14 @@ Inputs written by PyROOT hold fixed-size arrays (`tau_p3[3]/F`, `tau_cov[2][2]/I
 scalars. `--format root` outputs keep every type: C++ binds each branch as the input's type
 (SetBranchAddress answers kMatch), uproot reads the same types, and the values are their
 sources'. Inputs that differ in a branch's type stop `run` with one line naming the file, the
-branch and both types.
+branch and both types. ROOT's `hadd` merges two outputs into a file C++ reads.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,34 @@ def test_fixed_arrays_and_vector_spellings_keep_their_types(typed: TypedInputs) 
         assert values["pf_size"] == ak.to_numpy(ak.num(rows["pf_pt"])).astype(float).tolist()
     check = cli("check", "--workdir", production.workdir, "--sample", 10_000)
     assert "all outputs match the plan" in check.stdout
+
+
+def hadd_executable() -> Path:
+    """ROOT's hadd: beside the PyPI package's module (ROOT/bin), or on the PATH."""
+    beside = Path(ROOT.__file__).parent / "bin" / "hadd"
+    found = beside if beside.is_file() else shutil.which("hadd")
+    if found is None:
+        pytest.skip("no hadd in this ROOT installation")
+    return Path(found)
+
+
+def test_hadd_merges_two_outputs_with_vector_branches(typed: TypedInputs, tmp_path: Path) -> None:
+    """`hadd` of two output files gives one tree that C++ reads through std::vector<T>* (and
+    C arrays): the entries of both, in order, with their values."""
+    outputs = typed.production.outputs()
+    merged = tmp_path / "merged.root"
+    finished = subprocess.run(
+        [hadd_executable(), "-f", merged, *outputs], capture_output=True, text=True, timeout=120
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    rows = ak.concatenate([read_output(path) for path in outputs])
+    entries, values, statuses = read_with_cpp(merged)
+    assert entries == len(rows) == sum(len(read_output(path)) for path in outputs)
+    assert statuses == dict.fromkeys(CPP_BRANCHES, 0)
+    for name in CPP_BRANCHES:
+        assert values[name] == as_doubles(rows, name), name
+    assert values["pf_size"] == ak.to_numpy(ak.num(rows["pf_pt"])).astype(float).tolist()
+    assert typenames(merged) == typenames(outputs[0])
 
 
 @pytest.mark.parametrize("file_format", ["rntuple", "parquet"])
