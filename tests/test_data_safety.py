@@ -166,7 +166,8 @@ def test_report_refuses_foreign_files_and_removes_only_its_own_stale_figures(
 
 
 def test_the_plans_size_estimate_is_near_what_run_writes(counted_copy: Path) -> None:
-    """plan prints it; run compares it with the free space (refusal: test_faults_resources)."""
+    """plan prints it; run compares it with the free space (refusal: test_faults_resources).
+    Intermediate parts hold each used candidate once, whatever the reuse."""
     plan = cli(*reference_plan_args(counted_copy)).stdout
     estimate = re.search(
         r"the plan will write 3 files, about ([\d.]+) (k?B|MB|GB) of outputs and "
@@ -174,10 +175,12 @@ def test_the_plans_size_estimate_is_near_what_run_writes(counted_copy: Path) -> 
         plan,
     )
     assert estimate, plan
-    cli("run", "--workdir", counted_copy, "--workers", 1)
+    cli("run", "--workdir", counted_copy, "--workers", 1, "--keep-scratch")
     written = sum(p.stat().st_size for p in (counted_copy / "batches").glob("batch*.root"))
+    parts = sum(p.stat().st_size for p in (counted_copy / "scratch").rglob("*.rows"))
     scale = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
     assert written / 2 < float(estimate[1]) * scale[estimate[2]] < written * 2
+    assert parts / 2 < float(estimate[3]) * scale[estimate[4]] < parts * 2
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from balanced_batches import shards
 from balanced_batches.errors import BalancedBatchesError, InputFileError
 from balanced_batches.rows import (
     BranchGroup,
@@ -29,6 +30,7 @@ from balanced_batches.rows import (
     to_arrays,
 )
 from balanced_batches.shards import (
+    ROW_COLUMN,
     Part,
     all_parts,
     complete_parts,
@@ -199,48 +201,76 @@ def test_from_arrays_leaves_out_absent_branches() -> None:
     assert rows.jagged["pf"].offsets.tolist() == [0, 1, 1]
 
 
-def routed(block: RowBlock, units: list[int]) -> tuple[RowBlock, np.ndarray]:
-    """Rows sorted by write unit (a flat column "unit" says which), and the unit starts."""
+def uses_of(rows: int, units: list[int]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A uses table of `len(units)` uses of `rows` candidates, sorted by write unit (column
+    "unit"), and the unit starts; every candidate is used at least once when there are uses."""
+    rng = np.random.default_rng(len(units))
+    row = np.concatenate([np.arange(rows), rng.integers(0, max(rows, 1), len(units))])
+    row = row[: len(units)] if rows else np.zeros(0, np.int64)
     unit = np.array(units, dtype=np.int64)
     order = np.argsort(unit, kind="stable")
     starts = np.searchsorted(unit[order], np.arange(4)).astype(np.int64)
-    return block.with_flat({"unit": unit}).take(order), starts
+    return {ROW_COLUMN: row[order].astype(np.int64), "unit": unit[order]}, starts
 
 
 @given(first=blocks(), second=blocks(), data=st.data())
 @SETTINGS
 def test_parts_round_trip(first: RowBlock, second: RowBlock, data: st.DataObject) -> None:
-    """Written parts give back each unit's range, columns and any gathered pieces."""
-    sources = [
-        routed(b, data.draw(st.lists(st.integers(0, 2), min_size=b.length, max_size=b.length)))
-        for b in (first, second)
-    ]
+    """Written parts give back their rows, each unit's uses, and any rows asked for."""
+    sources = []
+    for block in (first, second):
+        n_uses = data.draw(st.integers(block.length, 3 * block.length))
+        units = data.draw(st.lists(st.integers(0, 2), min_size=n_uses, max_size=n_uses))
+        sources.append((block, *uses_of(block.length, units)))
     with tempfile.TemporaryDirectory() as scratch:
         paths = [part_path(Path(scratch), k, 0) for k in range(2)]
-        for path, (rows, starts) in zip(paths, sources, strict=True):
-            write_part(path, rows, starts)
+        for path, (rows, uses, starts) in zip(paths, sources, strict=True):
+            write_part(path, rows, uses, starts)
         with Part(paths[0]) as p0, Part(paths[1]) as p1:
             parts = [p0, p1]
-            for part, (rows, starts) in zip(parts, sources, strict=True):
+            for part, (rows, uses, starts) in zip(parts, sources, strict=True):
                 assert part.length == rows.length and part.n_units == 3
                 for u in range(3):
                     start, stop = part.unit_range(u)
                     assert (start, stop) == (starts[u], starts[u + 1])
-                    assert part.column("unit", start, stop).tolist() == [u] * (stop - start)
-                    for name, column in rows.flat.items():
-                        assert np.array_equal(part.column(name, start, stop), column[start:stop])
-            pieces = [(p0, *p0.unit_range(1)), (p1, *p1.unit_range(1))]
+                    table = part.uses(start, stop)
+                    assert table["unit"].tolist() == [u] * (stop - start)
+                    assert table[ROW_COLUMN].tolist() == uses[ROW_COLUMN][start:stop].tolist()
+                for name, column in rows.flat.items():
+                    assert np.array_equal(part.column(name, 0, rows.length), column)
+            pieces = []
             for _ in range(data.draw(st.integers(1, 4))):
                 k = data.draw(st.integers(0, 1))
-                start = data.draw(st.integers(0, sources[k][0].length))
-                pieces.append((parts[k], start, data.draw(st.integers(start, parts[k].length))))
+                wanted = data.draw(st.sets(st.integers(0, max(parts[k].length - 1, 0))))
+                rows_wanted = np.array(sorted(wanted), dtype=np.int64)
+                if parts[k].length == 0:
+                    rows_wanted = rows_wanted[:0]
+                pieces.append((parts[k], rows_wanted))
             expected = concatenate(
-                [sources[parts.index(p)][0].take(np.arange(a, b)) for p, a, b in pieces]
+                [sources[parts.index(part)][0].take(rows) for part, rows in pieces]
             )
             gathered = gather(pieces)
-            assert gathered.flat.keys() == expected.flat.keys()
-            assert gathered.flat.pop("unit").tolist() == expected.flat.pop("unit").tolist()
+            assert gathered.length == expected.length
             assert_equal(gathered, reference(expected))
+
+
+@given(rows=st.sets(st.integers(0, 100_000), min_size=1, max_size=2000))
+@SETTINGS
+def test_rows_asked_for_are_read_in_few_ranges_that_cover_them(rows: set[int]) -> None:
+    """`gather` reads a part's rows in at most MAX_RANGES ranges, which cover every row asked
+    for, split only at gaps wider than MIN_GAP_ROWS, and at the widest ones."""
+    wanted = np.array(sorted(rows), dtype=np.int64)
+    starts, stops = shards._ranges(wanted)
+    assert 1 <= len(starts) <= shards.MAX_RANGES
+    assert np.all(starts[1:] > stops[:-1])  # sorted, disjoint, not touching
+    covered = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
+    assert np.isin(wanted, covered).all() and starts[0] == wanted[0] and stops[-1] == wanted[-1] + 1
+    gaps = starts[1:] - stops[:-1]
+    assert np.all(gaps > shards.MIN_GAP_ROWS)
+    read_through = np.diff(wanted) - 1
+    read_through = read_through[~np.isin(wanted[1:], starts)]
+    if len(gaps) and len(read_through):
+        assert read_through.max() <= gaps.min()  # the widest gaps are the ones not read
 
 
 def test_incomplete_parts_are_rejected_and_removed(tmp_path: Path) -> None:
@@ -249,7 +279,7 @@ def test_incomplete_parts_are_rejected_and_removed(tmp_path: Path) -> None:
         3, {"x": np.arange(3)}, {"j": Jagged(np.array([0, 1, 1, 3]), {"j": np.ones(4)})}
     )
     good = part_path(tmp_path, 0, 0)
-    write_part(good, block, np.array([0, 3]))
+    write_part(good, block, {ROW_COLUMN: np.arange(3)}, np.array([0, 3]))
     data = good.read_bytes()
     bad = {
         part_path(tmp_path, 1, 0): data[:-1],
@@ -282,7 +312,8 @@ def test_incomplete_parts_are_rejected_and_removed(tmp_path: Path) -> None:
     assert len(all_parts(tmp_path)) == 6
     with Part(part_path(tmp_path, 3, 1)) as part:
         assert part.unit_range(0) == (0, 3) and part.column("x", 1, 3).tolist() == [1, 2]
-        assert gather([(part, 0, 3)]).jagged["j"].offsets.tolist() == [0, 1, 1, 3]
+        assert gather([(part, np.arange(3))]).jagged["j"].offsets.tolist() == [0, 1, 1, 3]
+        assert gather([(part, np.array([0, 2]))]).jagged["j"].offsets.tolist() == [0, 1, 3]
 
 
 TYPES = {

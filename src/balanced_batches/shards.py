@@ -21,7 +21,7 @@ import os
 import shutil
 import struct
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,14 @@ from .io.files import atomic_path, remove_temporaries
 from .rows import Jagged, RowBlock
 
 PART_SUFFIX = ".rows"
-MAGIC = b"BBROWS01"
+MAGIC = b"BBROWS02"  # 02: rows once, with a table of their uses
 _ALIGN = 64
 _PREFIX = struct.Struct("<8sQ")  # magic, header length
+ROW_COLUMN = "row"  # of the uses table: the used candidate's row in the part
+# a write unit reads the rows it needs of a part in at most this many ranges, each one read
+# per column; the smallest gaps between needed rows are read through
+MAX_RANGES = 64
+MIN_GAP_ROWS = 16  # gaps this small are always read through: a read costs more
 
 
 SCRATCH_PREFIX = "balanced-batches-"
@@ -119,18 +124,24 @@ def remove_part_temporaries(scratch: Path) -> int:
     return remove_temporaries(directory) if directory.is_dir() else 0
 
 
-def write_part(path: Path, rows: RowBlock, unit_starts: np.ndarray) -> None:
-    """Writes rows sorted by write unit (`unit_starts`: first row of each unit, then the
-    row count) atomically; a full or unwritable scratch disk is a one-line error."""
+def write_part(
+    path: Path, rows: RowBlock, uses: Mapping[str, np.ndarray], unit_starts: np.ndarray
+) -> None:
+    """Writes a part atomically: the used candidates' `rows`, and the table of their `uses`
+    (columns of equal length, `ROW_COLUMN` among them) sorted by write unit (`unit_starts`:
+    first use of each unit, then the number of uses). A full or unwritable scratch disk is a
+    one-line error."""
     try:
-        _write(path, rows, np.asarray(unit_starts, dtype=np.int64))
+        _write(path, rows, uses, np.asarray(unit_starts, dtype=np.int64))
     except OSError as err:
         raise BalancedBatchesError(
             f"cannot write intermediate file {path}: {err.strerror or err}"
         ) from err
 
 
-def _write(path: Path, rows: RowBlock, unit_starts: np.ndarray) -> None:
+def _write(
+    path: Path, rows: RowBlock, uses: Mapping[str, np.ndarray], unit_starts: np.ndarray
+) -> None:
     buffers: list[np.ndarray] = []
 
     def place(values: np.ndarray) -> list[Any]:
@@ -141,6 +152,7 @@ def _write(path: Path, rows: RowBlock, unit_starts: np.ndarray) -> None:
     header: dict[str, Any] = {
         "length": rows.length,
         "unit_starts": place(unit_starts),
+        "uses": {name: place(values) for name, values in uses.items()},
         "flat": {name: place(values) for name, values in rows.flat.items()},
         "jagged": {
             name: {
@@ -226,6 +238,7 @@ class Part:
         self.length: int = header["length"]
         starts = buffer(header["unit_starts"])
         self.unit_starts = self._read(starts, 0, starts.length)
+        self._uses = {name: buffer(entry) for name, entry in header["uses"].items()}
         self._flat = {name: buffer(entry) for name, entry in header["flat"].items()}
         self._jagged = {
             name: (
@@ -264,8 +277,12 @@ class Part:
         return len(self.unit_starts) - 1
 
     def unit_range(self, unit: int) -> tuple[int, int]:
-        """[start, stop) of the rows of a write unit."""
+        """[start, stop) of the uses of a write unit."""
         return int(self.unit_starts[unit]), int(self.unit_starts[unit + 1])
+
+    def uses(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Uses [start, stop): every column of the uses table."""
+        return {name: self._read(buffer, start, stop) for name, buffer in self._uses.items()}
 
     def column(self, name: str, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) of a flat column."""
@@ -294,11 +311,57 @@ class Part:
         return flat, jagged
 
 
-def gather(pieces: Sequence[tuple[Part, int, int]]) -> RowBlock:
+def gather(pieces: Sequence[tuple[Part, np.ndarray]]) -> RowBlock:
+    """The rows of every (part, sorted row numbers), one piece after another, in one block.
+
+    A part's rows are read in at most `MAX_RANGES` ranges per column, reading through the
+    smallest gaps between the rows asked for; rows read through are then left out.
+    """
+    if not pieces:
+        return RowBlock(0)
+    spans = [(part, *_ranges(rows)) for part, rows in pieces]
+    block = _read_ranges(
+        pieces[0][0],
+        [
+            (part, int(a), int(b))
+            for part, starts, stops in spans
+            for a, b in zip(starts, stops, strict=True)
+        ],
+    )
+    read = sum(int((stops - starts).sum()) for _, starts, stops in spans)
+    wanted = sum(len(rows) for _, rows in pieces)
+    if read == wanted:
+        return block
+    keep, base = [], 0
+    for (_, starts, stops), (_, rows) in zip(spans, pieces, strict=True):
+        lengths = stops - starts
+        within = np.searchsorted(starts, rows, side="right") - 1
+        keep.append(base + (np.cumsum(lengths) - lengths)[within] + rows - starts[within])
+        base += int(lengths.sum())
+    return block.take(np.concatenate(keep))
+
+
+def _ranges(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[starts, stops) covering sorted `rows`: at most `MAX_RANGES`, split at the largest gaps
+    of more than `MIN_GAP_ROWS` rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    gaps = np.diff(rows) - 1
+    breaks = np.flatnonzero(gaps > MIN_GAP_ROWS)
+    if len(breaks) >= MAX_RANGES:
+        largest = np.argpartition(gaps[breaks], len(breaks) - (MAX_RANGES - 1))
+        breaks = np.sort(breaks[largest[len(breaks) - (MAX_RANGES - 1) :]])
+    starts = np.concatenate([rows[:1], rows[breaks + 1]])
+    stops = np.concatenate([rows[breaks] + 1, rows[-1:] + 1])
+    return starts, stops
+
+
+def _read_ranges(columns_of: Part, pieces: Sequence[tuple[Part, int, int]]) -> RowBlock:
     """Rows [start, stop) of every (part, start, stop), one piece after another, read
-    straight into one block (the parts have the same columns)."""
+    straight into one block with the columns of `columns_of` (the parts have the same)."""
     total = sum(stop - start for _, start, stop in pieces)
-    flat_types, jagged_types = pieces[0][0].columns()
+    flat_types, jagged_types = columns_of.columns()
     flat = {}
     for name, dtype in flat_types.items():
         flat[name] = out = np.empty(total, dtype=dtype)
@@ -310,7 +373,9 @@ def gather(pieces: Sequence[tuple[Part, int, int]]) -> RowBlock:
     for name, column_types in jagged_types.items():
         piece_offsets = [part.offsets(name, start, stop) for part, start, stop in pieces]
         offsets = np.zeros(total + 1, dtype=np.int64)
-        np.cumsum(np.concatenate([np.diff(o) for o in piece_offsets]), out=offsets[1:])
+        np.cumsum(
+            np.concatenate([np.diff(o) for o in [offsets[:1], *piece_offsets]]), out=offsets[1:]
+        )
         contents = {}
         for column, dtype in column_types.items():
             contents[column] = out = np.empty(int(offsets[-1]), dtype=dtype)

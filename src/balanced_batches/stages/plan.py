@@ -216,23 +216,32 @@ def human_bytes(size: float) -> str:
     raise AssertionError("unreachable")
 
 
+# the uses table of intermediate parts (`shards`): row, batch, stream and slot, 8 bytes each
+USE_BYTES = 32
+
+
 def estimate_size(
-    catalog: Catalog, file_ids: np.ndarray, rows: int, output_files: int
+    catalog: Catalog, file_ids: np.ndarray, stream_totals: np.ndarray, per_stream: int, files: int
 ) -> SizeEstimate:
-    """Sizes of `rows` output rows drawn from the given files: outputs compressed as the
-    inputs are on average, intermediate parts at their uncompressed size."""
+    """Sizes of `per_stream` output rows from each stream (`stream_totals`: its candidates in
+    the given files): outputs compressed as the inputs are on average; intermediate parts hold
+    each used candidate once, uncompressed, and `USE_BYTES` per use."""
     wanted = {int(i) for i in file_ids}
     records = [r for r in catalog.files() if r.id in wanted and r.entries]
     entries = sum(r.entries or 0 for r in records)
     compressed = sum(r.size or 0 for r in records) / entries if entries else 0.0
     uncompressed = mean_bytes_per_entry(catalog, file_ids)
-    return SizeEstimate(output_files, rows * compressed, rows * uncompressed)
+    rows = per_stream * len(stream_totals)
+    used = int(np.minimum(stream_totals, per_stream).sum())
+    return SizeEstimate(files, rows * compressed, used * uncompressed + rows * USE_BYTES)
 
 
 def plan_size(catalog: Catalog, plan: Plan) -> SizeEstimate:
     """What a stored plan will write."""
-    rows = plan.n_batches * plan.per_batch * plan.n_streams
-    return estimate_size(catalog, plan.read_files, rows, plan.n_output_files)
+    stream_of_member = np.repeat(np.arange(plan.n_streams), np.diff(plan.member_ptr))
+    totals = np.bincount(stream_of_member, plan.member_count, minlength=plan.n_streams)
+    per_stream = plan.n_batches * plan.per_batch
+    return estimate_size(catalog, plan.read_files, totals, per_stream, plan.n_output_files)
 
 
 def mean_bytes_per_entry(catalog: Catalog, file_ids: np.ndarray) -> float:

@@ -1,8 +1,9 @@
 """Read units: each input file is read once, in chunks, and its planned rows become parts.
 
-The rows of a chunk are gathered as numpy buffers, sorted by output batch (by entry within a
-batch) and written as one part (small chunks are merged). Chunks end where every branch starts
-a basket, so that no basket is read twice.
+The candidates of a chunk that the plan uses are gathered once each as numpy buffers, however
+often the plan uses them, and written as one part with the table of their uses (small chunks
+are merged; see `shards`). Chunks end where every branch starts a basket, so that no basket
+is read twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..io.stores import retry_may_help
 from ..io.trees import branch_layout, file_stat, opened_tree, unreadable
 from ..plan_model import members_uses
 from ..rows import RowBlock, concatenate, from_arrays, select_branches
-from ..shards import part_path, remove_parts_of_read_unit, write_part
+from ..shards import ROW_COLUMN, part_path, remove_parts_of_read_unit, write_part
 from .count_units import read_selection_arrays
 from .units import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask, merge_layout
 
@@ -143,61 +144,96 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
     )
     step = max(1, int(task.chunk_bytes // bytes_per_entry))
     bounds = chunk_bounds(tree, others, n_entries, step) if others else [0, n_entries]
-    pending: list[tuple[RowBlock, np.ndarray]] = []  # rows and their batches
+    pending: list[tuple[RowBlock, dict[str, np.ndarray]]] = []  # candidates and their uses
     written = 0
 
     def flush() -> None:
         nonlocal written
         if not pending:
             return
-        rows = concatenate([block for block, _ in pending])
-        batches = np.concatenate([b for _, b in pending])
+        rows, uses_table = _ordered_for_write_units(task, pending)
         pending.clear()
-        if len(batches) > 1 and np.any(batches[1:] < batches[:-1]):
-            rows = rows.take(np.argsort(batches, kind="stable"))
-        write_part(part_path(scratch, task.unit, written), rows, _unit_starts(task, rows))
+        unit_starts = np.searchsorted(uses_table["bb_batch"], _first_batches(task))
+        write_part(part_path(scratch, task.unit, written), rows, uses_table, unit_starts)
         written += 1
 
     for start, stop in itertools.pairwise(bounds):
         first, last = np.searchsorted(uses.entry, [start, stop])
         if first == last:
             continue  # nothing planned here: these baskets are never read
+        entries = uses.entry[first:last]  # sorted: a candidate's uses are neighbours
+        new = np.ones(len(entries), dtype=bool)
+        new[1:] = entries[1:] != entries[:-1]
+        candidate = np.cumsum(new) - 1  # each use's row among the chunk's used candidates
+        used = entries[new]
+        member = uses.member[first:last]
         batch, slot = np.divmod(uses.position[first:last], task.per_batch)
-        # parts are sorted by batch, so that each output file's rows are one range of a part;
-        # within a batch, rows keep the order of their entries, so the gather that makes them
-        # sweeps the chunk's buffers once per batch, in order (write units order them finally)
-        order = np.argsort(batch, kind="stable")
-        batch, slot = batch[order], slot[order]
-        member = uses.member[first:last][order]
-        entries = uses.entry[first:last][order]
-        stream = share.streams[member].astype(np.int64)
-        rows = RowBlock(len(entries))
+        rows = RowBlock(len(used))
         if others:
             chunk = tree.arrays(others, entry_start=start, entry_stop=stop, how=dict)
-            rows = from_arrays(chunk, kept).take(entries - start)
+            rows = from_arrays(chunk, kept).take(used - start)
             del chunk  # the chunk's buffers go before the next chunk is read
+        used_member = member[new]  # a candidate's region and process are those of all its uses
         rows = rows.with_flat(
-            {name: values[entries] for name, values in selection_values.items()}
+            {name: values[used] for name, values in selection_values.items()}
             | {
-                "bb_process_key": share.key_index[member].astype(np.int32),
-                "bb_region": share.regions[member].astype(np.int32),
-                "bb_source_file": np.full(len(entries), task.file_id, dtype=np.int32),
-                "bb_source_entry": entries.astype(np.int64),
-                "bb_batch": batch,
-                STREAM_COLUMN: stream,
-                SLOT_COLUMN: slot,
+                "bb_process_key": share.key_index[used_member].astype(np.int32),
+                "bb_region": share.regions[used_member].astype(np.int32),
+                "bb_source_file": np.full(len(used), task.file_id, dtype=np.int32),
+                "bb_source_entry": used.astype(np.int64),
             }
         )
-        if pending and sum(block.nbytes for block, _ in pending) + rows.nbytes > PART_BYTES:
+        table = {
+            ROW_COLUMN: candidate,
+            "bb_batch": batch,
+            STREAM_COLUMN: share.streams[member].astype(np.int64),
+            SLOT_COLUMN: slot,
+        }
+        size = rows.nbytes + sum(values.nbytes for values in table.values())
+        if pending and _pending_bytes(pending) + size > PART_BYTES:
             flush()
-        pending.append((rows, batch))
-        if rows.nbytes >= PART_BYTES:
+        pending.append((rows, table))
+        if size >= PART_BYTES:
             flush()  # a large chunk's rows are a part of their own: no merging copies
     flush()
     return ReadResult(task.unit, rows=len(uses.entry), parts=written, layout=layout)
 
 
-def _unit_starts(task: ReadTask, rows: RowBlock) -> np.ndarray:
-    """First row of every write unit in rows sorted by batch, then the row count."""
-    first_batches = np.arange(task.n_write_units + 1) * task.files_per_unit * task.batches_per_file
-    return np.searchsorted(rows.column("bb_batch"), first_batches)
+def _first_batches(task: ReadTask) -> np.ndarray:
+    """The first batch of every write unit, then the number of batches."""
+    per_unit = task.files_per_unit * task.batches_per_file
+    return np.arange(task.n_write_units + 1, dtype=np.int64) * per_unit
+
+
+def _pending_bytes(pending: list[tuple[RowBlock, dict[str, np.ndarray]]]) -> int:
+    return sum(rows.nbytes + sum(v.nbytes for v in table.values()) for rows, table in pending)
+
+
+def _ordered_for_write_units(
+    task: ReadTask, pending: list[tuple[RowBlock, dict[str, np.ndarray]]]
+) -> tuple[RowBlock, dict[str, np.ndarray]]:
+    """The chunks' candidates as one block sorted by the first write unit that uses them (then
+    by entry), and their uses sorted by batch, each pointing at its candidate's row."""
+    rows = concatenate([block for block, _ in pending])
+    bases = np.cumsum([0] + [block.length for block, _ in pending[:-1]])
+    table = {
+        name: np.concatenate(
+            [
+                t[name] + base if name == ROW_COLUMN else t[name]
+                for (_, t), base in zip(pending, bases, strict=True)
+            ]
+        )
+        for name in pending[0][1]
+    }
+    row = table[ROW_COLUMN]  # non-decreasing: chunks and their candidates come in entry order
+    unit = np.searchsorted(_first_batches(task), table["bb_batch"], side="right") - 1
+    first_uses = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+    first_unit = np.minimum.reduceat(unit, first_uses)
+    if np.any(first_unit[1:] < first_unit[:-1]):
+        order = np.argsort(first_unit, kind="stable")
+        rows = rows.take(order)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        table[ROW_COLUMN] = rank[row]
+    by_batch = np.argsort(table["bb_batch"], kind="stable")
+    return rows, {name: values[by_batch] for name, values in table.items()}

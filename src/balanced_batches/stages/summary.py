@@ -63,9 +63,10 @@ def summarize(catalog: Catalog, config: ProjectConfig) -> Summary:
     files = catalog.files()
     size = None
     if n_batches is not None and per_batch is not None:
-        rows = n_batches * per_batch * len(table.streams)
+        totals = table.totals[table.streams[:, 0], table.streams[:, 1]]
         n_files = -(-n_batches // config.output.batches_per_file)
-        size = estimate_size(catalog, table.file_ids[table.file_key >= 0], rows, n_files)
+        files_used = table.file_ids[table.file_key >= 0]
+        size = estimate_size(catalog, files_used, totals, n_batches * per_batch, n_files)
     return Summary(
         table=table,
         per_batch=per_batch,

@@ -1,4 +1,8 @@
-"""Write units: the rows of each output file, taken from every part, ordered, shuffled, written."""
+"""Write units: the rows of each output file, taken from every part, ordered, shuffled, written.
+
+Each part says which of its candidates every use needs (`shards`): a write unit reads the
+candidates its output files use once each, then expands them to their uses by index.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import numpy as np
 from ..errors import BalancedBatchesError, CatalogError
 from ..io.outputs import output_directory
 from ..io.stores import retry_may_help
-from ..shards import Part, all_parts, gather
+from ..shards import ROW_COLUMN, Part, all_parts, gather
 from ..shuffle import output_shuffle
 from ..writers import WRITERS
 from .output_files import modification_time, output_path
@@ -54,31 +58,33 @@ def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict
             f"write unit {task.unit}: {found} rows arrived, {expected} planned; "
             "some read units are missing or unfinished"
         )
-    batches = [
-        part.column("bb_batch", start, stop)
-        for part, (start, stop) in zip(parts, ranges, strict=True)
-    ]
+    tables = [part.uses(start, stop) for part, (start, stop) in zip(parts, ranges, strict=True)]
     outputs = []
     directory = output_directory(task.directory, Path(task.scratch) / "staging")
     for index in range(task.first, task.stop):
         bounds = [index * task.batches_per_file, (index + 1) * task.batches_per_file]
-        pieces = []
-        for part, (start, _), batch in zip(parts, ranges, batches, strict=True):
-            lo, hi = start + np.searchsorted(batch, bounds)
-            if hi > lo:
-                pieces.append((part, int(lo), int(hi)))
-        rows = gather(pieces)
+        pieces, uses, base = [], [], 0
+        for part, table in zip(parts, tables, strict=True):
+            lo, hi = np.searchsorted(table["bb_batch"], bounds)
+            if hi == lo:
+                continue
+            needed, row = np.unique(table[ROW_COLUMN][lo:hi], return_inverse=True)
+            pieces.append((part, needed))
+            uses.append({name: values[lo:hi] for name, values in table.items()})
+            uses[-1][ROW_COLUMN] = row + base
+            base += len(needed)
+        candidates = gather(pieces)
+        use = {name: np.concatenate([u[name] for u in uses]) for name in uses[0]}
         place = output_place(
-            rows.column("bb_batch"),
-            rows.column(STREAM_COLUMN),
-            rows.column(SLOT_COLUMN),
-            task.n_streams,
-            task.per_batch,
+            use["bb_batch"], use[STREAM_COLUMN], use[SLOT_COLUMN], task.n_streams, task.per_batch
         )
         order = np.argsort(place, kind="stable")
-        shuffle = output_shuffle(task.seed, index).permutation(rows.length)
-        selected = rows.take(order[shuffle])  # canonical order, then shuffled: one copy
-        del rows
+        chosen = order[output_shuffle(task.seed, index).permutation(len(place))]
+        # canonical order, then shuffled: one copy of the candidates per use
+        selected = candidates.take(use[ROW_COLUMN][chosen]).with_flat(
+            {"bb_batch": use["bb_batch"][chosen]}
+        )
+        del candidates
         path = output_path(str(directory.staging), task.name, task.spec.format, index)
         WRITERS[task.spec.format](path, selected, task.layout, PROVENANCE, task.spec)
         published = directory.publish(path)  # remote: a verified copy, then renamed
