@@ -20,7 +20,8 @@ venv: $(VENV)/.installed
 # dataset laid out like the real one (the list's prefix is replaced, as on the grid).
 demo: venv
 	rm -rf $(DEMO_DIR)
-	$(BB) generate $(DEMO_DIR)/data --like-file-list $(EXAMPLE)/flist.txt --entries-per-file 300 --seed 1
+	$(BB) generate $(DEMO_DIR)/data --like-file-list $(EXAMPLE)/flist.txt --entries-per-file 300 --seed 1 \
+		--vector-branches
 	@date +%s > $(DEMO_DIR)/.start
 	$(BB) count --workdir $(DEMO_DIR)/work --prod-campaign prod_Phase2_v2 \
 		--process-types $(EXAMPLE)/process_types.yaml --pt-abseta-bins $(EXAMPLE)/binning.yaml \
