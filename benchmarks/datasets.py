@@ -34,6 +34,7 @@ class DatasetSpec:
     entries_per_file: int
     seed: int = 1
     compression: str = "zstd"
+    vector_branches: bool = False  # jagged branches as std::vector<T> (`--vector-branches`)
 
     @property
     def key(self) -> str:
@@ -41,7 +42,7 @@ class DatasetSpec:
         samples = "all" if self.max_samples is None else str(self.max_samples)
         return (
             f"s{samples}-f{self.files_per_sample}-e{self.entries_per_file}"
-            f"-seed{self.seed}-{self.compression}"
+            f"-seed{self.seed}-{self.compression}" + ("-vector" if self.vector_branches else "")
         )
 
 
@@ -111,6 +112,8 @@ def ensure_dataset(spec: DatasetSpec, root: Path, workers: int) -> Dataset:
     ]  # fmt: skip
     if spec.max_samples is not None:
         command += ["--max-samples", str(spec.max_samples)]
+    if spec.vector_branches:
+        command.append("--vector-branches")
     generated = measure(command)
     paths = [line.strip() for line in (directory / "flist.txt").read_text().splitlines()]
     paths = [path for path in paths if path]

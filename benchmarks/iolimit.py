@@ -6,9 +6,11 @@
 ``write``: the number of rows ``run`` writes, into the same number of files, with uproot
 ``mktree`` + ``extend`` (one call per file), the plan's compression and the outputs' branch set
 (input branches, jagged groups as counted arrays, plus the five provenance branches), over
-``--workers`` processes. With ``--outputs LIST`` the rows are exactly those of ``run``'s
-output files listed (read back, then written again): the same values, so the same compression
-ratio. Without it they are taken from the input files in list order (cycling),
+``--workers`` processes. uproot writes no ``std::vector<T>``: rows of such inputs are written
+as counted arrays too, ``x_*`` branches of equal sizes sharing a counter ``nx``, as the same
+rows from a counted-array input are. With ``--outputs LIST`` the rows are exactly those of
+``run``'s output files listed (read back, then written again): the same values, so the same
+compression ratio. Without it they are taken from the input files in list order (cycling),
 shuffled. Getting the rows is not timed; only ``recreate`` + ``mktree`` + ``extend`` + close is.
 
 Times are measured inside the worker processes, after the process pool has started, and
@@ -25,7 +27,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ import numpy as np
 import uproot
 
 from balanced_batches.io.trees import branch_layout, local_reading
-from balanced_batches.rows import BranchLayout
+from balanced_batches.rows import BranchGroup, BranchLayout
 from balanced_batches.writers import branch_type, root_compression
 
 PROVENANCE_TYPES = {
@@ -95,6 +97,25 @@ def _source_rows(task: WriteTask) -> ak.Array:
     return ak.to_packed(rows[order])
 
 
+def _grouped(rows: ak.Array, layout: BranchLayout) -> BranchLayout:
+    """The layout with its lone jagged branches (std::vector inputs have no counters) grouped
+    as a counted-array input groups them: `x_*` under one counter `nx` when their sizes agree,
+    so that the limit writes as few counters as the same rows from counted arrays would."""
+    by_outer: dict[str, list[str]] = {}
+    for name in layout.singles:
+        by_outer.setdefault(name.split("_", 1)[0], []).append(name)
+    groups, singles = list(layout.groups), []
+    taken = set(layout.scalars) | {g.counter for g in layout.groups}
+    for outer, members in by_outer.items():
+        counts = ak.num(rows[members[0]])
+        same = all(ak.all(ak.num(rows[m]) == counts) for m in members[1:])
+        if "_" in members[0] and same and "n" + outer not in taken:
+            groups.append(BranchGroup(outer, "n" + outer, tuple(members)))
+        else:
+            singles.extend(members)
+    return replace(layout, groups=tuple(groups), singles=tuple(singles), vectors=())
+
+
 def _branches(rows: ak.Array, layout: BranchLayout, with_provenance: bool) -> dict[str, Any]:
     """Branch arrays for `extend`, grouped as the outputs are (counted arrays per group)."""
     branches: dict[str, Any] = {name: rows[name] for name in layout.scalars}
@@ -112,12 +133,14 @@ def _write_file(task: WriteTask) -> tuple[int, float, int, int]:
     """(pid, seconds, rows, bytes) to write one output file; reading its rows is not timed."""
     if task.output is not None:
         tree = uproot.open(task.output)[task.tree]
-        layout = branch_layout(tree, task.output)
         rows = tree.arrays(library="ak")
+        layout = _grouped(rows, branch_layout(tree, task.output))
         branches = _branches(rows, layout, with_provenance=False)
     else:
+        rows = _source_rows(task)
         layout = branch_layout(uproot.open(task.paths[0])[task.tree], task.paths[0])
-        branches = _branches(_source_rows(task), layout, with_provenance=True)
+        layout = _grouped(rows, layout)
+        branches = _branches(rows, layout, with_provenance=True)
     counters = {group.outer: group.counter for group in layout.groups}
     path = Path(task.directory) / f"limit{task.index}.root"
     start = time.perf_counter()
