@@ -3,37 +3,49 @@
 The pool lives in a Debian trixie chroot (`debootstrap --variant=minbase trixie`, then
 `apt-get install htcondor` inside it), cached under CHROOT so that only the first run pays for
 the download (~35 s, 520 MB). The daemons run as root inside the chroot with a personal-pool
-configuration on loopback; the jobs are submitted by an unprivileged user of the chroot. The
-package's venv (/work), its Python (/root/.pyenv) and pytest's temporary directories are
-bind-mounted at the same paths inside the chroot, since the exported submit files and job.sh
-name absolute paths. Without root, without debootstrap or the Debian mirror, or when the pool
-does not come up in time, the module is skipped; the daemons are always stopped and every
-mount undone.
+configuration on loopback; the jobs are submitted by an unprivileged user of the chroot. This
+checkout (its venv and the editable install's src/), the installation of the venv's base
+interpreter (`sys.base_prefix`, and wherever `sys.executable` resolves to) and pytest's
+temporary directories are bind-mounted at the same paths inside the chroot, since the exported
+submit files and job.sh name absolute paths (job.sh runs `sys.executable`): the test runs from
+any checkout. Without root the module is skipped; when the pool cannot be set up (no
+debootstrap or Debian mirror, a venv that does not run inside the chroot, a pool that does not
+come up in time) it is skipped too, or fails under BB_REQUIRE_SERVICES=1 (tests/services.py).
+The daemons are always stopped and every mount undone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+import balanced_batches
 from conftest import Dataset, Production, cli, count_args, reference_plan_args
+from services import impossible_here, unavailable
 
 pytestmark = pytest.mark.slow
 
 CHROOT = Path(os.environ.get("BB_HTCONDOR_CHROOT", "/var/tmp/bb-htcondor-chroot"))
 MIRROR = os.environ.get("BB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-# the package's Python is a pyenv CPython built on the host; these are the system libraries
-# its interpreter and extension modules link to (trixie names)
+# one pool at a time in the shared chroot (and one build of it), whoever runs the tests
+LOCK = CHROOT.with_name(CHROOT.name + ".lock")
+LOCK_SECONDS = 1800
+# the checkout this test belongs to: its venv and the src/ of the editable install
+CHECKOUT = Path(__file__).resolve().parents[1]
+# a Python built on the host (pyenv) links to these system libraries, its interpreter and
+# extension modules alike (trixie names)
 PYTHON_LIBRARIES = (
     "libbz2-1.0",
     "libexpat1",
@@ -140,16 +152,16 @@ def build_chroot() -> None:
         if shutil.which("debootstrap") is None:
             installed = run("apt-get", "install", "-y", "debootstrap", timeout=300)
             if installed.returncode != 0 or shutil.which("debootstrap") is None:
-                pytest.skip(
+                unavailable(
                     f"debootstrap unavailable (apt-get install debootstrap: {tail(installed)})"
                 )
         shutil.rmtree(build, ignore_errors=True)
         try:
             made = run("debootstrap", "--variant=minbase", "trixie", build, MIRROR, timeout=900)
         except subprocess.TimeoutExpired:
-            pytest.skip(f"debootstrap of trixie from {MIRROR} took over 900 s")
+            unavailable(f"debootstrap of trixie from {MIRROR} took over 900 s")
         if made.returncode != 0:
-            pytest.skip(f"debootstrap of trixie from {MIRROR} failed: {tail(made)}")
+            unavailable(f"debootstrap of trixie from {MIRROR} failed: {tail(made)}")
         (build / ".bb-debootstrap-done").touch()
     shutil.copy("/etc/resolv.conf", build / "etc" / "resolv.conf")
     env = [f"{k}={v}" for k, v in CHROOT_ENV.items()]
@@ -159,35 +171,90 @@ def build_chroot() -> None:
             "chroot", build, "/usr/bin/env", "-i", *env, "sh", "-c", script, timeout=900
         )
     except subprocess.TimeoutExpired:
-        pytest.skip("apt-get install htcondor inside the chroot took over 900 s")
+        unavailable("apt-get install htcondor inside the chroot took over 900 s")
     if installed.returncode != 0:
-        pytest.skip(f"apt-get install htcondor inside the chroot failed: {tail(installed)}")
+        unavailable(f"apt-get install htcondor inside the chroot failed: {tail(installed)}")
     (build / ".bb-ready").touch()
     build.rename(CHROOT)
 
 
+def python_sources() -> list[Path]:
+    """Host directories that the venv's Python (`sys.executable`) needs inside the chroot.
+
+    This checkout (the venv and the src/ of the editable install), the venv and the package
+    wherever they live, and the base interpreter's installation, both as named and with
+    symlinks resolved (the venv's bin/python links to the base interpreter).
+    """
+    named = [
+        CHECKOUT,
+        Path(sys.prefix),
+        Path(balanced_batches.__file__).parents[1],
+        Path(sys.base_prefix),
+        Path(sys.executable).parent,
+    ]
+    return [
+        *named,
+        *(path.resolve() for path in named),
+        Path(os.path.realpath(sys.executable)).parent,
+    ]
+
+
+def outermost(paths: Iterable[Path]) -> list[Path]:
+    """The absolute paths that lie inside no other of them (one bind mount covers those)."""
+    kept: list[Path] = []
+    for path in sorted({Path(os.path.abspath(p)) for p in paths}):
+        if not any(path.is_relative_to(outer) for outer in kept):
+            kept.append(path)
+    return kept
+
+
 @dataclass
 class Mounts:
-    """Mount points inside the chroot, undone in reverse order."""
+    """Mount points inside the chroot, undone in reverse order.
+
+    A bind mount gets its mount point and the missing directories above it created (0755) and
+    the chroot's directories above it opened for others (modes saved), so that the jobs' user
+    reaches it; `undo` restores the modes and removes the directories it created.
+    """
 
     points: list[Path] = field(default_factory=list)
-    created: set[Path] = field(default_factory=set)
+    created: list[Path] = field(default_factory=list)
+    modes: dict[Path, int] = field(default_factory=dict)
 
-    def bind(self, source: Path) -> None:
-        target = CHROOT / str(source).lstrip("/")
-        if not target.exists():
-            target.mkdir(parents=True)
-            self.created.add(target)
+    def bind(self, source: Path, *, over_chroot: bool = False) -> None:
+        """`source` at the same path in the chroot; over the chroot's own files only if asked."""
+        target = CHROOT.resolve() / str(source).lstrip("/")
+        if target.resolve() != target:  # a symlink may lead out of the chroot
+            unavailable(f"mount --bind {source} {target}: a symlink of the chroot is on the way")
+        if os.path.ismount(target):
+            unavailable(f"{target} is still mounted (by an interrupted earlier run?): umount it")
+        if (
+            not over_chroot
+            and target.exists()
+            and any(not path.is_dir() or path.is_symlink() for path in target.rglob("*"))
+        ):
+            unavailable(
+                f"mount --bind {source} {target} would hide the chroot's own files there: "
+                "the venv's Python must come from outside the system directories (a pyenv, "
+                "uv or conda Python, not /usr/bin/python3)"
+            )
+        missing = [d for d in [target, *target.parents] if not d.exists()]
+        for directory in reversed(missing):
+            directory.mkdir()
+            directory.chmod(0o755)
+            self.created.append(directory)
+        # e.g. the chroot's /root (0700) above a pyenv Python under /root/.pyenv
+        open_for_others(target.parent, CHROOT, self.modes)
         bound = run("mount", "--bind", source, target)
         if bound.returncode != 0:
-            pytest.skip(f"mount --bind {source} {target}: {tail(bound)}")
+            unavailable(f"mount --bind {source} {target}: {tail(bound)}")
         self.points.append(target)
 
     def proc(self) -> None:
         target = CHROOT / "proc"
         mounted = run("mount", "-t", "proc", "proc", target)
         if mounted.returncode != 0:
-            pytest.skip(f"mount -t proc {target}: {tail(mounted)}")
+            unavailable(f"mount -t proc {target}: {tail(mounted)}")
         self.points.append(target)
 
     def undo(self) -> list[str]:
@@ -198,10 +265,16 @@ class Mounts:
                 undone = run("umount", "-l", target)
             if undone.returncode != 0:
                 problems.append(f"umount {target}: {tail(undone)}")
-            elif target in self.created:
-                with contextlib.suppress(OSError):
-                    target.rmdir()  # only ever an empty mount point
         self.points.clear()
+        for directory, mode in self.modes.items():
+            with contextlib.suppress(OSError):
+                directory.chmod(mode)
+        self.modes.clear()
+        if not problems:  # never remove a directory that may still be a mount point
+            for directory in reversed(self.created):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()  # only ever empty once unmounted
+            self.created.clear()
         return problems
 
 
@@ -284,40 +357,64 @@ def stop_master(master: subprocess.Popen[bytes]) -> None:
             master.wait()
 
 
+@contextlib.contextmanager
+def chroot_lock() -> Iterator[None]:
+    """Holds LOCK while building or running the pool: one test run at a time uses the chroot."""
+    with LOCK.open("a") as handle:
+        deadline = time.monotonic() + LOCK_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    unavailable(f"{CHROOT} was in use by another run for {LOCK_SECONDS} s ({LOCK})")
+                time.sleep(2)
+        yield  # the lock goes with the file's closing
+
+
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
     """condor_master of the cached chroot on 127.0.0.1, up until a slot is unclaimed."""
-    if os.geteuid() != 0:
-        pytest.skip("the HTCondor chroot needs root (debootstrap, chroot, mount)")
+    if sys.platform != "linux" or os.geteuid() != 0:
+        impossible_here("the HTCondor chroot needs Linux and root (debootstrap, chroot, mount)")
     if shutil.which("chroot") is None or shutil.which("mount") is None:
-        pytest.skip("chroot or mount missing")
+        unavailable("chroot or mount missing (apt-get install coreutils mount)")
+    with chroot_lock():
+        yield from running_pool(tmp_path_factory.getbasetemp().resolve())
+
+
+def running_pool(basetemp: Path) -> Iterator[Pool]:
+    """The pool, with this checkout's venv and pytest's `basetemp` mounted into the chroot."""
     if not (CHROOT / ".bb-ready").exists():
         build_chroot()
     add_user()
-    (CHROOT / "root").chmod(0o755)  # the venv's interpreter lives under /root/.pyenv
     (CHROOT / "etc" / "condor" / "config.d" / "99-balanced-batches-test.conf").write_text(CONFIG)
     spool = CHROOT / "var" / "lib" / "condor" / "spool"
     for stale in spool.glob("job_queue.log*"):  # jobs left by an interrupted earlier run
         stale.unlink()
-    basetemp = tmp_path_factory.getbasetemp().resolve()
-    saved_modes: dict[Path, int] = {}
-    open_for_others(basetemp, basetemp, saved_modes)
     scratch = Path(tempfile.mkdtemp(prefix="bb-htcondor-jobs-", dir="/var/tmp"))
     scratch.chmod(0o777)
+    saved_modes: dict[Path, int] = {}
     mounts = Mounts()
     master: subprocess.Popen[bytes] | None = None
     try:
         mounts.proc()
-        mounts.bind(Path("/dev"))
-        mounts.bind(Path("/work"))
-        mounts.bind(Path("/root/.pyenv"))
-        mounts.bind(basetemp)
-        mounts.bind(scratch)
+        mounts.bind(Path("/dev"), over_chroot=True)
+        for source in outermost([*python_sources(), basetemp, scratch]):
+            open_for_others(source, source, saved_modes)
+            mounts.bind(source)
         python = in_chroot(
-            "/work/main/.venv/bin/python", "-c", "import balanced_batches, uproot, numpy", user=True
+            sys.executable,
+            "-c",
+            "import balanced_batches, uproot, numpy; print(balanced_batches.__file__)",
+            user=True,
         )
-        if python.returncode != 0:
-            pytest.skip(f"the venv's Python does not run inside the chroot: {tail(python)}")
+        if python.returncode != 0 or python.stdout.strip() != balanced_batches.__file__:
+            unavailable(
+                f"the venv's Python {sys.executable} does not import this checkout's "
+                f"{balanced_batches.__file__} inside the chroot as {USER}: {tail(python)}"
+            )
         env = [f"{k}={v}" for k, v in CHROOT_ENV.items()]
         log = (CHROOT / "var" / "tmp" / "condor_master.stdout").open("wb")
         master = subprocess.Popen(
@@ -330,7 +427,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
         slots = ""
         while time.monotonic() < deadline:
             if master.poll() is not None:
-                pytest.skip(f"condor_master exited during start-up\n{Pool(scratch).logs()}")
+                unavailable(f"condor_master exited during start-up\n{Pool(scratch).logs()}")
             status = in_chroot("condor_status", "-af", "Name", "State")
             slots = status.stdout.strip() or status.stderr.strip()
             schedd = in_chroot("condor_q", "-allusers", "-totals")
@@ -338,7 +435,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
                 break
             time.sleep(1)
         else:
-            pytest.skip(
+            unavailable(
                 f"no unclaimed HTCondor slot within {STARTUP_SECONDS} s (condor_status: {slots!r})"
                 f"\n{Pool(scratch).logs()}"
             )

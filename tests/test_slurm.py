@@ -2,8 +2,9 @@
 
 The cluster (munged, slurmctld, slurmd from the Debian packages `slurmctld slurmd slurm-client
 munge`) is started once for the module in a scratch directory, with a slurm.conf that needs
-neither cgroups nor systemd, and is always shut down afterwards. Without the binaries, without
-root, or when the node does not come up idle in time, the module is skipped.
+neither cgroups nor systemd, and is always shut down afterwards. Without root the module is
+skipped; without the binaries, or when munged or the node does not come up in time, it is skipped
+too, or fails under BB_REQUIRE_SERVICES=1 (tests/services.py).
 """
 
 from __future__ import annotations
@@ -35,14 +36,9 @@ from conftest import (
     count_args,
     reference_plan_args,
 )
+from services import impossible_here, unavailable
 
 BINARIES = ("munged", "munge", "slurmctld", "slurmd", "sinfo", "squeue", "sbatch", "scontrol")
-MISSING = [name for name in BINARIES if shutil.which(name) is None]
-pytestmark = pytest.mark.skipif(
-    bool(MISSING),
-    reason=f"Slurm/munge missing ({', '.join(MISSING)}): "
-    "apt-get install slurmctld slurmd slurm-client munge",
-)
 
 STARTUP_SECONDS = 20
 JOBS_SECONDS = 120
@@ -107,13 +103,13 @@ def start_munged() -> int | None:
         ["runuser", "-u", "munge", "--", "munged"], capture_output=True, text=True, check=False
     )
     if started.returncode != 0:
-        pytest.skip(f"munged did not start: {started.stderr.strip()}")
+        unavailable(f"munged did not start: {started.stderr.strip()}")
     pidfile = MUNGE_RUN / "munged.pid"
     for _ in range(50):
         if pidfile.exists() and munge_works():
             return int(pidfile.read_text().split()[0])
         time.sleep(0.1)
-    pytest.skip("munged started but munge -n | unmunge fails")
+    unavailable("munged started but munge -n | unmunge fails")
 
 
 @dataclass(frozen=True)
@@ -176,7 +172,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def slurm() -> Iterator[Slurm]:
     """munged + slurmctld + slurmd on 127.0.0.1, up until the node is idle; always shut down."""
     if os.geteuid() != 0:
-        pytest.skip("a real Slurm node runs jobs as root here: the tests need root")
+        impossible_here("a real Slurm node runs jobs as root here: the tests need root")
+    missing = [name for name in BINARIES if shutil.which(name) is None]
+    if missing:
+        unavailable(
+            f"Slurm/munge missing ({', '.join(missing)}): "
+            "apt-get install slurmctld slurmd slurm-client munge"
+        )
+    munged = start_munged()  # before the scratch directory, which a skip would leave behind
     scratch = Path(tempfile.mkdtemp(prefix="slurm-"))
     scratch.chmod(0o755)
     for name in ("state", "spool"):
@@ -185,7 +188,6 @@ def slurm() -> Iterator[Slurm]:
     conf = scratch / "slurm.conf"
     conf.write_text(slurm_conf(scratch, host))
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    munged = start_munged()
     daemons: list[subprocess.Popen[bytes]] = []
     cluster = Slurm(scratch, env)
     try:
@@ -206,12 +208,12 @@ def slurm() -> Iterator[Slurm]:
                 break
             time.sleep(0.3)
         else:
-            pytest.skip(
+            unavailable(
                 f"Slurm node not idle within {STARTUP_SECONDS} s (sinfo: {state!r})\n"
                 f"{cluster.logs()}"
             )
         if any(daemon.poll() is not None for daemon in daemons):
-            pytest.skip(f"a Slurm daemon exited during start-up\n{cluster.logs()}")
+            unavailable(f"a Slurm daemon exited during start-up\n{cluster.logs()}")
         yield cluster
     finally:
         cluster.run("scancel", "--user=root")

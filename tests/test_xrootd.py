@@ -4,7 +4,9 @@ The server (tests/xrootd_server.py) exports a directory holding a tiny generated
 dataset. Runs over root:// must give the counts and outputs of a run on the local
 paths; outputs written to the server must carry the server's adler32; a server
 stopped in the middle of a run must give a one-line error naming it, quickly, and
-a later run must finish the job with identical outputs.
+a later run must finish the job with identical outputs. Without the xrootd binary or its user
+the tests that need the server are skipped, or fail under BB_REQUIRE_SERVICES=1
+(tests/services.py).
 """
 
 from __future__ import annotations
@@ -36,11 +38,8 @@ from conftest import (
     reference_plan_args,
 )
 from faults_util import plan_scratch
+from services import unavailable
 from xrootd_server import XRootDServer, free_port, missing_requirement
-
-_MISSING = missing_requirement()
-if _MISSING is not None:
-    pytest.skip(_MISSING, allow_module_level=True)
 
 # a dead server must fail fast: one connection attempt, 2 s window (default: ~15 s and more)
 FAST_FAILURE = {
@@ -106,6 +105,9 @@ def copy_workdir(source: Path, target: Path) -> Path:
 @pytest.fixture(scope="module")
 def server() -> Iterator[XRootDServer]:
     """A running server, stopped and deleted after the module."""
+    missing = missing_requirement()
+    if missing is not None:
+        unavailable(missing)
     instance = XRootDServer()
     instance.start()
     yield instance
