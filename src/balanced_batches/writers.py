@@ -19,7 +19,7 @@ from .io.files import atomic_path
 from .rows import BranchLayout, RowBlock, column_arrays, to_arrays
 
 if TYPE_CHECKING:  # uproot's own writer serves inputs without std::vector branches
-    from .io.ttree_writer import BranchType
+    from .io.ttree_writer import BranchData, BranchType
 
 EXTENSIONS = {"root": ".root", "rntuple": ".root", "parquet": ".parquet"}
 PROVENANCE_OBJECT = "bb_provenance"
@@ -76,34 +76,43 @@ def _write_ttree_with_vectors(
     path: Path, rows: RowBlock, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
 ) -> None:
     """`write_ttree` for inputs with `std::vector<T>` branches, which uproot cannot write:
-    every branch goes through `io.ttree_writer`, counted arrays with their counters."""
+    every branch goes through `io.ttree_writer`, counted arrays with their counters. The rows'
+    numpy buffers go in as they are, flat columns sliced per `extend` and jagged ones as
+    `(offsets, content)` with their offsets sliced: no awkward arrays in between."""
     from .io.ttree_writer import BranchType, mktree
 
-    columns = column_arrays(rows)
+    jagged = {
+        name: (collection.offsets, content)
+        for collection in rows.jagged.values()
+        for name, content in collection.contents.items()
+    }
     vectors = set(layout.vectors)
     counter_of = {m: g.counter for g in layout.groups for m in g.members}
     counter_of |= {name: "n" + name for name in layout.singles if name not in vectors}
     types = [_flat_branch(name, rows.column(name)) for name in layout.scalars]
     counters = dict.fromkeys(counter_of.values())  # uproot's counters are int32 too
     types += [BranchType(c, "scalar", np.dtype(np.int32)) for c in counters]
-    for name in (*(m for g in layout.groups for m in g.members), *layout.singles):
-        dtype = np.dtype(columns[name].type.content.content.primitive)
+    lists = (*(m for g in layout.groups for m in g.members), *layout.singles)
+    for name in lists:
+        dtype = jagged[name][1].dtype
         if name in vectors:
             types.append(BranchType(name, "vector", dtype, element=layout.vector_element(name)))
         else:
             types.append(BranchType(name, "counted", dtype, counter=counter_of[name]))
     types += [BranchType(name, "scalar", rows.column(name).dtype) for name in extra]
-    names = [t.name for t in types if t.name not in counters]
-    data = {name: columns[name] for name in names}
+    flat = (*layout.scalars, *extra)
     with (
         atomic_path(path) as temporary,
         _reproducible_root_file(temporary, spec) as output,
         mktree(output, spec.tree, types) as tree,
     ):
         for start in range(0, max(rows.length, 1), WRITE_CHUNK_ROWS):
-            tree.extend(
-                {name: values[start : start + WRITE_CHUNK_ROWS] for name, values in data.items()}
-            )
+            stop = start + WRITE_CHUNK_ROWS
+            chunk: dict[str, BranchData] = {name: rows.column(name)[start:stop] for name in flat}
+            for name in lists:
+                offsets, content = jagged[name]
+                chunk[name] = (offsets[start : stop + 1], content)
+            tree.extend(chunk)
         output[PROVENANCE_OBJECT] = spec.provenance
 
 

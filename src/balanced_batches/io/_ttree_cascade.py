@@ -48,6 +48,7 @@ BYTE_COUNT_MASK = 0x40000000  # kByteCountMask: marks the first word of a framed
 ENTRY_HEADER = np.dtype([("bytecount", ">u4"), ("version", ">u2"), ("size", ">i4")])
 ENTRY_HEADER_BYTES = 10
 assert ENTRY_HEADER.itemsize == ENTRY_HEADER_BYTES
+_HEADER_BYTES = np.dtype((np.void, ENTRY_HEADER_BYTES))  # one header as opaque bytes
 
 _NEW_CLASS_TAG = 0xFFFFFFFF  # kNewClassTag: a class name follows
 _MAP_OFFSET = 2  # kMapOffset: object references count from the key's start plus 2
@@ -93,8 +94,16 @@ def vector_entries(
 
     Entry i is ``bytecount | 0x40000000`` (u32, the bytes after this word), the version (u16), its
     size n (i32), then its n elements big-endian. `content` must already be big-endian; offsets
-    (N + 1 of them, from 0) say which of its elements belong to each entry. Vectorised: one pass
-    writes all headers, one all payload bytes, whatever the number of entries.
+    (N + 1 of them, from 0) say which of its elements belong to each entry.
+
+    Vectorised, in three passes whatever the number of entries: the headers go in as one 10-byte
+    item per entry (a view of the output whose items start at every byte); a mask of the header
+    positions, marked the same way, then places all elements in one boolean assignment, which
+    copies each entry's elements as one run. With elements of 2 bytes or more every entry starts
+    on an even byte (not on a multiple of 4: the headers are 10 bytes), so mask and copy move
+    2-byte units. The 58 baskets of 60,000 bigfiles rows (1.74 M entries, 169 MB framed) take
+    0.09 s, against 0.16 s for a byte mask with ten indices per entry
+    (``benchmarks.vector_writer --profile``); the bytes are the same.
     """
     itemsize = content.dtype.itemsize
     sizes = np.diff(offsets)
@@ -106,13 +115,21 @@ def vector_entries(
     headers["version"] = VECTOR_VERSION
     headers["size"] = sizes
     buffer = np.empty(int(starts[-1]), np.uint8)
-    # the header bytes' positions; every other byte is payload, in order
-    at_headers = (starts[:-1, np.newaxis] + np.arange(ENTRY_HEADER_BYTES)).reshape(-1)
-    is_payload = np.ones(len(buffer), bool)
-    is_payload[at_headers] = False
-    buffer[at_headers] = headers.view(np.uint8)
-    buffer[is_payload] = np.ascontiguousarray(content).view(np.uint8)
+    _items_at_every_byte(buffer, ENTRY_HEADER_BYTES)[starts[:-1]] = headers.view(_HEADER_BYTES)
+    unit = np.dtype(np.uint16 if itemsize % 2 == 0 else np.uint8)
+    is_payload = np.ones(len(buffer) // unit.itemsize, bool)
+    header_units = ENTRY_HEADER_BYTES // unit.itemsize
+    at_headers = _items_at_every_byte(is_payload.view(np.uint8), header_units)
+    at_headers[starts[:-1] // unit.itemsize] = np.zeros((), (np.void, header_units))
+    buffer.view(unit)[is_payload] = np.ascontiguousarray(content).view(unit)
     return buffer, starts
+
+
+def _items_at_every_byte(buffer: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.void]:
+    """`buffer` (1-d, contiguous) seen as opaque items of `width` bytes, item k starting at byte k:
+    an assignment to items k and m writes bytes k..k+width-1 and m..m+width-1 of `buffer`."""
+    count = max(len(buffer) - width + 1, 0)
+    return np.ndarray((count,), np.dtype((np.void, width)), buffer, 0, (1,))
 
 
 class _Blob:
