@@ -2,14 +2,21 @@
 
 A read unit writes the rows it selected as parts `<scratch>/parts/r<read unit>-<part>.rows`;
 names are pure functions of the unit and a counter, so a rerun of a read unit first
-removes its own old parts. Rows in a part are sorted by output batch (within a batch, by
-input entry), so each write unit's rows, and each output file's, are one contiguous range;
-the header says where every write unit's range starts.
+removes its own old parts.
+
+A part holds every candidate the plan uses once, however often it is used, and a table of
+its uses: for each, the candidate's row in the part and the use's position in its stream's
+order (which gives its batch and slot). Intermediate data thus grows with the input rows a
+plan uses, not with its outputs, which reuse sparse regions' candidates tens or hundreds of
+times. Uses are sorted by position, so each write unit's uses, and each output file's, are one
+range of the table (the header says where every write unit's range starts). Rows are sorted by
+the first write unit that uses them (then by input entry): without reuse, each write unit's
+rows are one range too.
 
 A part is raw numpy buffers after a JSON header (jagged columns as offsets + content, flat
-columns of fixed-size arrays with the shape of a row):
-writing one is a single pass over the buffers, and a write unit reads its rows of every
-part straight into one block. Parts live for minutes and are read once: no compression.
+columns of fixed-size arrays with the shape of a row): writing one is a single pass over the
+buffers, and a write unit reads the rows it needs in a few large, sorted reads (`gather`).
+Parts live for minutes: no compression.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from .io.files import atomic_path, remove_temporaries
 from .rows import Jagged, RowBlock
 
 PART_SUFFIX = ".rows"
-MAGIC = b"BBROWS02"  # 02: rows once, with a table of their uses
+MAGIC = b"BBROWS03"  # 03: rows once, with a table of their uses (row, position)
 _ALIGN = 64
 _PREFIX = struct.Struct("<8sQ")  # magic, header length
 ROW_COLUMN = "row"  # of the uses table: the used candidate's row in the part

@@ -216,8 +216,8 @@ def human_bytes(size: float) -> str:
     raise AssertionError("unreachable")
 
 
-# the uses table of intermediate parts (`shards`): row, batch, stream and slot, 8 bytes each
-USE_BYTES = 32
+# the uses table of intermediate parts (`shards`): the candidate's row and the use's position
+USE_BYTES = 8
 
 
 def estimate_size(

@@ -22,7 +22,7 @@ from ..plan_model import members_uses
 from ..rows import RowBlock, concatenate, from_arrays, select_branches
 from ..shards import ROW_COLUMN, part_path, remove_parts_of_read_unit, write_part
 from .count_units import read_selection_arrays
-from .units import SLOT_COLUMN, STREAM_COLUMN, ReadResult, ReadTask, merge_layout
+from .units import POSITION_COLUMN, STREAM_COLUMN, ReadResult, ReadTask, merge_layout
 
 # rows of consecutive chunks are merged (sorted: two copies) into one part up to this size;
 # fewer, larger parts make the write units' reads cheaper
@@ -153,7 +153,8 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
             return
         rows, uses_table = _ordered_for_write_units(task, pending)
         pending.clear()
-        unit_starts = np.searchsorted(uses_table["bb_batch"], _first_batches(task))
+        first_positions = _first_batches(task) * task.per_batch
+        unit_starts = np.searchsorted(uses_table[POSITION_COLUMN], first_positions)
         write_part(part_path(scratch, task.unit, written), rows, uses_table, unit_starts)
         written += 1
 
@@ -167,7 +168,6 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
         candidate = np.cumsum(new) - 1  # each use's row among the chunk's used candidates
         used = entries[new]
         member = uses.member[first:last]
-        batch, slot = np.divmod(uses.position[first:last], task.per_batch)
         rows = RowBlock(len(used))
         if others:
             chunk = tree.arrays(others, entry_start=start, entry_stop=stop, how=dict)
@@ -181,13 +181,14 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
                 "bb_region": share.regions[used_member].astype(np.int32),
                 "bb_source_file": np.full(len(used), task.file_id, dtype=np.int32),
                 "bb_source_entry": used.astype(np.int64),
+                STREAM_COLUMN: share.streams[used_member].astype(np.int32),
             }
         )
+        # 8 bytes a use where positions fit in 32 bits (batches * N < 2^31: any real plan)
+        position_type = np.int32 if task.needed < 2**31 else np.int64
         table = {
             ROW_COLUMN: candidate,
-            "bb_batch": batch,
-            STREAM_COLUMN: share.streams[member].astype(np.int64),
-            SLOT_COLUMN: slot,
+            POSITION_COLUMN: uses.position[first:last].astype(position_type),
         }
         size = rows.nbytes + sum(values.nbytes for values in table.values())
         if pending and _pending_bytes(pending) + size > PART_BYTES:
@@ -213,7 +214,8 @@ def _ordered_for_write_units(
     task: ReadTask, pending: list[tuple[RowBlock, dict[str, np.ndarray]]]
 ) -> tuple[RowBlock, dict[str, np.ndarray]]:
     """The chunks' candidates as one block sorted by the first write unit that uses them (then
-    by entry), and their uses sorted by batch, each pointing at its candidate's row."""
+    by entry), and their uses sorted by position (so by batch), each pointing at its
+    candidate's row (32 bits: a part holds far fewer than 2^31 candidates)."""
     rows = concatenate([block for block, _ in pending])
     bases = np.cumsum([0] + [block.length for block, _ in pending[:-1]])
     table = {
@@ -226,7 +228,8 @@ def _ordered_for_write_units(
         for name in pending[0][1]
     }
     row = table[ROW_COLUMN]  # non-decreasing: chunks and their candidates come in entry order
-    unit = np.searchsorted(_first_batches(task), table["bb_batch"], side="right") - 1
+    first_positions = _first_batches(task) * task.per_batch
+    unit = np.searchsorted(first_positions, table[POSITION_COLUMN], side="right") - 1
     first_uses = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
     first_unit = np.minimum.reduceat(unit, first_uses)
     if np.any(first_unit[1:] < first_unit[:-1]):
@@ -235,5 +238,6 @@ def _ordered_for_write_units(
         rank = np.empty_like(order)
         rank[order] = np.arange(len(order))
         table[ROW_COLUMN] = rank[row]
-    by_batch = np.argsort(table["bb_batch"], kind="stable")
-    return rows, {name: values[by_batch] for name, values in table.items()}
+    table[ROW_COLUMN] = table[ROW_COLUMN].astype(np.int32)
+    by_position = np.argsort(table[POSITION_COLUMN], kind="stable")
+    return rows, {name: values[by_position] for name, values in table.items()}

@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 
 PROVENANCE = ("bb_process_key", "bb_region", "bb_source_file", "bb_source_entry", "bb_batch")
 
-STREAM_COLUMN, SLOT_COLUMN = "bb_stream_", "bb_slot_"  # parts only, not outputs
+# parts only, not outputs: a candidate's stream, and a use's place in its stream's order
+# (batch * per_batch + slot, as `plan_model.members_uses` gives it)
+STREAM_COLUMN, POSITION_COLUMN = "bb_stream_", "bb_position_"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,14 @@ from ..shards import ROW_COLUMN, Part, all_parts, gather
 from ..shuffle import output_shuffle
 from ..writers import WRITERS
 from .output_files import modification_time, output_path
-from .units import PROVENANCE, SLOT_COLUMN, STREAM_COLUMN, WriteResult, WriteTask, output_place
+from .units import (
+    POSITION_COLUMN,
+    PROVENANCE,
+    STREAM_COLUMN,
+    WriteResult,
+    WriteTask,
+    output_place,
+)
 
 
 def write_outputs(task: WriteTask) -> WriteResult:
@@ -62,28 +69,27 @@ def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict
     outputs = []
     directory = output_directory(task.directory, Path(task.scratch) / "staging")
     for index in range(task.first, task.stop):
-        bounds = [index * task.batches_per_file, (index + 1) * task.batches_per_file]
-        pieces, uses, base = [], [], 0
+        first_batch = index * task.batches_per_file
+        bounds = np.array([first_batch, first_batch + task.batches_per_file]) * task.per_batch
+        pieces, rows, positions, base = [], [], [], 0
         for part, table in zip(parts, tables, strict=True):
-            lo, hi = np.searchsorted(table["bb_batch"], bounds)
+            lo, hi = np.searchsorted(table[POSITION_COLUMN], bounds)
             if hi == lo:
                 continue
             needed, row = np.unique(table[ROW_COLUMN][lo:hi], return_inverse=True)
             pieces.append((part, needed))
-            uses.append({name: values[lo:hi] for name, values in table.items()})
-            uses[-1][ROW_COLUMN] = row + base
+            rows.append(row + base)
+            positions.append(table[POSITION_COLUMN][lo:hi])
             base += len(needed)
         candidates = gather(pieces)
-        use = {name: np.concatenate([u[name] for u in uses]) for name in uses[0]}
-        place = output_place(
-            use["bb_batch"], use[STREAM_COLUMN], use[SLOT_COLUMN], task.n_streams, task.per_batch
-        )
+        row = np.concatenate(rows)
+        batch, slot = np.divmod(np.concatenate(positions).astype(np.int64), task.per_batch)
+        stream = candidates.column(STREAM_COLUMN)[row].astype(np.int64)
+        place = output_place(batch, stream, slot, task.n_streams, task.per_batch)
         order = np.argsort(place, kind="stable")
         chosen = order[output_shuffle(task.seed, index).permutation(len(place))]
         # canonical order, then shuffled: one copy of the candidates per use
-        selected = candidates.take(use[ROW_COLUMN][chosen]).with_flat(
-            {"bb_batch": use["bb_batch"][chosen]}
-        )
+        selected = candidates.take(row[chosen]).with_flat({"bb_batch": batch[chosen]})
         del candidates
         path = output_path(str(directory.staging), task.name, task.spec.format, index)
         WRITERS[task.spec.format](path, selected, task.layout, PROVENANCE, task.spec)
