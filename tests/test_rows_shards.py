@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from balanced_batches import shards
 from balanced_batches.errors import BalancedBatchesError, InputFileError
 from balanced_batches.rows import (
     BranchGroup,
@@ -252,25 +251,6 @@ def test_parts_round_trip(first: RowBlock, second: RowBlock, data: st.DataObject
             gathered = gather(pieces)
             assert gathered.length == expected.length
             assert_equal(gathered, reference(expected))
-
-
-@given(rows=st.sets(st.integers(0, 100_000), min_size=1, max_size=2000))
-@SETTINGS
-def test_rows_asked_for_are_read_in_few_ranges_that_cover_them(rows: set[int]) -> None:
-    """`gather` reads a part's rows in at most MAX_RANGES ranges, which cover every row asked
-    for, split only at gaps wider than MIN_GAP_ROWS, and at the widest ones."""
-    wanted = np.array(sorted(rows), dtype=np.int64)
-    starts, stops = shards._ranges(wanted)
-    assert 1 <= len(starts) <= shards.MAX_RANGES
-    assert np.all(starts[1:] > stops[:-1])  # sorted, disjoint, not touching
-    covered = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
-    assert np.isin(wanted, covered).all() and starts[0] == wanted[0] and stops[-1] == wanted[-1] + 1
-    gaps = starts[1:] - stops[:-1]
-    assert np.all(gaps > shards.MIN_GAP_ROWS)
-    read_through = np.diff(wanted) - 1
-    read_through = read_through[~np.isin(wanted[1:], starts)]
-    if len(gaps) and len(read_through):
-        assert read_through.max() <= gaps.min()  # the widest gaps are the ones not read
 
 
 def test_incomplete_parts_are_rejected_and_removed(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ rows are one range too.
 
 A part is raw numpy buffers after a JSON header (jagged columns as offsets + content, flat
 columns of fixed-size arrays with the shape of a row): writing one is a single pass over the
-buffers, and a write unit reads the rows it needs in a few large, sorted reads (`gather`).
+buffers, and a write unit takes the rows it needs from a map of the file (`gather`).
 Parts live for minutes: no compression.
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import mmap
 import os
 import shutil
 import struct
@@ -38,17 +39,13 @@ import numpy as np
 from .config import ProjectConfig
 from .errors import BalancedBatchesError
 from .io.files import atomic_path, remove_temporaries
-from .rows import Jagged, RowBlock
+from .rows import Jagged, RowBlock, concatenate
 
 PART_SUFFIX = ".rows"
 MAGIC = b"BBROWS03"  # 03: rows once, with a table of their uses (row, position)
 _ALIGN = 64
 _PREFIX = struct.Struct("<8sQ")  # magic, header length
 ROW_COLUMN = "row"  # of the uses table: the used candidate's row in the part
-# a write unit reads the rows it needs of a part in at most this many ranges, each one read
-# per column; the smallest gaps between needed rows are read through
-MAX_RANGES = 64
-MIN_GAP_ROWS = 16  # gaps this small are always read through: a read costs more
 
 
 SCRATCH_PREFIX = "balanced-batches-"
@@ -211,6 +208,8 @@ class Part:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._map: mmap.mmap | None = None
+        self._rows: RowBlock | None = None
         self._fd = os.open(path, os.O_RDONLY)
         try:
             self._parse(os.fstat(self._fd).st_size)
@@ -256,8 +255,33 @@ class Part:
         }
 
     def close(self) -> None:
-        """Closes the file."""
+        """Closes the file (and its mapping, once no array of `rows` is left)."""
+        self._rows = None
+        if self._map is not None:
+            with contextlib.suppress(BufferError):  # arrays still in use: freed with them
+                self._map.close()
         os.close(self._fd)
+
+    def rows(self) -> RowBlock:
+        """Every row of the part, as arrays over a read-only map of the file: taking rows
+        from them copies just those rows, from the page cache, and touches only their pages."""
+        if self._rows is None:
+            if self._map is None:
+                self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
+            mapped = self._map
+
+            def view(buffer: _Buffer) -> np.ndarray:
+                return np.frombuffer(
+                    mapped, dtype=buffer.dtype, count=buffer.length, offset=buffer.offset
+                )
+
+            flat = {name: view(buffer) for name, buffer in self._flat.items()}
+            jagged = {
+                name: Jagged(view(offsets), {column: view(b) for column, b in contents.items()})
+                for name, (offsets, contents) in self._jagged.items()
+            }
+            self._rows = RowBlock(self.length, flat, jagged)
+        return self._rows
 
     def __enter__(self) -> Part:
         return self
@@ -295,101 +319,14 @@ class Part:
         """Rows [start, stop) of a flat column."""
         return self._read(self._flat[name], start, stop)
 
-    def flat_into(self, name: str, start: int, out: np.ndarray) -> None:
-        """Rows [start, start + len(out)) of a flat column into `out`."""
-        self._read_into(self._flat[name], start, out)
-
-    def offsets(self, collection: str, start: int, stop: int) -> np.ndarray:
-        """Offsets of rows [start, stop) of a jagged collection (stop - start + 1 values)."""
-        return self._read(self._jagged[collection][0], start, stop + 1)
-
-    def items_into(self, collection: str, column: str, first: int, out: np.ndarray) -> None:
-        """Items [first, first + len(out)) of a jagged column into `out`."""
-        self._read_into(self._jagged[collection][1][column], first, out)
-
-    def columns(self) -> tuple[dict[str, np.dtype[Any]], dict[str, dict[str, np.dtype[Any]]]]:
-        """dtypes of one row of the flat columns (a sub-array dtype for a fixed-size array:
-        `np.empty(rows, dtype)` has its shape), and of the jagged columns by collection."""
-        flat = {name: buffer.dtype for name, buffer in self._flat.items()}
-        jagged = {
-            name: {column: buffer.dtype for column, buffer in contents.items()}
-            for name, (_, contents) in self._jagged.items()
-        }
-        return flat, jagged
-
 
 def gather(pieces: Sequence[tuple[Part, np.ndarray]]) -> RowBlock:
-    """The rows of every (part, sorted row numbers), one piece after another, in one block.
+    """The rows of every (part, row numbers), one piece after another, in one block.
 
-    A part's rows are read in at most `MAX_RANGES` ranges per column, reading through the
-    smallest gaps between the rows asked for; rows read through are then left out.
+    Rows are taken from a map of each part (`Part.rows`): a write unit's rows are scattered
+    over the parts when candidates are reused, and reading them in ranges would either copy
+    the rows between them too or cost one read per row and column.
     """
     if not pieces:
         return RowBlock(0)
-    spans = [(part, *_ranges(rows)) for part, rows in pieces]
-    block = _read_ranges(
-        pieces[0][0],
-        [
-            (part, int(a), int(b))
-            for part, starts, stops in spans
-            for a, b in zip(starts, stops, strict=True)
-        ],
-    )
-    read = sum(int((stops - starts).sum()) for _, starts, stops in spans)
-    wanted = sum(len(rows) for _, rows in pieces)
-    if read == wanted:
-        return block
-    keep, base = [], 0
-    for (_, starts, stops), (_, rows) in zip(spans, pieces, strict=True):
-        lengths = stops - starts
-        within = np.searchsorted(starts, rows, side="right") - 1
-        keep.append(base + (np.cumsum(lengths) - lengths)[within] + rows - starts[within])
-        base += int(lengths.sum())
-    return block.take(np.concatenate(keep))
-
-
-def _ranges(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[starts, stops) covering sorted `rows`: at most `MAX_RANGES`, split at the largest gaps
-    of more than `MIN_GAP_ROWS` rows."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if not len(rows):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    gaps = np.diff(rows) - 1
-    breaks = np.flatnonzero(gaps > MIN_GAP_ROWS)
-    if len(breaks) >= MAX_RANGES:
-        largest = np.argpartition(gaps[breaks], len(breaks) - (MAX_RANGES - 1))
-        breaks = np.sort(breaks[largest[len(breaks) - (MAX_RANGES - 1) :]])
-    starts = np.concatenate([rows[:1], rows[breaks + 1]])
-    stops = np.concatenate([rows[breaks] + 1, rows[-1:] + 1])
-    return starts, stops
-
-
-def _read_ranges(columns_of: Part, pieces: Sequence[tuple[Part, int, int]]) -> RowBlock:
-    """Rows [start, stop) of every (part, start, stop), one piece after another, read
-    straight into one block with the columns of `columns_of` (the parts have the same)."""
-    total = sum(stop - start for _, start, stop in pieces)
-    flat_types, jagged_types = columns_of.columns()
-    flat = {}
-    for name, dtype in flat_types.items():
-        flat[name] = out = np.empty(total, dtype=dtype)
-        position = 0
-        for part, start, stop in pieces:
-            part.flat_into(name, start, out[position : position + stop - start])
-            position += stop - start
-    jagged = {}
-    for name, column_types in jagged_types.items():
-        piece_offsets = [part.offsets(name, start, stop) for part, start, stop in pieces]
-        offsets = np.zeros(total + 1, dtype=np.int64)
-        np.cumsum(
-            np.concatenate([np.diff(o) for o in [offsets[:1], *piece_offsets]]), out=offsets[1:]
-        )
-        contents = {}
-        for column, dtype in column_types.items():
-            contents[column] = out = np.empty(int(offsets[-1]), dtype=dtype)
-            position = 0
-            for (part, _, _), bounds in zip(pieces, piece_offsets, strict=True):
-                first, size = int(bounds[0]), int(bounds[-1] - bounds[0])
-                part.items_into(name, column, first, out[position : position + size])
-                position += size
-        jagged[name] = Jagged(offsets, contents)
-    return RowBlock(total, flat, jagged)
+    return concatenate([part.rows().take(rows) for part, rows in pieces])
