@@ -23,17 +23,27 @@ import pytest
 import uproot
 
 from conftest import (
-    CAMPAIGN,
     PROVENANCE_BRANCHES,
     TREE,
     Production,
     assert_rows_equal_sources,
     cli,
     count_args,
+    produce,
     read_output,
     read_sources,
 )
-from test_root_interop import COARSE, ENTRIES, ROOT, SAMPLES, SCALARS, VECTORS, truth_columns
+from test_root_interop import (
+    COARSE,
+    ENTRIES,
+    ROOT,
+    SAMPLES,
+    SCALARS,
+    VECTORS,
+    input_path,
+    plan_args,
+    truth_columns,
+)
 
 FIXED = {"tau_p3": ("F", np.float32, (3,)), "tau_cov": ("I", np.int32, (2, 2))}
 LONG_VECTOR = "pf_id"  # std::vector<long>: ROOT's own spelling of int64 is Long64_t
@@ -101,17 +111,6 @@ def write_typed(path: Path, columns: dict[str, Any], kinds: Kinds = TYPED) -> No
     handle.Close()
 
 
-def input_path(base: Path, directory: str, k: int) -> Path:
-    """Where input file k of a sample goes (the campaign's crab layout)."""
-    return base / CAMPAIGN / "crab_output" / directory / "0000" / f"eventTuple_{k}.root"
-
-
-def plan_args(workdir: Path, *more: object) -> list[object]:
-    """One PU200 plan of the ROOT-written inputs."""
-    return ["plan", "--workdir", workdir, "--pileup", "PU200", "--events-per-batch-type", 3,
-            "--batches", 2, "--seed", 5, *more]  # fmt: skip
-
-
 @dataclass(frozen=True)
 class TypedInputs:
     """A production over four ROOT-written files with fixed-size arrays and vector<long>."""
@@ -132,10 +131,9 @@ def typed(tmp_path_factory: pytest.TempPathFactory) -> TypedInputs:
     binning = base / "binning.yaml"
     binning.write_text(COARSE)
     workdir = base / "work"
-    cli(*count_args(workdir, file_list, binning))
-    cli(*plan_args(workdir))
-    cli("run", "--workdir", workdir, "--workers", 1)
-    return TypedInputs(Production(workdir), paths, binning)
+    return TypedInputs(
+        produce(workdir, file_list, plan_args(workdir), binning=binning), paths, binning
+    )
 
 
 def typenames(path: Path | str) -> dict[str, str]:

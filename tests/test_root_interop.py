@@ -19,7 +19,7 @@ from conftest import (
     Production,
     assert_rows_equal_sources,
     cli,
-    count_args,
+    produce,
     read_output,
     region_counts,
 )
@@ -112,7 +112,7 @@ def root_inputs(tmp_path_factory: pytest.TempPathFactory) -> RootInputs:
     base = tmp_path_factory.mktemp("root-inputs")
     truth = {}
     for seed, (directory, k) in enumerate((d, k) for d in SAMPLES for k in (1, 2)):
-        path = base / CAMPAIGN / "crab_output" / directory / "0000" / f"eventTuple_{k}.root"
+        path = input_path(base, directory, k)
         truth[str(path)] = truth_columns(seed)
         write_with_root(path, truth[str(path)])
     file_list = base / "flist.txt"
@@ -120,22 +120,20 @@ def root_inputs(tmp_path_factory: pytest.TempPathFactory) -> RootInputs:
     binning = base / "binning.yaml"
     binning.write_text(COARSE)
     workdir = base / "work"
-    cli(*count_args(workdir, file_list, binning))
-    cli(
-        "plan",
-        "--workdir",
-        workdir,
-        "--pileup",
-        "PU200",
-        "--events-per-batch-type",
-        3,
-        "--batches",
-        2,
-        "--seed",
-        5,
+    return RootInputs(
+        produce(workdir, file_list, plan_args(workdir), binning=binning), truth, binning
     )
-    cli("run", "--workdir", workdir, "--workers", 1)
-    return RootInputs(Production(workdir), truth, binning)
+
+
+def input_path(base: Path, directory: str, k: int) -> Path:
+    """Where input file k of a sample goes (the campaign's crab layout)."""
+    return base / CAMPAIGN / "crab_output" / directory / "0000" / f"eventTuple_{k}.root"
+
+
+def plan_args(workdir: Path, *more: object) -> list[object]:
+    """One PU200 plan of the ROOT-written inputs."""
+    return ["plan", "--workdir", workdir, "--pileup", "PU200", "--events-per-batch-type", 3,
+            "--batches", 2, "--seed", 5, *more]  # fmt: skip
 
 
 def test_root_written_inputs_are_counted_like_the_original(root_inputs: RootInputs) -> None:
@@ -244,15 +242,7 @@ def test_outputs_of_vector_inputs_keep_std_vector_branches_that_cpp_binds(tmp_pa
 
     import uproot
 
-    from conftest import (
-        PROVENANCE_BRANCHES,
-        TREE,
-        assert_rows_equal_sources,
-        cli,
-        produce,
-        read_output,
-        read_sources,
-    )
+    from conftest import TREE, read_sources
 
     cli("generate", tmp_path / "data", "--max-samples", 3, "--entries-per-file", 300,
         "--vector-branches", "--workers", 1)  # fmt: skip
