@@ -151,10 +151,8 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
         nonlocal written
         if not pending:
             return
-        rows, uses_table = _ordered_for_write_units(task, pending)
+        rows, uses_table, unit_starts = _ordered_for_write_units(task, pending)
         pending.clear()
-        first_positions = _first_batches(task) * task.per_batch
-        unit_starts = np.searchsorted(uses_table[POSITION_COLUMN], first_positions)
         write_part(part_path(scratch, task.unit, written), rows, uses_table, unit_starts)
         written += 1
 
@@ -200,9 +198,10 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
     return ReadResult(task.unit, rows=len(uses.entry), parts=written, layout=layout)
 
 
-def _first_batches(task: ReadTask) -> np.ndarray:
-    """The first batch of every write unit, then the number of batches."""
-    per_unit = task.files_per_unit * task.batches_per_file
+def _first_positions(task: ReadTask) -> np.ndarray:
+    """The first position of every write unit in its streams' order, then the positions'
+    count: a write unit takes the positions of its batches."""
+    per_unit = task.files_per_unit * task.batches_per_file * task.per_batch
     return np.arange(task.n_write_units + 1, dtype=np.int64) * per_unit
 
 
@@ -212,10 +211,11 @@ def _pending_bytes(pending: list[tuple[RowBlock, dict[str, np.ndarray]]]) -> int
 
 def _ordered_for_write_units(
     task: ReadTask, pending: list[tuple[RowBlock, dict[str, np.ndarray]]]
-) -> tuple[RowBlock, dict[str, np.ndarray]]:
+) -> tuple[RowBlock, dict[str, np.ndarray], np.ndarray]:
     """The chunks' candidates as one block sorted by the first write unit that uses them (then
-    by entry), and their uses sorted by position (so by batch), each pointing at its
-    candidate's row (32 bits: a part holds far fewer than 2^31 candidates)."""
+    by entry); their uses sorted by position (so by batch), each pointing at its candidate's
+    row (32 bits: a part holds far fewer than 2^31 candidates); and the first use of every
+    write unit, then the number of uses."""
     rows = concatenate([block for block, _ in pending])
     bases = np.cumsum([0] + [block.length for block, _ in pending[:-1]])
     table = {
@@ -228,7 +228,7 @@ def _ordered_for_write_units(
         for name in pending[0][1]
     }
     row = table[ROW_COLUMN]  # non-decreasing: chunks and their candidates come in entry order
-    first_positions = _first_batches(task) * task.per_batch
+    first_positions = _first_positions(task)
     unit = np.searchsorted(first_positions, table[POSITION_COLUMN], side="right") - 1
     first_uses = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
     first_unit = np.minimum.reduceat(unit, first_uses)
@@ -240,4 +240,5 @@ def _ordered_for_write_units(
         table[ROW_COLUMN] = rank[row]
     table[ROW_COLUMN] = table[ROW_COLUMN].astype(np.int32)
     by_position = np.argsort(table[POSITION_COLUMN], kind="stable")
-    return rows, {name: values[by_position] for name, values in table.items()}
+    table = {name: values[by_position] for name, values in table.items()}
+    return rows, table, np.searchsorted(table[POSITION_COLUMN], first_positions)
