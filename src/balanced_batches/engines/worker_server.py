@@ -88,11 +88,6 @@ def _running_pid() -> int | None:
     return pid if isinstance(pid, int) else None
 
 
-def server_pid() -> int | None:
-    """The pid of the server this module started, while it runs."""
-    return _started_pid
-
-
 def acquire(modules: Sequence[str] = ()) -> bool:
     """Starts the fork server with `modules` imported, or shares the one already started here;
     whether workers can fork from it. Each True is one lease, ended by one `release`.
