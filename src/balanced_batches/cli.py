@@ -148,6 +148,14 @@ def count(
     ] = None,
     replace_file_prefix: Annotated[str | None, typer.Option(help="OLD@NEW for every path.")] = None,
     tree: Annotated[str | None, typer.Option(help="Tree name (default taus).")] = None,
+    splits: Annotated[
+        str | None,
+        typer.Option(help="Held-out splits by event: train=0.8,validation=0.1,test=0.1."),
+    ] = None,
+    split_by: Annotated[
+        str | None,
+        typer.Option(help="Event identity (run,lumi,evt) or a rule ('evt % 2 == 0')."),
+    ] = None,
     workers: WorkersOption = None,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address.")] = None,
     cluster: ClusterOption = None,
@@ -157,10 +165,13 @@ def count(
     verbose: VerboseOption = False,
 ) -> None:
     """Count candidates per region in new or changed input files."""
+    from .splits import parse_split_by, parse_splits
     from .workdir import InputOptions
 
     del recompute_infos, files_per_job  # original options: counting is always incremental here
     inputs = InputOptions(
+        splits=None if splits is None else parse_splits(splits),
+        split_by=None if split_by is None else parse_split_by(split_by),
         campaign=prod_campaign,
         file_list=None if input_file_list is None else str(input_file_list),
         replace_prefix=replace_file_prefix,
@@ -264,6 +275,9 @@ def plan(
     drop_branches: Annotated[
         str | None, typer.Option(help="Leave out these branches: glob patterns, comma-separated.")
     ] = None,
+    weights: Annotated[
+        bool, typer.Option("--weights", help="Add bb_weight: restores the input spectrum.")
+    ] = False,
     overwrite: OverwriteOption = False,
     prod_campaign: Annotated[str | None, typer.Option(hidden=True)] = None,
     process_types: Annotated[Path | None, typer.Option(help="Original process_types.yaml.")] = None,
@@ -288,6 +302,7 @@ def plan(
         overwrite=True if overwrite else None,
         branches=_patterns(branches),
         drop_branches=_patterns(drop_branches),
+        weights=True if weights else None,
         campaign=prod_campaign,
         process_types=process_types,
         binning=pt_abseta_bins,

@@ -40,6 +40,7 @@ STANDARD_TYPES: dict[str, str] = {
 }
 MAX_BINS = 100_000
 _TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+_SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _COMPRESSION = re.compile(r"^(none|(zlib|lzma|lz4|zstd)(:\d{1,2})?)$", re.IGNORECASE)
 # the levels each algorithm takes (uproot's and ROOT's limits)
 COMPRESSION_LEVELS = {"zlib": 9, "lzma": 9, "lz4": 12, "zstd": 22}
@@ -139,6 +140,62 @@ class PlanConfig(_Model):
     batches: int | None = Field(default=None, gt=0)
     max_reuse: int | None = Field(default=None, gt=0)
     seed: int = Field(default=12345, ge=0)
+    # held-out data: split name -> fraction of the events (drawn by a seeded hash of the
+    # `split_by` branches), or only the names when `split_by` is a rule (see `splits.py`)
+    splits: dict[str, float] | list[str] | None = None
+    split_by: list[str] | str = Field(default_factory=lambda: ["run", "lumi", "evt"])
+    split_seed: int = Field(default=0, ge=0)
+
+    @field_validator("splits")
+    @classmethod
+    def _split_names(
+        cls, splits: dict[str, float] | list[str] | None
+    ) -> dict[str, float] | list[str] | None:
+        if splits is None:
+            return None
+        names = list(splits)
+        if not names:
+            raise ValueError("name at least one split, or leave 'splits' out")
+        for name in names:
+            if not _SPLIT_NAME.match(name):
+                raise ValueError(
+                    f"split name {name!r} must be letters, digits, '_' or '-' (it names a "
+                    "directory)"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError("split names must differ")
+        if isinstance(splits, dict):
+            for name, fraction in splits.items():
+                if not 0 < fraction <= 1:
+                    raise ValueError(f"fraction of split {name!r} must be in (0, 1]: {fraction}")
+            if sum(splits.values()) > 1 + 1e-9:
+                raise ValueError(f"the fractions add up to {sum(splits.values()):g}, more than 1")
+        return splits
+
+    @field_validator("split_by")
+    @classmethod
+    def _identity_or_rule(cls, split_by: list[str] | str) -> list[str] | str:
+        if isinstance(split_by, list) and not split_by:
+            raise ValueError("name the branches that identify an event, e.g. [run, lumi, evt]")
+        return split_by
+
+    @model_validator(mode="after")
+    def _splits_match_split_by(self) -> PlanConfig:
+        if self.splits is None:
+            return self
+        rule = isinstance(self.split_by, str)
+        if rule and (isinstance(self.splits, dict) or len(self.splits) != 2):
+            raise ValueError(
+                f"key 'plan.split_by' = {self.split_by!r} is a rule: it needs exactly two "
+                "split names (true -> the first, false -> the second) and no fractions, "
+                "e.g. splits: [train, test]"
+            )
+        if not rule and isinstance(self.splits, list):
+            raise ValueError(
+                "key 'plan.splits' lists names without fractions: give fractions "
+                "(train: 0.8, test: 0.2) or a split_by rule such as 'evt % 2 == 0'"
+            )
+        return self
 
 
 class OutputConfig(_Model):
@@ -156,6 +213,9 @@ class OutputConfig(_Model):
     # branches the selection reads are always written (`check` verifies the balance on them)
     branches: list[str] | None = None
     drop_branches: list[str] = Field(default_factory=list)
+    # bb_weight: each candidate's inverse selection probability, which restores the input
+    # spectrum (candidates of its stream in the input / uses of them in the outputs)
+    weights: bool = False
 
     @field_validator("compression")
     @classmethod

@@ -107,11 +107,19 @@ class RichReporter:
 
 
 def summary_lines(summary: Summary, show_reuse: bool) -> list[RenderableType]:
-    """What `summary` prints: the tables, skipped and unmatched files, the batches line."""
-    lines: list[RenderableType] = [*summary_tables(summary, show_reuse)]
+    """What `summary` prints: the tables, skipped and unmatched files, the batches line;
+    with splits, each split's tables and batches line."""
+    lines: list[RenderableType] = []
+    for part in summary.splits or (summary,):
+        if part.table.split:
+            lines.append(f"[bold]split {escape(part.table.split)}[/]")
+        lines += summary_tables(part, show_reuse)
     lines += [f"[red]skipped[/] {escape(error)}" for _path, error in summary.bad_files]
     lines += [f"[yellow]matches no process[/] {escape(p)}" for p in summary.unmatched_files]
-    return [*lines, batches_line(summary)]
+    for part in summary.splits or (summary,):
+        label = f"split {escape(part.table.split)}: " if part.table.split else ""
+        lines.append(label + batches_line(part))
+    return lines
 
 
 def status_lines(state: Status) -> list[RenderableType]:
@@ -222,10 +230,13 @@ def batches_line(summary: Summary) -> str:
         return f"no plan possible: {summary.plan_problem}"
     reuse = summary.reuse()
     planned = reuse[reuse > 0]
+    unique = summary.unique_fraction()[reuse > 0]
     line = (
         f"{summary.n_batches} batches of {summary.per_batch} candidates per region; "
         f"{planned.size} regions planned, reuse median x{np.median(planned):.2f}, "
-        f"max x{planned.max():.1f}; {int((planned > 1).sum())} regions reused"
+        f"max x{planned.max():.1f}; {int((planned > 1).sum())} regions reused; "
+        f"distinct candidates: {unique.mean():.0%} of uses on average, "
+        f"{unique.min():.1%} in the most reused region"
     )
     if summary.size is not None:
         line += f"\nthe plan would write {summary.size.describe()}"

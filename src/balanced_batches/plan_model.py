@@ -1,10 +1,15 @@
 """The plan: which candidates of which files go to which batch, as a pure function of a few arrays.
 
-A *stream* is one (process key, region). Its candidates are those of its member files
+A *stream* is one (split, process key, region). Its candidates are those of its member files
 in list order; candidate c of a stream with C candidates sits at position
 `permute(c)` of a seeded random order, and reuse is that order repeated. Batch b
 takes positions [b*N, (b+1)*N). Only the stream table and its member files are
 stored; every assignment is recomputed where it is needed.
+
+Each split has its own batches, balanced on its own. Batches are numbered globally, split
+after split (`split_first_batch`); so are output files, each holding batches of one split
+only (`output_files`). Without splits there is one unnamed split and the two numberings are
+the split's own.
 """
 
 from __future__ import annotations
@@ -37,6 +42,66 @@ class Plan:
     member_file: np.ndarray = field(repr=False)  # (M,) catalog file id
     member_count: np.ndarray = field(repr=False)  # (M,) candidates of the stream in the file
     created: str = "2000-01-01T00:00:00"  # when the plan was made (ISO, UTC)
+    split_names: tuple[str, ...] = ("",)  # ("",): no splits
+    stream_split: np.ndarray | None = field(default=None, repr=False)  # (S,) None: all split 0
+    split_batches: np.ndarray | None = field(default=None, repr=False)  # None: (n_batches,)
+
+    def __post_init__(self) -> None:
+        if self.stream_split is None:
+            object.__setattr__(self, "stream_split", np.zeros(len(self.stream_region), np.int32))
+        if self.split_batches is None:
+            object.__setattr__(self, "split_batches", np.array([self.n_batches], np.int64))
+
+    @property
+    def splits(self) -> np.ndarray:
+        """Split of every stream."""
+        assert self.stream_split is not None
+        return self.stream_split
+
+    @property
+    def batches_of_split(self) -> np.ndarray:
+        """Batches of every split."""
+        assert self.split_batches is not None
+        return self.split_batches
+
+    @cached_property
+    def split_first_batch(self) -> np.ndarray:
+        """Global number of every split's first batch, then the number of batches."""
+        return np.concatenate([[0], np.cumsum(self.batches_of_split)]).astype(np.int64)
+
+    @cached_property
+    def stream_needed(self) -> np.ndarray:
+        """Uses every stream's candidates make: its split's batches times N."""
+        needed: np.ndarray = self.batches_of_split[self.splits].astype(np.int64) * self.per_batch
+        return needed
+
+    @cached_property
+    def stream_first_position(self) -> np.ndarray:
+        """Global position of every stream's first use: positions are numbered across
+        splits, so that position // N is the global batch."""
+        first: np.ndarray = self.split_first_batch[self.splits] * self.per_batch
+        return first
+
+    @cached_property
+    def output_files(self) -> OutputFiles:
+        """Every output file's split, number within it and global batches."""
+        per_split = -(-self.batches_of_split // self.batches_per_file)
+        split = np.repeat(np.arange(len(self.split_names)), per_split)
+        local = np.arange(len(split)) - np.repeat(np.cumsum(per_split) - per_split, per_split)
+        first = self.split_first_batch[split] + local * self.batches_per_file
+        stop = np.minimum(first + self.batches_per_file, self.split_first_batch[split + 1])
+        return OutputFiles(split, local, first, stop)
+
+    @cached_property
+    def unit_first_positions(self) -> np.ndarray:
+        """Global position of every write unit's first use, then the number of positions."""
+        first_files = np.arange(self.n_write_units) * self.files_per_unit
+        firsts = self.output_files.first_batch[first_files]
+        return np.append(firsts, self.n_batches).astype(np.int64) * self.per_batch
+
+    def streams_of_split(self, split: int) -> np.ndarray:
+        """Streams of one split."""
+        return np.flatnonzero(self.splits == split)
 
     @cached_property
     def id(self) -> str:
@@ -68,9 +133,10 @@ class Plan:
 
     @cached_property
     def stream_index(self) -> np.ndarray:
-        """Stream of every (process key index, region), -1 where nothing is planned."""
-        table = np.full((len(self.process_keys), len(self.region_names)), -1, dtype=np.int64)
-        table[self.stream_key_index, self.stream_region] = np.arange(self.n_streams)
+        """Stream of every (split, process key index, region), -1 where nothing is planned."""
+        shape = (len(self.split_names), len(self.process_keys), len(self.region_names))
+        table = np.full(shape, -1, dtype=np.int64)
+        table[self.splits, self.stream_key_index, self.stream_region] = np.arange(self.n_streams)
         return table
 
     @cached_property
@@ -80,8 +146,8 @@ class Plan:
 
     @property
     def n_output_files(self) -> int:
-        """Output files: batches grouped `batches_per_file` at a time."""
-        return -(-self.n_batches // self.batches_per_file)
+        """Output files: each split's batches grouped `batches_per_file` at a time."""
+        return len(self.output_files.split)
 
     @property
     def n_write_units(self) -> int:
@@ -99,8 +165,10 @@ class Plan:
         return key, self.region_names[int(self.stream_region[stream])]
 
     def keys_of(self, stream: int) -> np.ndarray:
-        """Round keys of a stream's random order."""
-        return stream_key(self.seed, *self.stream_label(stream))
+        """Round keys of a stream's random order (without splits, the same as before
+        splits existed: plans and their outputs stay reproducible)."""
+        split = self.split_names[int(self.splits[stream])]
+        return stream_key(self.seed, *self.stream_label(stream), *((split,) if split else ()))
 
     @cached_property
     def round_keys(self) -> np.ndarray:
@@ -109,7 +177,8 @@ class Plan:
 
     def reuse(self) -> np.ndarray:
         """How often, on average, each stream's candidates are used."""
-        return self.n_batches * self.per_batch / self.stream_total
+        reuse: np.ndarray = self.stream_needed / self.stream_total
+        return reuse
 
     def uses_of_member(self, member: int) -> tuple[np.ndarray, np.ndarray]:
         """(rank within the member file's share, position in the stream) of every use."""
@@ -118,12 +187,13 @@ class Plan:
             int(self.member_offset[member]),
             int(self.member_count[member]),
             int(self.stream_total[stream]),
-            self.n_batches * self.per_batch,
+            int(self.stream_needed[stream]),
             self.keys_of(stream),
         )
 
     def candidates_of_batch(self, stream: int, batch: int) -> np.ndarray:
-        """Stream candidate indices that batch `batch` takes from `stream`, by slot."""
+        """Stream candidate indices that batch `batch` (numbered within the stream's split)
+        takes from `stream`, by slot."""
         total = int(self.stream_total[stream])
         positions = np.arange(batch * self.per_batch, (batch + 1) * self.per_batch)
         return unpermute(positions % total, total, self.keys_of(stream))
@@ -147,6 +217,10 @@ class Plan:
             "member_file": self.member_file,
             "member_count": self.member_count,
         }
+        if self.split_names != ("",):  # plans without splits keep their id and stored form
+            parameters["split_names"] = list(self.split_names)
+            arrays["stream_split"] = self.splits
+            arrays["split_batches"] = self.batches_of_split
         return parameters, arrays
 
     @classmethod
@@ -161,8 +235,19 @@ class Plan:
             process_keys=tuple(parameters["process_keys"]),
             region_names=tuple(parameters["region_names"]),
             created=parameters.get("created", cls.created),
+            split_names=tuple(parameters.get("split_names", ("",))),
             **arrays,
         )
+
+
+@dataclass(frozen=True)
+class OutputFiles:
+    """The output files of a plan, by global number: each holds batches of one split."""
+
+    split: np.ndarray  # split of the file
+    local: np.ndarray  # number of the file within its split (its name's index)
+    first_batch: np.ndarray  # global batches [first_batch, stop_batch)
+    stop_batch: np.ndarray
 
 
 def member_uses(
@@ -175,15 +260,20 @@ def member_uses(
     of each used candidate within [offset, offset + count) and the position it takes.
     """
     _, ranks, positions = members_uses(
-        np.array([offset]), np.array([count]), np.array([total]), needed, keys[None, :]
+        np.array([offset]), np.array([count]), np.array([total]), np.array([needed]), keys[None, :]
     )
     return ranks, positions
 
 
 def members_uses(
-    offsets: np.ndarray, counts: np.ndarray, totals: np.ndarray, needed: int, keys: np.ndarray
+    offsets: np.ndarray,
+    counts: np.ndarray,
+    totals: np.ndarray,
+    needed: np.ndarray | int,
+    keys: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`member_uses` of many members at once (`keys`: one row per member).
+    """`member_uses` of many members at once (`keys`, and `needed` unless one number: one
+    per member).
 
     Returns (member, rank, position) of every use, member by member.
     """
@@ -191,11 +281,12 @@ def members_uses(
     member = np.repeat(np.arange(len(counts)), counts)
     ranks = np.arange(len(member), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
     total = np.asarray(totals, dtype=np.int64)[member]
+    wanted = np.broadcast_to(np.asarray(needed, dtype=np.int64), counts.shape)[member]
     first = permute(np.asarray(offsets, dtype=np.int64)[member] + ranks, total, keys[member])
-    repeats = -(-needed // total)
+    repeats = -(-wanted // total)
     use = np.repeat(np.arange(len(first)), repeats)
     round_of_use = np.arange(len(use)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
     positions = first[use] + total[use] * round_of_use
-    keep = positions < needed
+    keep = positions < wanted[use]
     use = use[keep]
     return member[use], ranks[use], positions[keep]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .expressions import Expression, parse_expression
+from .splits import SplitRule, split_rule
 
 if TYPE_CHECKING:  # a type only: the CLI's display imports this module before any config
     from .config import ProjectConfig
@@ -111,22 +112,46 @@ def _interval_label(edges: tuple[float, ...], index: int) -> str:
 
 @dataclass(frozen=True)
 class Selection:
-    """Compiled type definitions and region variables; assigns regions to candidates."""
+    """Compiled type definitions, region variables and splits; assigns every candidate its
+    *cell*: `split * n_regions + region` (the region itself without splits)."""
 
     space: RegionSpace
     type_expressions: tuple[Expression, ...]
     pt: Expression
     abseta: Expression
+    splits: SplitRule = field(default_factory=SplitRule)
 
     @property
     def expressions(self) -> tuple[Expression, ...]:
-        """Every expression: the types' in order, then pT's and |eta|'s."""
-        return (*self.type_expressions, self.pt, self.abseta)
+        """Every expression: the types' in order, then pT's and |eta|'s, then a split rule."""
+        return (*self.type_expressions, self.pt, self.abseta, *self.splits.expressions)
 
     @property
     def branches(self) -> frozenset[str]:
         """Every branch the selection reads."""
-        return frozenset().union(*(expression.branches for expression in self.expressions))
+        expressions = frozenset().union(*(e.branches for e in self.expressions))
+        return expressions | self.splits.branches
+
+    @property
+    def n_cells(self) -> int:
+        """Cells a candidate can fall in: every region of every split."""
+        return self.splits.n_splits * self.space.n_regions
+
+    def cell_name(self, cell: int) -> str:
+        """`jet_absetabin1_ptbin3`, or `train/jet_absetabin1_ptbin3` in a named split."""
+        split, region = divmod(cell, self.space.n_regions)
+        name = self.splits.names[split]
+        return f"{name}/{self.space.name(region)}" if name else self.space.name(region)
+
+    def region_of(self, cells: np.ndarray) -> np.ndarray:
+        """Region index of every cell (-1 stays -1)."""
+        cells = np.asarray(cells)
+        return np.where(cells >= 0, cells % self.space.n_regions, -1)
+
+    def split_of(self, cells: np.ndarray) -> np.ndarray:
+        """Split index of every cell (-1 stays -1)."""
+        cells = np.asarray(cells)
+        return np.where(cells >= 0, cells // self.space.n_regions, -1)
 
     def check_against(
         self, tree_branches: Mapping[str, bool], sample: Mapping[str, np.ndarray], source: str
@@ -134,6 +159,12 @@ class Selection:
         """ConfigError naming the key and the expression unless the selection can be
         evaluated on a tree with these branches (name -> one value per candidate?) and on a
         sample of its entries; `source` names that tree in the message."""
+        missing_identity = sorted(set(self.splits.identity) - tree_branches.keys())
+        if missing_identity:
+            raise ConfigError(
+                f"plan.split_by: the event identity reads {_branches(missing_identity)} that "
+                f"{source} lacks; name the branches that identify an event"
+            )
         for expression in self.expressions:
             missing = sorted(expression.branches - tree_branches.keys())
             if missing:
@@ -159,7 +190,7 @@ class Selection:
                 ) from err
 
     def assign(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Region index of every candidate (int32, -1 for none).
+        """Cell of every candidate (int32, -1 for none): its region, in its split.
 
         Types are tried in their configured order and the first match wins, so
         overlapping user definitions still give every candidate one region.
@@ -174,8 +205,9 @@ class Selection:
             _as_float(self.abseta.evaluate(arrays), n), np.asarray(self.space.abseta_edges)
         )
         region = (type_index * self.space.n_abseta + abseta_bin) * self.space.n_pt + pt_bin
-        valid = (type_index >= 0) & (pt_bin >= 0) & (abseta_bin >= 0)
-        return np.where(valid, region, -1).astype(np.int32)
+        split = self.splits.assign(arrays, n)
+        valid = (type_index >= 0) & (pt_bin >= 0) & (abseta_bin >= 0) & (split >= 0)
+        return np.where(valid, split * self.space.n_regions + region, -1).astype(np.int32)
 
 
 def _branches(names: Sequence[str]) -> str:
@@ -203,4 +235,5 @@ def build_selection(config: ProjectConfig) -> Selection:
         type_expressions=types,
         pt=parse_expression(config.regions.pt, "regions.pt"),
         abseta=parse_expression(config.regions.abseta, "regions.abseta"),
+        splits=split_rule(config.plan.splits, config.plan.split_by, config.plan.split_seed),
     )

@@ -3,7 +3,8 @@ that are computed, not stored.
 
 The streams: `stream_key` (a region's candidate order, per process key and region),
 `output_shuffle` (the entry order inside each output file), `check_sample` (the rows `check`
-compares with their sources) and `synthetic_file` (the arrays of a generated input file). A
+compares with their sources), `synthetic_file` (the arrays of a generated input file) and
+`event_draw` (the number that puts an event in a split). A
 new stream needs a new name here; an existing one must not change, or the same plan and seed
 stop giving the same files.
 
@@ -18,6 +19,7 @@ same key always gives the same order.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,6 +30,7 @@ _M2 = np.uint64(0x94D049BB133111EB)
 
 _OUTPUT_SHUFFLE = 0x5EED
 _CHECK_SAMPLE = 0xC8EC
+_EVENT_DRAW = 0x5B17
 
 
 def output_shuffle(seed: int, file_index: int) -> np.random.Generator:
@@ -43,6 +46,26 @@ def check_sample(seed: int) -> np.random.Generator:
 def synthetic_file(seed: int, sample_index: int, file_index: int) -> np.random.Generator:
     """The generator of a synthetic input file's arrays (`generate --seed`)."""
     return np.random.default_rng([seed, sample_index, file_index])
+
+
+def event_draw(seed: int, identity: Sequence[np.ndarray]) -> np.ndarray:
+    """A number in [0, 1) for every candidate, a pure function of the seed and its event's
+    identity (`run`, `lumi`, `evt` ...): every candidate of an event draws the same number,
+    whichever file holds it and whatever else is counted."""
+    key = np.random.SeedSequence([seed, _EVENT_DRAW]).generate_state(1, dtype=np.uint64)[0]
+    n = len(identity[0]) if identity else 0
+    hashed = np.full(n, key, dtype=np.uint64)
+    for column in identity:
+        hashed = _mix(_as_bits(np.asarray(column)), hashed)
+    draw: np.ndarray = (hashed >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return draw
+
+
+def _as_bits(values: np.ndarray) -> np.ndarray:
+    """64 bits standing for each value: integers as themselves, floats by their bits."""
+    if values.dtype.kind == "f":
+        return values.astype(np.float64).view(np.uint64)
+    return values.astype(np.uint64)
 
 
 def stream_key(seed: int, *labels: str) -> np.ndarray:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from balanced_batches.rows import RowBlock
+from .rows import RowBlock
 
 SKETCH_SIZE = 2048  # points per quantile sketch: rank error ~ 1/2048 of the elements
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)

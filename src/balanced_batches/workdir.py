@@ -63,6 +63,9 @@ class InputOptions(_Options):
     tree: str | None = None
     process_types: str | None = None  # original process_types.yaml
     binning: str | None = None  # original binning.yaml
+    splits: dict[str, float] | list[str] | None = None  # {train: 0.8, test: 0.2} (`splits`)
+    split_by: list[str] | str | None = None  # identity branches, or a rule
+    split_seed: int | None = None
 
 
 class PlanOptions(_Options):
@@ -80,6 +83,7 @@ class PlanOptions(_Options):
     overwrite: bool | None = None
     branches: list[str] | None = None  # glob patterns of the branches to write
     drop_branches: list[str] | None = None  # glob patterns of branches to leave out
+    weights: bool | None = None  # bb_weight: restores the input spectrum
     campaign: str | None = None
     process_types: str | None = None
     binning: str | None = None
@@ -92,6 +96,9 @@ _KEYS = {
     "tree": "inputs.tree",
     "process_types": "process_types",
     "binning": "binning",
+    "splits": "plan.splits",
+    "split_by": "plan.split_by",
+    "split_seed": "plan.split_seed",
     "pileup": "plan.pileup",
     "events_per_batch_type": "plan.events_per_batch_type",
     "batches": "plan.batches",
@@ -104,6 +111,7 @@ _KEYS = {
     "overwrite": "output.overwrite",
     "branches": "output.branches",
     "drop_branches": "output.drop_branches",
+    "weights": "output.weights",
 }
 
 

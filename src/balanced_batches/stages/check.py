@@ -17,14 +17,13 @@ from ..catalog import Catalog, lock_holder
 from ..config import ProjectConfig
 from ..engines import Reporter, SilentReporter
 from ..errors import CatalogError
-from ..io.outputs import output_directory
 from ..io.stores import open_options
 from ..io.trees import opened_tree, unreadable
 from ..plan_model import Plan
 from ..regions import Selection, build_selection
 from ..shuffle import check_sample, unpermute
 from .count_units import region_of_entries
-from .output_files import output_path
+from .output_files import output_file
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +85,16 @@ class SourceIndex:
             path = self._trees.paths[file_id]
             regions = region_of_entries(self._trees[file_id], path, self._selection)
             order = np.argsort(regions, kind="stable")
-            bounds = np.searchsorted(regions[order], np.arange(self._selection.space.n_regions + 1))
+            bounds = np.searchsorted(regions[order], np.arange(self._selection.n_cells + 1))
             self._cache[file_id] = (order, bounds)
         order, bounds = self._cache[file_id]
         return order[bounds[region] : bounds[region + 1]]
 
 
 def expected_sources(plan: Plan, stream: int, index: SourceIndex) -> tuple[np.ndarray, ...]:
-    """(batch, file id, entry) of every planned use of a stream."""
+    """(global batch, file id, entry) of every planned use of a stream."""
     total = int(plan.stream_total[stream])
-    positions = np.arange(plan.n_batches * plan.per_batch)
+    positions = np.arange(int(plan.stream_needed[stream]))
     candidates = unpermute(positions % total, total, plan.keys_of(stream))
     lo, hi = plan.member_ptr[stream], plan.member_ptr[stream + 1]
     offsets = plan.member_offset[lo:hi]
@@ -103,11 +102,12 @@ def expected_sources(plan: Plan, stream: int, index: SourceIndex) -> tuple[np.nd
     files = plan.member_file[lo:hi][member]
     ranks = candidates - offsets[member]
     entries = np.empty_like(ranks)
-    region = int(plan.stream_region[stream])
+    split = int(plan.splits[stream])
+    cell = split * len(plan.region_names) + int(plan.stream_region[stream])
     for local in range(hi - lo):
         chosen = member == local
-        entries[chosen] = index.entries(int(plan.member_file[lo + local]), region)[ranks[chosen]]
-    return positions // plan.per_batch, files, entries
+        entries[chosen] = index.entries(int(plan.member_file[lo + local]), cell)[ranks[chosen]]
+    return positions // plan.per_batch + plan.split_first_batch[split], files, entries
 
 
 def _differing_rows(output: ak.Array, source: ak.Array) -> np.ndarray:
@@ -167,25 +167,20 @@ def check_outputs(
         for result in catalog.unit_results("write").values()
         for output in result["outputs"]
     }
-    stream_of = plan.stream_index
-    rows_per_file = np.array(
-        [
-            (min((i + 1) * plan.batches_per_file, plan.n_batches) - i * plan.batches_per_file)
-            * plan.n_streams
-            * plan.per_batch
-            for i in range(plan.n_output_files)
-        ],
-        dtype=np.int64,
+    files = plan.output_files
+    streams_per_split = np.bincount(plan.splits, minlength=len(plan.split_names))
+    rows_per_file = (
+        (files.stop_batch - files.first_batch) * streams_per_split[files.split] * plan.per_batch
     )
     picks = sample_sizes(rows_per_file, sample, check_sample(plan.seed))
     uses: list[tuple[np.ndarray, ...]] = []
     samples: list[ak.Array] = []
+    events = EventsBySplit(selection)
     present = np.zeros(plan.n_batches, dtype=bool)
-    outputs = output_directory(config.output.directory)
+    output = config.output
     indices = range(plan.n_output_files)
     for index in (reporter or SilentReporter()).track(indices, len(indices), "checking outputs"):
-        file = output_path(config.output.directory, config.output.name, config.output.format, index)
-        path = outputs.location(file.name)
+        outputs, path = output_file(plan, output.directory, output.name, output.format, index)
         size = outputs.size(path)
         if size is None:
             report.problems.append(f"{path}: missing")
@@ -198,15 +193,15 @@ def check_outputs(
             continue
         try:
             rows = read_output(path, config.output.format, config.inputs.tree)
-            checked = _check_file(plan, index, path, rows, stream_of, selection, report)
+            checked = _check_file(plan, index, path, rows, selection, report)
         except Exception as err:  # a damaged file can fail in many ways inside uproot
             report.problems.append(unreadable(str(path), err))
             continue
         if checked is None:
             continue
         uses.append(checked)
-        first = index * plan.batches_per_file
-        present[first : min(first + plan.batches_per_file, plan.n_batches)] = True
+        events.add(int(files.split[index]), rows)
+        present[files.first_batch[index] : files.stop_batch[index]] = True
         picked = picks[index][picks[index] < len(rows)]
         if len(picked):
             samples.append(rows[picked])
@@ -215,7 +210,44 @@ def check_outputs(
             _check_membership(plan, uses, present, SourceIndex(trees, selection), report)
         if samples:
             _compare_with_sources(ak.concatenate(samples), trees, report)
+    report.problems += events.shared(plan.split_names)
     return report
+
+
+class EventsBySplit:
+    """The events (identity branches) each split's outputs hold, to prove them disjoint."""
+
+    def __init__(self, selection: Selection) -> None:
+        self._identity = selection.splits.identity
+        self._events: dict[int, list[np.ndarray]] = {}
+
+    def add(self, split: int, rows: ak.Array) -> None:
+        """Notes the events of an output file of `split`."""
+        if self._identity:
+            columns = [ak.to_numpy(rows[name]) for name in self._identity]
+            self._events.setdefault(split, []).append(event_ids(columns))
+
+    def shared(self, names: tuple[str, ...]) -> list[str]:
+        """A problem for every two splits that hold candidates of one event."""
+        events = {s: np.unique(np.concatenate(ids)) for s, ids in self._events.items()}
+        problems = []
+        for a, b in itertools.combinations(sorted(events), 2):
+            common = np.intersect1d(events[a], events[b])
+            if common.size:
+                problems.append(
+                    f"splits {names[a]} and {names[b]} share {common.size} events (by "
+                    f"{', '.join(self._identity)}): no candidate may be used in two splits"
+                )
+        return problems
+
+
+def event_ids(columns: list[np.ndarray]) -> np.ndarray:
+    """One value per row that is equal for rows of the same event (a structured array of
+    the identity columns, which numpy sorts and compares field by field)."""
+    ids = np.empty(len(columns[0]), dtype=[(f"f{i}", c.dtype) for i, c in enumerate(columns)])
+    for i, column in enumerate(columns):
+        ids[f"f{i}"] = column
+    return ids
 
 
 def _check_file(
@@ -223,20 +255,21 @@ def _check_file(
     index: int,
     path: str,
     rows: ak.Array,
-    stream_of: np.ndarray,
     selection: Selection,
     report: CheckReport,
 ) -> tuple[np.ndarray, ...] | None:
-    """Checks one output file's rows against the plan; returns (stream, batch, source file,
-    source entry) of its rows, or None if they are not those of the plan's batches."""
+    """Checks one output file's rows against the plan; returns (stream, global batch, source
+    file, source entry) of its rows, or None if they are not those of the plan's batches."""
     problem = ak.validity_error(rows)
     if problem:
         raise ValueError(f"inconsistent arrays ({problem})")
-    first = index * plan.batches_per_file
-    stop = min(first + plan.batches_per_file, plan.n_batches)
+    files = plan.output_files
+    split = int(files.split[index])
+    first, stop = int(files.first_batch[index]), int(files.stop_batch[index])
+    stream_of = plan.stream_index[split]
     report.files += 1
     report.rows += len(rows)
-    batch = ak.to_numpy(rows["bb_batch"])
+    batch = ak.to_numpy(rows["bb_batch"]) + int(plan.split_first_batch[split])
     keys, regions = ak.to_numpy(rows["bb_process_key"]), ak.to_numpy(rows["bb_region"])
     outside = (keys < 0) | (keys >= stream_of.shape[0]) | (regions < 0)
     outside |= regions >= stream_of.shape[1]
@@ -247,20 +280,27 @@ def _check_file(
     if np.any(stream < 0) or np.any((batch < first) | (batch >= stop)):
         report.problems.append(f"{path}: rows of unplanned regions or batches")
         return None
-    cells = np.bincount(
+    planned = plan.streams_of_split(split)
+    in_batch = np.bincount(
         (batch - first) * plan.n_streams + stream, minlength=(stop - first) * plan.n_streams
-    )
-    wrong = np.flatnonzero(cells != plan.per_batch)
+    ).reshape(stop - first, plan.n_streams)[:, planned]
+    wrong = np.argwhere(in_batch != plan.per_batch)
     if wrong.size:
-        batch_offset, bad_stream = divmod(int(wrong[0]), plan.n_streams)
-        key, region = plan.stream_label(bad_stream)
+        batch_offset, bad = (int(v) for v in wrong[0])
+        key, region = plan.stream_label(int(planned[bad]))
         report.problems.append(
-            f"{path}: batch {first + batch_offset} has {cells[wrong[0]]} candidates of "
-            f"{key} {region}, planned {plan.per_batch} ({wrong.size} such cells)"
+            f"{path}: batch {first + batch_offset - int(plan.split_first_batch[split])} has "
+            f"{in_batch[batch_offset, bad]} candidates of {key} {region}, planned "
+            f"{plan.per_batch} ({len(wrong)} such cells)"
         )
-    region_now = selection.assign({b: ak.to_numpy(rows[b]) for b in selection.branches})
-    if not np.array_equal(region_now, regions):
+    cells = selection.assign({b: ak.to_numpy(rows[b]) for b in selection.branches})
+    if not np.array_equal(selection.region_of(cells), regions):
         report.problems.append(f"{path}: rows whose values do not belong to their region")
+    elif np.any(selection.split_of(cells) != split):
+        report.problems.append(
+            f"{path}: {int(np.sum(selection.split_of(cells) != split))} rows of events that "
+            f"belong to another split than {plan.split_names[split]}"
+        )
     return (
         stream,
         batch,

@@ -37,6 +37,8 @@ def selection_fingerprint(selection: Selection, tree: str) -> str:
             "pt_edges": selection.space.pt_edges,
             "abseta_edges": selection.space.abseta_edges,
         }
+        # counts made before splits existed stay valid while no splits are asked for
+        | ({"splits": selection.splits.describe()} if selection.splits.named else {})
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -141,9 +143,11 @@ def _check_selection(
 
 
 def write_counts_json(catalog: Catalog, selection: Selection, path: Path) -> None:
-    """The original `counts.json`: per file name its path, process, pile-up and region counts."""
+    """The original `counts.json`: per file name its path, process, pile-up and region counts
+    (with splits, each split's region counts under its name)."""
     records = {record.id: record for record in catalog.files()}
-    file_ids, matrix = catalog.counts_matrix(selection.space.n_regions)
+    file_ids, matrix = catalog.counts_matrix(selection.n_cells)
+    n_regions = selection.space.n_regions
     data: dict[str, dict[str, object]] = {}
     for row, file_id in enumerate(file_ids):
         record = records[int(file_id)]
@@ -152,6 +156,12 @@ def write_counts_json(catalog: Catalog, selection: Selection, path: Path) -> Non
         entry: dict[str, object] = {"path": record.path, "process": record.process}
         if record.pileup is not None:
             entry["pileup"] = record.pileup
-        entry.update(zip(selection.space.names, (int(n) for n in matrix[row]), strict=True))
+        for split, name in enumerate(selection.splits.names):
+            counts = matrix[row, split * n_regions : (split + 1) * n_regions]
+            regions = dict(zip(selection.space.names, (int(n) for n in counts), strict=True))
+            if name:
+                entry[name] = regions
+            else:
+                entry.update(regions)
         data[record.name] = entry
     write_json(path, data)

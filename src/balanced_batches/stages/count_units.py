@@ -66,7 +66,7 @@ def read_selection_arrays(
 
 
 def region_of_entries(tree: object, path: str, selection: Selection) -> np.ndarray:
-    """Region index of every entry of a tree, read in chunks of selection branches."""
+    """Cell (region in split) of every entry of a tree, read in chunks of selection branches."""
     n_entries = int(tree.num_entries)  # type: ignore[attr-defined]
     parts = [np.zeros(0, dtype=np.int32)]
     for start in range(0, n_entries, SELECTION_CHUNK_ENTRIES):
@@ -87,7 +87,7 @@ def count_file(task: CountTask) -> CountResult:
             regions = region_of_entries(tree, task.path, task.selection)
             entries = int(tree.num_entries)
             uncompressed = float(sum(branch.uncompressed_bytes for branch in tree.values()))
-        counts = np.bincount(regions[regions >= 0], minlength=task.selection.space.n_regions)
+        counts = np.bincount(regions[regions >= 0], minlength=task.selection.n_cells)
     except BalancedBatchesError as err:
         return CountResult(task.file_id, task.path, error=str(err))
     except Exception as err:  # a damaged file fails in many ways inside uproot

@@ -21,12 +21,10 @@ from typing import Any
 from ..catalog import Catalog
 from ..config import BatchConfig, ProjectConfig
 from ..errors import CatalogError, ConfigError, InputFileError
-from ..io.outputs import output_directory
 from ..io.trees import branch_layout, opened_tree
 from ..rows import layout_from_json, layout_to_json
-from .output_files import output_names
 from .plan import load_plan
-from .run import claim_outputs, reopen_lost_outputs
+from .run import claim_outputs, planned_outputs, reopen_lost_outputs
 from .units import JobSpec, merge_layout, spec_from_catalog, stored_layout
 
 SYSTEMS = ("htcondor", "slurm")
@@ -221,8 +219,7 @@ def export_plan(
         with opened_tree(first, config.inputs.tree) as tree:
             spec = dataclasses.replace(spec, layout=branch_layout(tree, first))
     spec = dataclasses.replace(spec, records=str(records))
-    names = output_names(config.output.name, config.output.format, plan.n_output_files)
-    claim_outputs(catalog, output_directory(config.output.directory), names, config, overwrite)
+    claim_outputs(catalog, planned_outputs(spec), config, overwrite)
     pending = None
     if only_missing:
         n_reads = len(plan.read_files)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import ForeignFileError
 from ..io.files import is_url
-from ..io.outputs import OutputDirectory
+from ..io.outputs import OutputDirectory, output_directory
+from ..plan_model import Plan
 from ..writers import EXTENSIONS
 
 
@@ -23,13 +27,50 @@ def output_path(directory: str, name: str, file_format: str, index: int) -> Path
 
 
 PROVENANCE_JSON = "provenance.json"
+STATISTICS_JSON = "statistics.json"
 
 
 def output_names(name: str, file_format: str, n_files: int) -> list[str]:
-    """File names of a plan's outputs, `provenance.json` included (pure: reruns find the
-    same names)."""
+    """File names of one split's outputs, `provenance.json` and `statistics.json` included
+    (pure: reruns find the same names)."""
     extension = EXTENSIONS[file_format]
-    return [name.format(index=index) + extension for index in range(n_files)] + [PROVENANCE_JSON]
+    files = [name.format(index=index) + extension for index in range(n_files)]
+    return [*files, PROVENANCE_JSON, STATISTICS_JSON]
+
+
+def split_directory(directory: str, split: str) -> str:
+    """Where a split's outputs go: `<directory>/<split>`, the directory itself without splits."""
+    return f"{directory.rstrip('/')}/{split}" if split else directory
+
+
+@dataclass(frozen=True)
+class OutputSet:
+    """The outputs of one split: its directory and every file name planned there."""
+
+    split: str
+    directory: str
+    names: list[str]
+
+
+def output_sets(plan: Plan, directory: str, name: str, file_format: str) -> list[OutputSet]:
+    """Every split's planned outputs, in split order (one set without splits)."""
+    files = plan.output_files
+    sets = []
+    for index, split in enumerate(plan.split_names):
+        names = output_names(name, file_format, int(np.sum(files.split == index)))
+        sets.append(OutputSet(split, split_directory(directory, split), names))
+    return sets
+
+
+def output_file(
+    plan: Plan, directory: str, name: str, file_format: str, index: int
+) -> tuple[OutputDirectory, str]:
+    """The split directory of the plan's output file `index` (global number), and the
+    file's location in it."""
+    split = plan.split_names[int(plan.output_files.split[index])]
+    outputs = output_directory(split_directory(directory, split))
+    local = int(plan.output_files.local[index])
+    return outputs, outputs.location(output_path("", name, file_format, local).name)
 
 
 def foreign_outputs(
@@ -61,15 +102,17 @@ def foreign_message(foreign: Sequence[str], directory: str, elsewhere: str) -> s
 
 
 def stale_outputs(
-    outputs: OutputDirectory, names: Collection[str], ours: Collection[str]
+    outputs: OutputDirectory, planned: Collection[str], ours: Collection[str]
 ) -> list[str]:
-    """Files this tool wrote into the output directory for an earlier plan that the plan of
-    `names` does not make again."""
-    planned = {outputs.location(name) for name in names}
+    """Files this tool wrote into the output directory (or a split's directory in it) for
+    an earlier plan that the plan does not make again (`planned`: its locations)."""
+    top = outputs.location("x")[:-1]  # with its trailing separator
     return [
         location
         for location in ours
-        if location not in planned and outputs.location(location.rsplit("/", 1)[-1]) == location
+        if location not in planned
+        and location.startswith(top)
+        and location[len(top) :].count("/") <= 1  # the directory or a split's directory
     ]
 
 

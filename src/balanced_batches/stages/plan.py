@@ -19,7 +19,7 @@ from ..regions import RegionSpace, build_selection
 from ..rows import unmatched_patterns
 from ..shards import plan_scratch, remove_scratch
 from .count import selection_fingerprint
-from .output_files import foreign_outputs, output_names, refuse_foreign_outputs
+from .output_files import foreign_outputs, output_sets, refuse_foreign_outputs
 from .units import stored_layout
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ def ordered_keys(config: ProjectConfig, pileup: str) -> list[str]:
 
 @dataclass(frozen=True)
 class CountTable:
-    """Counts of every process key and region, with the files behind them."""
+    """Counts of every process key and region of one split (or of all splits together),
+    with the files behind them."""
 
     space: RegionSpace
     keys: tuple[str, ...]
@@ -60,6 +61,7 @@ class CountTable:
     file_ids: np.ndarray  # counted files in list order
     file_key: np.ndarray  # key index of each file, -1 if unused
     file_counts: np.ndarray  # (files, regions)
+    split: str = ""  # the split counted ("": no splits, or all of them)
 
     @property
     def streams(self) -> np.ndarray:
@@ -67,14 +69,21 @@ class CountTable:
         return np.argwhere(self.active & (self.totals > 0))
 
 
-def count_table(catalog: Catalog, config: ProjectConfig, pileup: str) -> CountTable:
-    """Aggregates the catalog's counts for a pile-up choice."""
+def count_table(
+    catalog: Catalog, config: ProjectConfig, pileup: str, split: int | None = None
+) -> CountTable:
+    """Aggregates the catalog's counts for a pile-up choice: those of split number `split`,
+    or of all splits together (None)."""
     selection = build_selection(config)
     space = selection.space
     if catalog.get_meta("selection") != selection_fingerprint(selection, config.inputs.tree):
-        raise CatalogError("the counts were made with another binning or types; run 'count' again")
+        raise CatalogError(
+            "the counts were made with another binning, types or splits; run 'count' again"
+        )
     records = {record.id: record for record in catalog.files()}
-    file_ids, matrix = catalog.counts_matrix(space.n_regions)
+    file_ids, cells = catalog.counts_matrix(selection.n_cells)
+    by_split = cells.reshape(len(file_ids), selection.splits.n_splits, space.n_regions)
+    matrix = by_split.sum(axis=1) if split is None else by_split[:, split]
     keys = ordered_keys(config, pileup)
     key_index = {key: index for index, key in enumerate(keys)}
     file_key = np.array(
@@ -90,7 +99,14 @@ def count_table(catalog: Catalog, config: ProjectConfig, pileup: str) -> CountTa
         process = key if pileup == "none" else key.rsplit("_", 1)[0]
         active_types = [space.type_names.index(t) for t in config.processes[process].active_types]
         active[index] = np.isin(region_type, active_types)
-    return CountTable(space, tuple(keys), totals, active, file_ids, file_key, matrix)
+    name = "" if split is None else selection.splits.names[split]
+    return CountTable(space, tuple(keys), totals, active, file_ids, file_key, matrix, name)
+
+
+def split_tables(catalog: Catalog, config: ProjectConfig, pileup: str) -> list[CountTable]:
+    """The count table of every split, in configuration order (one without splits)."""
+    n_splits = build_selection(config).splits.n_splits
+    return [count_table(catalog, config, pileup, split) for split in range(n_splits)]
 
 
 def choose_batch_count(
@@ -122,29 +138,46 @@ def choose_batch_count(
     return count
 
 
-def build_plan(table: CountTable, config: ProjectConfig, bytes_per_entry: float) -> Plan:
-    """A plan over the active, non-empty streams of a count table."""
+def split_batch_count(table: CountTable, config: ProjectConfig, per_batch: int) -> int:
+    """Batches of one split (`choose_batch_count`); a split's problem names the split."""
+    streams = table.streams
+    try:
+        return choose_batch_count(
+            table.totals[streams[:, 0], streams[:, 1]],
+            per_batch,
+            config.plan.batches,
+            config.plan.max_reuse,
+        )
+    except PlanError as err:
+        raise PlanError(f"split {table.split}: {err}" if table.split else str(err)) from err
+
+
+def build_plan(
+    tables: CountTable | list[CountTable], config: ProjectConfig, bytes_per_entry: float
+) -> Plan:
+    """A plan over the active, non-empty streams of one count table per split."""
+    tables = [tables] if isinstance(tables, CountTable) else tables
     per_batch = config.plan.events_per_batch_type
     if per_batch is None:
         raise ConfigError("no events per batch type: pass --events-per-batch-type")
-    streams = table.streams
-    n_batches = choose_batch_count(
-        table.totals[streams[:, 0], streams[:, 1]],
-        per_batch,
-        config.plan.batches,
-        config.plan.max_reuse,
-    )
+    split_batches = [split_batch_count(table, config, per_batch) for table in tables]
     members_file: list[np.ndarray] = []
     members_count: list[np.ndarray] = []
     pointer = [0]
-    for key, region in streams:
-        in_stream = (table.file_key == key) & (table.file_counts[:, region] > 0)
-        members_file.append(table.file_ids[in_stream])
-        members_count.append(table.file_counts[in_stream, region])
-        pointer.append(pointer[-1] + int(in_stream.sum()))
-    rows_per_file = per_batch * len(streams) * config.output.batches_per_file
+    stream_parts = []
+    for table in tables:
+        streams = table.streams
+        stream_parts.append(streams)
+        for key, region in streams:
+            in_stream = (table.file_key == key) & (table.file_counts[:, region] > 0)
+            members_file.append(table.file_ids[in_stream])
+            members_count.append(table.file_counts[in_stream, region])
+            pointer.append(pointer[-1] + int(in_stream.sum()))
+    streams = np.concatenate(stream_parts)
+    widest = max(len(part) for part in stream_parts)
+    rows_per_file = per_batch * widest * config.output.batches_per_file
     file_memory_mb = rows_per_file * bytes_per_entry * BYTES_OVERHEAD / 2**20
-    n_output_files = -(-n_batches // config.output.batches_per_file)
+    n_output_files = sum(-(-n // config.output.batches_per_file) for n in split_batches)
     files_per_unit = -(-n_output_files // MAX_WRITE_UNITS)
     if file_memory_mb > config.execution.unit_memory_mb:
         log.warning(
@@ -154,17 +187,22 @@ def build_plan(table: CountTable, config: ProjectConfig, bytes_per_entry: float)
     return Plan(
         seed=config.plan.seed,
         per_batch=per_batch,
-        n_batches=n_batches,
+        n_batches=sum(split_batches),
         batches_per_file=config.output.batches_per_file,
         files_per_unit=files_per_unit,
-        process_keys=table.keys,
-        region_names=table.space.names,
+        process_keys=tables[0].keys,
+        region_names=tables[0].space.names,
         stream_key_index=streams[:, 0].astype(np.int32),
         stream_region=streams[:, 1].astype(np.int32),
         member_ptr=np.array(pointer, dtype=np.int64),
         member_file=np.concatenate(members_file).astype(np.int64),
         member_count=np.concatenate(members_count).astype(np.int64),
         created=datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+        split_names=tuple(table.split for table in tables),
+        stream_split=np.repeat(np.arange(len(tables)), [len(p) for p in stream_parts]).astype(
+            np.int32
+        ),
+        split_batches=np.array(split_batches, dtype=np.int64),
     )
 
 
@@ -271,14 +309,18 @@ def plan_batches(catalog: Catalog, config: ProjectConfig, workdir: Path) -> Plan
         config = with_overrides(config, {"output.directory": str(workdir / directory)}, "plan")
     check_writable(config.output.directory)
     _check_branch_patterns(catalog, config)
-    table = count_table(catalog, config, config.plan.pileup)
-    plan = build_plan(table, config, mean_bytes_per_entry(catalog, table.file_ids))
+    tables = split_tables(catalog, config, config.plan.pileup)
+    plan = build_plan(tables, config, mean_bytes_per_entry(catalog, tables[0].file_ids))
     if not config.output.overwrite:
-        outputs = output_directory(config.output.directory)
-        names = output_names(config.output.name, config.output.format, plan.n_output_files)
-        foreign = foreign_outputs(outputs, names, catalog.written("output"))
-        refuse_foreign_outputs(foreign, config.output.directory)
-    write_json(workdir / "summary.json", summary_json(table, catalog))
+        output = config.output
+        for planned in output_sets(plan, output.directory, output.name, output.format):
+            outputs = output_directory(planned.directory)
+            foreign = foreign_outputs(outputs, planned.names, catalog.written("output"))
+            refuse_foreign_outputs(foreign, planned.directory)
+    write_json(
+        workdir / "summary.json",
+        summary_json(count_table(catalog, config, config.plan.pileup), catalog),
+    )
     parameters, arrays = plan.to_arrays()
     _remove_old_scratch(catalog, workdir)
     catalog.put_arrays("plan", arrays)

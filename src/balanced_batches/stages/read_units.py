@@ -41,21 +41,22 @@ class _Uses:
     position: np.ndarray  # int64: place in the stream's shuffled order
 
 
-def _plan_uses(task: ReadTask, regions: np.ndarray) -> _Uses:
-    """Every planned use of the file's candidates; the counts must still be the plan's."""
+def _plan_uses(task: ReadTask, cells: np.ndarray) -> _Uses:
+    """Every planned use of the file's candidates (`cells`: each candidate's region in its
+    split); the counts must still be the plan's."""
     share = task.share
-    found = np.bincount(regions[regions >= 0], minlength=task.selection.space.n_regions)
-    changed = np.flatnonzero(found[share.regions] != share.counts)
+    found = np.bincount(cells[cells >= 0], minlength=task.selection.n_cells)
+    changed = np.flatnonzero(found[share.cells] != share.counts)
     if changed.size:
         first = int(changed[0])
         raise InputFileError(
             f"{task.path}: changed since it was counted (region "
-            f"{task.selection.space.name(int(share.regions[first]))}: "
-            f"{found[share.regions[first]]} candidates, plan expects {share.counts[first]}); "
+            f"{task.selection.cell_name(int(share.cells[first]))}: "
+            f"{found[share.cells[first]]} candidates, plan expects {share.counts[first]}); "
             "run 'count' and 'plan' again"
         )
-    by_region = np.argsort(regions, kind="stable")
-    starts = np.searchsorted(regions[by_region], share.regions, side="left")
+    by_cell = np.argsort(cells, kind="stable")
+    starts = np.searchsorted(cells[by_cell], share.cells, side="left")
     pieces = []
     # members in blocks of about USES_BLOCK candidates: the permutation's temporaries
     # (several 8-byte arrays per candidate) stay small whatever the size of the file
@@ -66,11 +67,12 @@ def _plan_uses(task: ReadTask, regions: np.ndarray) -> _Uses:
             share.offsets[lo:hi],
             share.counts[lo:hi],
             share.totals[lo:hi],
-            task.needed,
+            share.needed[lo:hi],
             share.round_keys[lo:hi],
         )
         member += lo
-        pieces.append((by_region[starts[member] + ranks], member.astype(np.int32), positions))
+        positions += share.first_positions[member]  # the split's batches come after others'
+        pieces.append((by_cell[starts[member] + ranks], member.astype(np.int32), positions))
     entry = np.concatenate([p[0] for p in pieces])
     member = np.concatenate([p[1] for p in pieces])
     position = np.concatenate([p[2] for p in pieces])
@@ -183,7 +185,7 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
             }
         )
         # 8 bytes a use where positions fit in 32 bits (batches * N < 2^31: any real plan)
-        position_type = np.int32 if task.needed < 2**31 else np.int64
+        position_type = np.int32 if task.positions < 2**31 else np.int64
         table = {
             ROW_COLUMN: candidate,
             POSITION_COLUMN: uses.position[first:last].astype(position_type),
@@ -196,13 +198,6 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
             flush()  # a large chunk's rows are a part of their own: no merging copies
     flush()
     return ReadResult(task.unit, rows=len(uses.entry), parts=written, layout=layout)
-
-
-def _first_positions(task: ReadTask) -> np.ndarray:
-    """The first position of every write unit in its streams' order, then the positions'
-    count: a write unit takes the positions of its batches."""
-    per_unit = task.files_per_unit * task.batches_per_file * task.per_batch
-    return np.arange(task.n_write_units + 1, dtype=np.int64) * per_unit
 
 
 def _pending_bytes(pending: list[tuple[RowBlock, dict[str, np.ndarray]]]) -> int:
@@ -228,7 +223,7 @@ def _ordered_for_write_units(
         for name in pending[0][1]
     }
     row = table[ROW_COLUMN]  # non-decreasing: chunks and their candidates come in entry order
-    first_positions = _first_positions(task)
+    first_positions = task.unit_positions
     unit = np.searchsorted(first_positions, table[POSITION_COLUMN], side="right") - 1
     first_uses = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
     first_unit = np.minimum.reduceat(unit, first_uses)

@@ -129,25 +129,31 @@ class BatchCounts:
     minimum: np.ndarray = field(init=False)
     maximum: np.ndarray = field(init=False)
     total: np.ndarray = field(init=False)
+    seen: np.ndarray = field(init=False)  # batches seen of every stream (its split's)
 
     def __post_init__(self) -> None:
         self.minimum = np.full(self.n_streams, np.iinfo(np.int64).max, dtype=np.int64)
         self.maximum = np.zeros(self.n_streams, dtype=np.int64)
         self.total = np.zeros(self.n_streams, dtype=np.int64)
+        self.seen = np.zeros(self.n_streams, dtype=np.int64)
 
-    def add(self, cells: np.ndarray) -> None:
-        """Takes the (batches, streams) counts of complete batches."""
+    def add(self, cells: np.ndarray, streams: np.ndarray) -> None:
+        """Takes the (batches, streams) counts of complete batches of the split whose streams
+        are `streams`."""
         if not len(cells):
             return
-        self.minimum = np.minimum(self.minimum, cells.min(axis=0))
-        self.maximum = np.maximum(self.maximum, cells.max(axis=0))
-        self.total += cells.sum(axis=0)
+        cells = cells[:, streams]
+        self.minimum[streams] = np.minimum(self.minimum[streams], cells.min(axis=0))
+        self.maximum[streams] = np.maximum(self.maximum[streams], cells.max(axis=0))
+        self.total[streams] += cells.sum(axis=0)
+        self.seen[streams] += len(cells)
         self.batches += len(cells)
 
     @property
     def mean(self) -> np.ndarray:
         """Mean count of every stream."""
-        return self.total / max(self.batches, 1)
+        mean: np.ndarray = self.total / np.maximum(self.seen, 1)
+        return mean
 
 
 @dataclass
@@ -172,12 +178,16 @@ def scan_outputs(
     scan = OutputScan(
         distribution_hist(selection.space, len(plan.process_keys)), BatchCounts(plan.n_streams)
     )
-    stream_of = plan.stream_index
+    files = plan.output_files
     branches = sorted(selection.branches | set(PROVENANCE_USED))
     for output in (reporter or SilentReporter()).track(outputs, len(outputs), "reading outputs"):
         path = str(output["path"])  # local path or URL
-        first = int(output["index"]) * plan.batches_per_file
-        n_batches = min(first + plan.batches_per_file, plan.n_batches) - first
+        index = int(output["index"])
+        split = int(files.split[index])
+        stream_of = plan.stream_index[split]
+        # bb_batch counts within the split
+        first = int(files.first_batch[index] - plan.split_first_batch[split])
+        n_batches = int(files.stop_batch[index] - files.first_batch[index])
         cells = np.zeros(n_batches * plan.n_streams, dtype=np.int64)
         unplanned = 0
         try:
@@ -193,15 +203,14 @@ def scan_outputs(
                 cells += np.bincount(
                     batch[good] * plan.n_streams + stream[good], minlength=len(cells)
                 )
-                fill_distributions(
-                    scan.histogram, selection, arrays, selection.assign(arrays), keys, good
-                )
+                regions = selection.region_of(selection.assign(arrays))
+                fill_distributions(scan.histogram, selection, arrays, regions, keys, good)
                 scan.rows += len(keys)
         except InputFileError as err:
             scan.problems.append(f"{err}; left out")
             continue
         if unplanned:
             scan.problems.append(f"{path}: {unplanned} rows of unplanned regions or batches")
-        scan.batches.add(cells.reshape(n_batches, plan.n_streams))
+        scan.batches.add(cells.reshape(n_batches, plan.n_streams), plan.streams_of_split(split))
         scan.files += 1
     return scan

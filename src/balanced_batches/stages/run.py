@@ -25,12 +25,14 @@ from ..rows import BranchLayout, layout_to_json
 from ..shards import complete_parts, remove_part_temporaries, remove_scratch
 from .output_files import (
     PROVENANCE_JSON,
+    OutputSet,
     foreign_outputs,
     modification_time,
-    output_names,
+    output_sets,
     refuse_foreign_outputs,
     stale_outputs,
 )
+from .output_statistics import publish_statistics
 from .plan import human_bytes, plan_size
 from .read_units import read_input
 from .units import (
@@ -63,10 +65,14 @@ R = TypeVar("R", bound=UnitOutcome)
 _PROGRESS = {"read": "reading inputs", "write": "writing batches"}
 
 
-def provenance_record(spec: JobSpec) -> dict[str, Any]:
-    """provenance.json: the provenance branches' meaning, the plan's date and configuration."""
+def provenance_record(spec: JobSpec, split: int = 0) -> dict[str, Any]:
+    """A split's provenance.json: the provenance branches' meaning, the split and its
+    batches, the plan's date and configuration."""
+    named = spec.plan.split_names != ("",)
     return {
         **spec.provenance(),
+        **({"split": spec.plan.split_names[split]} if named else {}),
+        **({"split_batches": int(spec.plan.batches_of_split[split])} if named else {}),
         "plan_created": spec.plan.created,
         "config": spec.config.model_dump(mode="json"),
     }
@@ -127,16 +133,20 @@ def run_plan(
     """
     spec = spec_from_catalog(catalog, plan, config, workdir)
     jobs = build_jobs(spec)
-    directory = output_directory(config.output.directory, Path(spec.scratch) / "staging")
-    names = output_names(config.output.name, config.output.format, plan.n_output_files)
+    sets = planned_outputs(spec)
     ours = catalog.written("output")
-    claim_outputs(catalog, directory, names, config, overwrite)
+    claim_outputs(catalog, sets, config, overwrite)
     if space_check:
         check_free_space(catalog, plan, config.output.directory, Path(spec.scratch))
     try:
-        removed_partials = directory.prepare(names)
-        _remove_stale_outputs(catalog, directory, stale_outputs(directory, names, ours))
-        _write_provenance(catalog, directory, spec)
+        removed_partials = 0
+        for split, output_set in enumerate(sets):
+            directory = output_directory(output_set.directory)
+            removed_partials += directory.prepare(output_set.names)
+            _write_provenance(catalog, directory, spec, split)
+        top = output_directory(config.output.directory)
+        planned = {output_directory(s.directory).location(n) for s in sets for n in s.names}
+        _remove_stale_outputs(catalog, top, stale_outputs(top, planned, ours))
     except OSError as err:
         raise BalancedBatchesError(
             f"cannot write output files into {config.output.directory}: {err.strerror or err}"
@@ -163,28 +173,34 @@ def run_plan(
     _run_units(
         catalog, "write", jobs.writes, write_outputs, record_write, engine, reporter, retries
     )
+    catalog.record_written("output", [(x, None) for x in publish_statistics(spec)])
     if not keep_scratch:
         remove_scratch(Path(spec.scratch), remove_empty_root=config.execution.scratch is None)
     outputs = [o for r in catalog.unit_results("write").values() for o in r["outputs"]]
     return RunOutcome(sorted(outputs, key=lambda o: o["index"]), config.output.directory)
 
 
+def planned_outputs(spec: JobSpec) -> list[OutputSet]:
+    """Every split's output directory and planned file names."""
+    output = spec.config.output
+    return output_sets(spec.plan, output.directory, output.name, output.format)
+
+
 def claim_outputs(
-    catalog: Catalog,
-    directory: OutputDirectory,
-    names: Sequence[str],
-    config: ProjectConfig,
-    overwrite: bool,
+    catalog: Catalog, sets: Sequence[OutputSet], config: ProjectConfig, overwrite: bool
 ) -> None:
     """Refuses planned output names held by files this tool did not write (unless
     `overwrite` or `output.overwrite`), then records the names as this tool's to write."""
     ours = catalog.written("output")
-    if not (overwrite or config.output.overwrite):
-        refuse_foreign_outputs(foreign_outputs(directory, names, ours), config.output.directory)
-    # from now on the planned names are ours: a file that a killed run (or a batch job)
-    # renamed into place before it could be recorded is not taken for someone else's
-    reserved = [directory.location(name) for name in names]
-    catalog.record_written("output", [(x, None) for x in reserved if x not in ours])
+    for output_set in sets:
+        directory = output_directory(output_set.directory)
+        if not (overwrite or config.output.overwrite):
+            foreign = foreign_outputs(directory, output_set.names, ours)
+            refuse_foreign_outputs(foreign, output_set.directory)
+        # from now on the planned names are ours: a file that a killed run (or a batch job)
+        # renamed into place before it could be recorded is not taken for someone else's
+        reserved = [directory.location(name) for name in output_set.names]
+        catalog.record_written("output", [(x, None) for x in reserved if x not in ours])
 
 
 def check_free_space(catalog: Catalog, plan: Plan, output: str, scratch: Path) -> None:
@@ -234,8 +250,11 @@ def _remove_stale_outputs(catalog: Catalog, directory: OutputDirectory, stale: l
     catalog.forget_written(stale)
 
 
-def _write_provenance(catalog: Catalog, directory: OutputDirectory, spec: JobSpec) -> None:
-    location = directory.write_json(PROVENANCE_JSON, provenance_record(spec), sort_keys=False)
+def _write_provenance(
+    catalog: Catalog, directory: OutputDirectory, spec: JobSpec, split: int
+) -> None:
+    record = provenance_record(spec, split)
+    location = directory.write_json(PROVENANCE_JSON, record, sort_keys=False)
     catalog.record_written("output", [(location, None)])
 
 
@@ -373,10 +392,15 @@ def _run_unit(spec: JobSpec, job: int) -> tuple[str, int, ReadResult | WriteResu
         raise CatalogError(
             f"--job {job} writes outputs: run the read jobs 0 to {n_reads - 1} first"
         )
-    output_directory(spec.config.output.directory, Path(spec.scratch) / "staging").write_json(
-        "provenance.json", provenance_record(spec), sort_keys=False
-    )
-    return "write", job - n_reads, write_outputs(jobs.writes[job - n_reads])
+    for split, output_set in enumerate(planned_outputs(spec)):
+        staging = Path(spec.scratch) / "staging" / output_set.split
+        output_directory(output_set.directory, staging).write_json(
+            PROVENANCE_JSON, provenance_record(spec, split), sort_keys=False
+        )
+    result = write_outputs(jobs.writes[job - n_reads])
+    if result.error is None:
+        publish_statistics(spec)  # the last write job to finish publishes
+    return "write", job - n_reads, result
 
 
 def _describe(kind: str, unit: int, result: ReadResult | WriteResult) -> str:

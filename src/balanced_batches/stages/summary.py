@@ -14,16 +14,18 @@ from ..io.files import write_json
 from .plan import (
     CountTable,
     SizeEstimate,
-    choose_batch_count,
     count_table,
     estimate_size,
+    split_batch_count,
+    split_tables,
     summary_json,
 )
 
 
 @dataclass(frozen=True)
 class Summary:
-    """Counts and planned reuse for one pile-up choice."""
+    """Counts and planned reuse for one pile-up choice: of the single split, or, with
+    splits, of all of them together, each split's own in `splits`."""
 
     table: CountTable
     per_batch: int | None
@@ -32,6 +34,7 @@ class Summary:
     bad_files: list[tuple[str, str]]
     unmatched_files: list[str]
     size: SizeEstimate | None = None  # of the plan these settings give
+    splits: tuple[Summary, ...] = ()  # with splits: each one's summary, in order
 
     def reuse(self) -> np.ndarray:
         """Planned uses per candidate of every (key, region); 0 where nothing is planned."""
@@ -42,25 +45,50 @@ class Summary:
             reuse = self.n_batches * self.per_batch / self.table.totals
         return np.where(planned, reuse, 0.0)
 
+    def unique_fraction(self) -> np.ndarray:
+        """Share of the outputs' candidates of every (key, region) that are distinct
+        candidates (min(candidates, uses) / uses): 1 without reuse; 0 where nothing is
+        planned."""
+        reuse = self.reuse()
+        with np.errstate(divide="ignore"):
+            return np.where(reuse > 0, np.minimum(1.0, 1.0 / reuse), 0.0)
+
 
 def summarize(catalog: Catalog, config: ProjectConfig) -> Summary:
     """Builds the summary for the configured pile-up choice and plan settings."""
-    table = count_table(catalog, config, config.plan.pileup)
+    tables = split_tables(catalog, config, config.plan.pileup)
+    files = catalog.files()
+    bad = [(f.path, f.error or "") for f in files if f.status == "bad"]
+    unmatched = [f.path for f in files if f.process is None]
+    parts = [_split_summary(catalog, config, table, bad, unmatched) for table in tables]
+    if len(parts) == 1:
+        return parts[0]
+    return Summary(
+        table=count_table(catalog, config, config.plan.pileup),
+        per_batch=config.plan.events_per_batch_type,
+        n_batches=None,
+        plan_problem=next((p.plan_problem for p in parts if p.plan_problem), None),
+        bad_files=bad,
+        unmatched_files=unmatched,
+        splits=tuple(parts),
+    )
+
+
+def _split_summary(
+    catalog: Catalog,
+    config: ProjectConfig,
+    table: CountTable,
+    bad: list[tuple[str, str]],
+    unmatched: list[str],
+) -> Summary:
     per_batch = config.plan.events_per_batch_type
     n_batches: int | None = None
     problem: str | None = None
     if per_batch is not None:
-        streams = table.streams
         try:
-            n_batches = choose_batch_count(
-                table.totals[streams[:, 0], streams[:, 1]],
-                per_batch,
-                config.plan.batches,
-                config.plan.max_reuse,
-            )
+            n_batches = split_batch_count(table, config, per_batch)
         except BalancedBatchesError as err:
             problem = str(err)
-    files = catalog.files()
     size = None
     if n_batches is not None and per_batch is not None:
         totals = table.totals[table.streams[:, 0], table.streams[:, 1]]
@@ -72,8 +100,8 @@ def summarize(catalog: Catalog, config: ProjectConfig) -> Summary:
         per_batch=per_batch,
         n_batches=n_batches,
         plan_problem=problem,
-        bad_files=[(f.path, f.error or "") for f in files if f.status == "bad"],
-        unmatched_files=[f.path for f in files if f.process is None],
+        bad_files=bad,
+        unmatched_files=unmatched,
         size=size,
     )
 

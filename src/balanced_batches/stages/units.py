@@ -40,6 +40,7 @@ from ..rows import (
 )
 from ..shards import plan_scratch
 from ..writers import OutputSpec
+from .output_files import split_directory
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class FileShare:
     counts: np.ndarray
     totals: np.ndarray
     round_keys: np.ndarray  # (members, rounds)
+    cells: np.ndarray  # the stream's region in its split, as `Selection.assign` gives it
+    needed: np.ndarray  # uses the stream makes (its split's batches x N)
+    first_positions: np.ndarray  # global position of the stream's first use
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,9 @@ class ReadTask:
     tree: str
     selection: Selection = field(repr=False)
     share: FileShare = field(repr=False)
-    needed: int
-    n_streams: int
-    per_batch: int
-    batches_per_file: int
-    files_per_unit: int
-    n_write_units: int
+    positions: int  # global positions of the plan: every batch of every split times N
+    # the first global position of every write unit, then `positions`
+    unit_positions: np.ndarray = field(repr=False)
     scratch: str
     chunk_bytes: int
     counted_stat: tuple[int, float] | None = None  # (size, mtime) when counted
@@ -101,22 +102,37 @@ class ReadResult:
 
 @dataclass(frozen=True)
 class WriteTask:
-    """Write the output files [first, stop) from their gathered rows."""
+    """Write the output files [first, stop) (global numbers) from their gathered rows."""
 
     unit: int
     first: int
     stop: int
-    n_batches: int
+    files: tuple[OutputFile, ...]  # those files
     n_streams: int
     per_batch: int
-    batches_per_file: int
     n_write_units: int
     seed: int
     scratch: str
-    directory: str
     name: str
     layout: BranchLayout
     spec: OutputSpec = field(repr=False)
+    type_names: tuple[str, ...] = ()  # what statistics.json counts rows by
+    regions_per_type: int = 1  # bb_region // regions_per_type: the row's type
+    stream_weight: np.ndarray | None = field(default=None, repr=False)  # output.weights
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One output file: where it goes and which global batches and streams it holds."""
+
+    index: int  # global number (its shuffle's seed)
+    directory: str  # its split's output directory
+    split: str
+    local: int  # number within the split: its name's index
+    first_batch: int  # global batches [first_batch, stop_batch)
+    stop_batch: int
+    split_first_batch: int  # global number of the split's batch 0 (bb_batch counts from it)
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -153,14 +169,18 @@ def read_task(
     file_id = int(plan.read_files[unit])
     members = np.flatnonzero(plan.member_file == file_id)
     streams = plan.member_stream[members]
+    regions = plan.stream_region[streams]
     share = FileShare(
         streams=streams,
-        regions=plan.stream_region[streams],
+        regions=regions,
         key_index=plan.stream_key_index[streams],
         offsets=plan.member_offset[members],
         counts=plan.member_count[members],
         totals=plan.stream_total[streams],
         round_keys=plan.round_keys[streams],
+        cells=plan.splits[streams].astype(np.int64) * len(plan.region_names) + regions,
+        needed=plan.stream_needed[streams],
+        first_positions=plan.stream_first_position[streams],
     )
     return ReadTask(
         unit=unit,
@@ -169,12 +189,8 @@ def read_task(
         tree=config.inputs.tree,
         selection=selection or build_selection(config),
         share=share,
-        needed=plan.n_batches * plan.per_batch,
-        n_streams=plan.n_streams,
-        per_batch=plan.per_batch,
-        batches_per_file=plan.batches_per_file,
-        files_per_unit=plan.files_per_unit,
-        n_write_units=plan.n_write_units,
+        positions=plan.n_batches * plan.per_batch,
+        unit_positions=plan.unit_first_positions,
         scratch=str(scratch),
         chunk_bytes=config.execution.chunk_mb * 2**20,
         counted_stat=counted_stat,
@@ -194,18 +210,41 @@ def write_task(
 ) -> WriteTask:
     """The write task of a write unit."""
     first = unit * plan.files_per_unit
+    stop = min(first + plan.files_per_unit, plan.n_output_files)
+    table = plan.output_files
+    streams_per_split = np.bincount(plan.splits, minlength=len(plan.split_names))
+    files = []
+    for index in range(first, stop):
+        split = int(table.split[index])
+        batches = int(table.stop_batch[index] - table.first_batch[index])
+        files.append(
+            OutputFile(
+                index=index,
+                directory=split_directory(config.output.directory, plan.split_names[split]),
+                split=plan.split_names[split],
+                local=int(table.local[index]),
+                first_batch=int(table.first_batch[index]),
+                stop_batch=int(table.stop_batch[index]),
+                split_first_batch=int(plan.split_first_batch[split]),
+                rows=batches * int(streams_per_split[split]) * plan.per_batch,
+            )
+        )
+    weights = None
+    if config.output.weights:
+        weights = (plan.stream_total / plan.stream_needed).astype(np.float32)
     return WriteTask(
         unit=unit,
         first=first,
-        stop=min(first + plan.files_per_unit, plan.n_output_files),
-        n_batches=plan.n_batches,
+        stop=stop,
+        files=tuple(files),
         n_streams=plan.n_streams,
         per_batch=plan.per_batch,
-        batches_per_file=plan.batches_per_file,
         n_write_units=plan.n_write_units,
         seed=plan.seed,
         scratch=str(scratch),
-        directory=config.output.directory,
+        stream_weight=weights,
+        type_names=tuple(config.types),
+        regions_per_type=len(plan.region_names) // len(config.types),
         name=config.output.name,
         layout=select_branches(
             layout,
@@ -260,7 +299,15 @@ class JobSpec:
             "events_per_batch_type": self.plan.per_batch,
             "batches": self.plan.n_batches,
             "batches_per_file": self.plan.batches_per_file,
-        }
+        } | self._splits()
+
+    def _splits(self) -> dict[str, Any]:
+        """The splits and their batches (bb_batch counts within its split), if any."""
+        names = self.plan.split_names
+        if names == ("",):
+            return {}
+        batches = self.plan.batches_of_split.tolist()
+        return {"splits": dict(zip(names, batches, strict=True))}
 
     def save(self, directory: Path) -> list[Path]:
         """Writes `spec.json` and `plan.npz` into a directory; returns both paths."""

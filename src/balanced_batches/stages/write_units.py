@@ -17,8 +17,10 @@ from ..io.outputs import output_directory
 from ..io.stores import retry_may_help
 from ..shards import ROW_COLUMN, Part, all_parts, gather
 from ..shuffle import output_shuffle
+from ..statistics import DatasetStatistics, block_statistics, merge_all
 from ..writers import WRITERS
 from .output_files import modification_time, output_path
+from .output_statistics import NOT_FEATURES, PARTIAL_SKETCH, save_partial
 from .units import (
     POSITION_COLUMN,
     PROVENANCE,
@@ -38,14 +40,13 @@ def write_outputs(task: WriteTask) -> WriteResult:
     except OSError as err:  # a full or read-only disk: trying again at once would not help
         return WriteResult(
             task.unit,
-            error=f"cannot write output files into {task.directory}: {err.strerror or err}",
+            error=f"cannot write output files into {task.files[0].directory}: "
+            f"{err.strerror or err}",
         )
 
 
 def _write_outputs(task: WriteTask) -> WriteResult:
-    first_batch = task.first * task.batches_per_file
-    stop_batch = min(task.stop * task.batches_per_file, task.n_batches)
-    expected = (stop_batch - first_batch) * task.n_streams * task.per_batch
+    expected = sum(file.rows for file in task.files)
     with ExitStack() as stack:
         parts = [stack.enter_context(Part(path)) for path in all_parts(Path(task.scratch))]
         return WriteResult(task.unit, outputs=_write_files(task, parts, expected))
@@ -66,11 +67,13 @@ def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict
             "some read units are missing or unfinished"
         )
     tables = [part.uses(start, stop) for part, (start, stop) in zip(parts, ranges, strict=True)]
+    extra = PROVENANCE + (("bb_weight",) if task.stream_weight is not None else ())
     outputs = []
-    directory = output_directory(task.directory, Path(task.scratch) / "staging")
-    for index in range(task.first, task.stop):
-        first_batch = index * task.batches_per_file
-        bounds = np.array([first_batch, first_batch + task.batches_per_file]) * task.per_batch
+    summaries: dict[str, list[DatasetStatistics]] = {}
+    for file in task.files:
+        directory = output_directory(file.directory, Path(task.scratch) / "staging" / file.split)
+        directory.staging.mkdir(parents=True, exist_ok=True)  # a batch job may come first
+        bounds = np.array([file.first_batch, file.stop_batch]) * task.per_batch
         pieces, rows, positions, base = [], [], [], 0
         for part, table in zip(parts, tables, strict=True):
             lo, hi = np.searchsorted(table[POSITION_COLUMN], bounds)
@@ -87,16 +90,23 @@ def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict
         stream = candidates.column(STREAM_COLUMN)[row].astype(np.int64)
         place = output_place(batch, stream, slot, task.n_streams, task.per_batch)
         order = np.argsort(place, kind="stable")
-        chosen = order[output_shuffle(task.seed, index).permutation(len(place))]
+        chosen = order[output_shuffle(task.seed, file.index).permutation(len(place))]
         # canonical order, then shuffled: one copy of the candidates per use
-        selected = candidates.take(row[chosen]).with_flat({"bb_batch": batch[chosen]})
+        columns = {"bb_batch": batch[chosen] - file.split_first_batch}
+        if task.stream_weight is not None:
+            columns["bb_weight"] = task.stream_weight[stream[chosen]]
+        selected = candidates.take(row[chosen]).with_flat(columns)
         del candidates
-        path = output_path(str(directory.staging), task.name, task.spec.format, index)
-        WRITERS[task.spec.format](path, selected, task.layout, PROVENANCE, task.spec)
+        type_index = selected.column("bb_region") // task.regions_per_type
+        summaries.setdefault(file.split, []).append(
+            block_statistics(selected, type_index, task.type_names, NOT_FEATURES, PARTIAL_SKETCH)
+        )
+        path = output_path(str(directory.staging), task.name, task.spec.format, file.local)
+        WRITERS[task.spec.format](path, selected, task.layout, extra, task.spec)
         published = directory.publish(path)  # remote: a verified copy, then renamed
         outputs.append(
             {
-                "index": index,
+                "index": file.index,
                 "path": published.path,
                 "entries": selected.length,
                 "size": published.size,
@@ -104,4 +114,6 @@ def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict
                 "mtime_ns": modification_time(published.path),
             }
         )
+    for split, partials in summaries.items():
+        save_partial(Path(task.scratch), split, task.unit, merge_all(partials))
     return outputs
