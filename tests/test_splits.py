@@ -23,6 +23,7 @@ from balanced_batches.stages.check import EventsBySplit
 from conftest import (
     BINNING,
     PILEUP,
+    PROCESS_TYPES,
     TREE,
     cli,
     count_args,
@@ -279,3 +280,32 @@ def test_statistics_describe_each_splits_outputs(split_production: tuple[Path, A
             for q, value in shown["quantiles"].items():
                 rank = np.searchsorted(ordered, value)
                 assert abs(rank - float(q) * (len(values) - 1)) <= len(values) / 1024 + 8
+
+
+def test_exported_jobs_make_the_same_splits_as_run(
+    tmp_path: Path, split_production: tuple[Path, Any]
+) -> None:
+    """Batch jobs, run one by one from the exported specification, write the same files into
+    the same split directories, statistics.json included (published by the last write job)."""
+    import balanced_batches as bb
+    from faults_util import output_digests
+
+    workdir, dataset = split_production
+    wd = bb.Workdir.open(tmp_path / "work")
+    wd.count(
+        workers=1,
+        campaign="prod_Phase2_v2",
+        file_list=str(dataset.file_list),
+        process_types=str(PROCESS_TYPES),
+        binning=str(BINNING),
+        splits=FRACTIONS,
+    )
+    wd.plan(pileup=PILEUP, events_per_batch_type=PER_BATCH, batches=BATCHES, weights=True)
+    exported = wd.export_jobs(tmp_path / "jobs", "slurm")
+    for job in [*exported.read_jobs, *exported.write_jobs]:
+        assert bb.run_exported_job(exported.directory / "spec.json", job)
+    for split in FRACTIONS:
+        ours, theirs = tmp_path / "work" / "batches" / split, workdir / "batches" / split
+        assert output_digests(ours) == output_digests(theirs)
+        assert (ours / "statistics.json").read_text() == (theirs / "statistics.json").read_text()
+    assert len(wd.check(sample=20)) == 0

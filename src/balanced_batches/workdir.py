@@ -172,10 +172,17 @@ class PlanOutcome:
     def describe(self) -> str:
         """One line, as `plan` prints it."""
         p = self.plan
+        if p.split_names == ("",):
+            batches = f"{p.n_batches} batches x {p.n_streams} regions"
+        else:
+            batches = "; ".join(
+                f"{name}: {int(p.batches_of_split[s])} batches x "
+                f"{len(p.streams_of_split(s))} regions"
+                for s, name in enumerate(p.split_names)
+            )
         return (
-            f"planned {p.n_batches} batches x {p.n_streams} regions x {p.per_batch} candidates "
-            f"into {p.n_output_files} files in {self.directory}; {len(p.read_files)} read jobs "
-            f"+ {p.n_write_units} write jobs"
+            f"planned {batches} x {p.per_batch} candidates into {p.n_output_files} files in "
+            f"{self.directory}; {len(p.read_files)} read jobs + {p.n_write_units} write jobs"
         )
 
 
