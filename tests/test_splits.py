@@ -309,3 +309,15 @@ def test_exported_jobs_make_the_same_splits_as_run(
         assert output_digests(ours) == output_digests(theirs)
         assert (ours / "statistics.json").read_text() == (theirs / "statistics.json").read_text()
     assert len(wd.check(sample=20)) == 0
+
+
+def test_report_shows_every_split_and_the_training_statistics(
+    tmp_path: Path, split_production: tuple[Path, Any]
+) -> None:
+    workdir, _ = split_production
+    cli("report", "--workdir", workdir, "--output", tmp_path / "report")
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "Splits by event" in page and "Training statistics (train)" in page
+    for split in FRACTIONS:
+        assert f"<td>{split}</td>" in page
+    assert "tau_pt" in page

@@ -15,6 +15,7 @@ are filled as chunks arrive, so memory does not grow with the size of the produc
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import os
 import re
@@ -31,11 +32,11 @@ from ..catalog import Catalog
 from ..config import ProjectConfig
 from ..engines import Reporter
 from ..errors import CatalogError, ForeignFileError, PlanError
-from ..io.files import atomic_path
+from ..io.files import atomic_path, is_url
 from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
 from ..report_html import Image, ReportPage, Section, TotalRow, render
-from .output_files import foreign_message
+from .output_files import STATISTICS_JSON, foreign_message, split_directory
 from .plan import CountTable, choose_batch_count, count_table, human_bytes, load_plan
 from .report_outputs import load_plots, planned_input, scan_outputs
 
@@ -286,16 +287,88 @@ def output_section(
     )
 
 
+# -- splits and training statistics ---------------------------------------------------------------
+
+STATISTICS_SHOWN = ("mean", "std", "min", "max", "0.01", "0.5", "0.99")
+
+
+def split_sections(
+    plan: Plan, outputs: list[dict[str, Any]], config: ProjectConfig
+) -> list[Section]:
+    """Each split's batches, reuse and rows written (with splits), and the training
+    statistics of the first split (the training set, as splits are usually named)."""
+    sections = []
+    named = plan.split_names != ("",)
+    if named:
+        reuse = plan.reuse()
+        files = plan.output_files
+        written = {int(o["index"]): int(o["entries"]) for o in outputs}
+        rows = [("split", "batches", "regions", "reuse median", "reuse max", "distinct", "rows")]
+        for split, name in enumerate(plan.split_names):
+            streams = plan.streams_of_split(split)
+            ours = reuse[streams]
+            needed = plan.stream_needed[streams]
+            distinct = float(np.minimum(plan.stream_total[streams], needed).sum())
+            in_split = np.flatnonzero(files.split == split)
+            rows.append(
+                (
+                    name,
+                    str(int(plan.batches_of_split[split])),
+                    str(len(streams)),
+                    f"{np.median(ours):.2f}" if len(ours) else "-",
+                    f"{ours.max():.1f}" if len(ours) else "-",
+                    f"{distinct / max(float(needed.sum()), 1):.1%}",
+                    str(sum(written.get(int(i), 0) for i in in_split)),
+                )
+            )
+        sections.append(
+            Section(
+                "splits",
+                "Splits by event",
+                text="Every split is balanced on its own into its own directory; no event is in "
+                "two splits. Distinct: distinct candidates among the rows the split uses.",
+                table=tuple(rows),
+            )
+        )
+    first = plan.split_names[0]
+    path = Path(split_directory(config.output.directory, first)) / STATISTICS_JSON
+    title = f"Training statistics ({first})" if named else "Training statistics"
+    if is_url(config.output.directory) or not path.is_file():
+        missing = "statistics.json is written by 'run' (local output directories are shown)."
+        return [*sections, Section("statistics", title, missing=missing)]
+    published = json.loads(path.read_text())
+    table = [("branch", *STATISTICS_SHOWN)]
+    for branch, figures in published["branches"].items():
+        values = [figures.get(key, figures["quantiles"].get(key)) for key in STATISTICS_SHOWN]
+        table.append((branch, *("-" if v is None else f"{v:.4g}" for v in values)))
+    types = ", ".join(f"{name} {count}" for name, count in published["types"].items())
+    sections.append(
+        Section(
+            "statistics",
+            title,
+            text=f"{published['rows']} rows ({types}), from {path}: the mean, standard deviation, "
+            "extremes and quantiles of every branch over its elements.",
+            table=tuple(table),
+        )
+    )
+    return sections
+
+
 # -- totals and the page ------------------------------------------------------------------------
 
 
 def totals_rows(
-    catalog: Catalog, table: CountTable, plan: Plan | None, outputs: list[dict[str, Any]]
+    catalog: Catalog,
+    table: CountTable,
+    plan: Plan | None,
+    outputs: list[dict[str, Any]],
+    n_cells: int,
 ) -> list[TotalRow]:
-    """The numbers of the totals table, straight from the catalog."""
+    """The numbers of the totals table, straight from the catalog (`n_cells`: regions times
+    splits, as counted)."""
     files = catalog.files()
     statuses = [f.status for f in files]
-    _, matrix = catalog.counts_matrix(table.space.n_regions)
+    _, matrix = catalog.counts_matrix(n_cells)
     used_keys = table.totals.sum(axis=1) > 0
     rows = [
         TotalRow("files_listed", "files listed", len(files)),
@@ -457,6 +530,8 @@ def _make_report(
         else:
             missing = ""
             sections.append(output_section(plan, outputs, config, out_dir, plots, reporter))
+        if plan is not None:
+            sections += split_sections(plan, outputs, config)
         if missing:
             sections.append(Section("output", "Output: balance of the batches", missing=missing))
     stored = None if plan is None else catalog.get_meta("plan_config")
@@ -464,7 +539,7 @@ def _make_report(
         title="balanced-batches report",
         subtitle=f"{catalog.path.parent} - pile-up {config.plan.pileup} - balanced-batches "
         f"{__version__} - {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
-        totals=tuple(totals_rows(catalog, table, plan, outputs)),
+        totals=tuple(totals_rows(catalog, table, plan, outputs, build_selection(config).n_cells)),
         sections=tuple(sections),
         bad_files=tuple((f.path, f.error or "") for f in catalog.files() if f.status == "bad"),
         config_yaml=config_yaml(stored or config.model_dump(mode="json")),
