@@ -276,10 +276,13 @@ def test_statistics_describe_each_splits_outputs(split_production: tuple[Path, A
             assert shown["min"] == pytest.approx(values.min())
             assert shown["max"] == pytest.approx(values.max())
             # quantiles within the sketch's rank error (1/1024 of the values, a few ranks more)
+            # and, for branches of over 16,384 elements in a file, the sampling error of a
+            # stride of at most 4 (pfCand_pt)
             ordered = np.sort(values)
             for q, value in shown["quantiles"].items():
                 rank = np.searchsorted(ordered, value)
-                assert abs(rank - float(q) * (len(values) - 1)) <= len(values) / 1024 + 8
+                sampling = 5 * np.sqrt(len(values) * float(q) * (1 - float(q)) * 4)
+                assert abs(rank - float(q) * (len(values) - 1)) <= len(values) / 1024 + 8 + sampling
 
 
 def test_exported_jobs_make_the_same_splits_as_run(

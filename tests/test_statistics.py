@@ -293,3 +293,22 @@ def test_types_must_be_integers_naming_a_type(type_index: np.ndarray) -> None:
 def test_quantiles_must_be_fractions() -> None:
     with pytest.raises(ValueError, match="quantiles"):
         statistics_json(merge_all([]), quantiles=(0.5, 50))
+
+
+def test_a_sampled_sketch_has_exact_moments_and_close_quantiles() -> None:
+    """With `sample`, moments and extremes stay exact; quantiles come from a strided sample,
+    within a few standard deviations of their sampling error."""
+    rng = np.random.default_rng(5)
+    values = rng.standard_cauchy(1_000_000).astype(np.float32)
+    whole = branch_statistics(values, 1024)
+    sampled = branch_statistics(values, 1024, sample=16_384)
+    assert sampled.count == whole.count and sampled.minimum == whole.minimum
+    assert sampled.maximum == whole.maximum
+    assert sampled.mean == pytest.approx(whole.mean, rel=1e-9)
+    assert sampled.m2 == pytest.approx(whole.m2, rel=1e-9)
+    assert int(sampled.sketch.weights.sum()) == len(values)
+    ordered = np.sort(values.astype(np.float64))
+    qs = np.array([0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
+    ranks = np.searchsorted(ordered, sampled.sketch.quantiles(qs))
+    sigma = np.sqrt(len(values) * qs * (1 - qs) * len(values) / 16_384)
+    assert np.all(np.abs(ranks - qs * (len(values) - 1)) <= 5 * sigma + sampled.sketch.rank_error)

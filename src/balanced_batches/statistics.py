@@ -165,9 +165,11 @@ def block_statistics(
     type_names: Sequence[str],
     skip: Collection[str] = (),
     sketch_size: int = SKETCH_SIZE,
+    sample: int | None = None,
 ) -> DatasetStatistics:
     """Statistics of a block's rows, where row i is of type `type_names[type_index[i]]`, over
-    every numeric branch not in `skip` (flat columns, and the members of jagged ones)."""
+    every numeric branch not in `skip` (flat columns, and the members of jagged ones);
+    `sample`: see `branch_statistics`."""
     type_index = np.asarray(type_index)
     if type_index.shape != (rows.length,) or type_index.dtype.kind not in "iu":
         raise ValueError(
@@ -181,7 +183,7 @@ def block_statistics(
         rows=rows.length,
         types=dict(zip(type_names, per_type.tolist(), strict=True)),
         branches={
-            name: branch_statistics(values, sketch_size)
+            name: branch_statistics(values, sketch_size, sample)
             for name, values in _elements(rows)
             if name not in skip and values.dtype.kind in _NUMERIC_KINDS
         },
@@ -198,8 +200,11 @@ def _elements(rows: RowBlock) -> Iterator[tuple[str, np.ndarray]]:
             yield name, contents[:end]
 
 
-def branch_statistics(values: np.ndarray, sketch_size: int = SKETCH_SIZE) -> BranchStatistics:
-    """Statistics of a 1-d array of numbers."""
+def branch_statistics(
+    values: np.ndarray, sketch_size: int = SKETCH_SIZE, sample: int | None = None
+) -> BranchStatistics:
+    """Statistics of a 1-d array of numbers; with `sample`, the quantile sketch of an array
+    longer than that is made from `sample` evenly strided elements (`_sampled_statistics`)."""
     if values.dtype == np.bool_:
         values = values.view(np.uint8)
     nan = inf = 0
@@ -212,6 +217,8 @@ def branch_statistics(values: np.ndarray, sketch_size: int = SKETCH_SIZE) -> Bra
             values = values[finite]
     if not len(values):
         return BranchStatistics(0, 0.0, 0.0, None, None, nan, inf, _empty_sketch(sketch_size))
+    if sample is not None and len(values) > sample:
+        return _sampled_statistics(values, sketch_size, sample, nan, inf)
     ordered = np.sort(values)  # in the branch's own type: float32 sorts faster than float64
     wide = ordered.astype(np.float64)
     mean = float(wide.mean())  # pairwise summation
@@ -225,6 +232,42 @@ def branch_statistics(values: np.ndarray, sketch_size: int = SKETCH_SIZE) -> Bra
         nan=nan,
         inf=inf,
         sketch=_sketch_of_sorted(wide, sketch_size),  # 64-bit integers may round together
+    )
+
+
+def _sampled_statistics(
+    values: np.ndarray, sketch_size: int, sample: int, nan: int, inf: int
+) -> BranchStatistics:
+    """Exact moments and extremes; the sketch of every `stride`-th element, its weights
+    scaled to the whole. Sorting is most of the cost of statistics: this sorts `sample`
+    elements instead of all. Rows written are shuffled, so the strided elements are a random
+    sample; the sketch's `rank_error` covers the striding, not the sampling's statistical
+    error (about sqrt(N q (1 - q) stride) ranks for quantile q of N elements)."""
+    stride = -(-len(values) // sample)
+    wide = values.astype(np.float64)
+    mean = float(wide.mean())
+    wide -= mean
+    m2 = float(wide @ wide)
+    sketch = _sketch_of_sorted(np.sort(values[::stride]).astype(np.float64), sketch_size)
+    ends = np.cumsum(sketch.weights)
+    scaled = np.round(ends * (len(values) / ends[-1])).astype(np.int64)
+    weights = np.diff(scaled, prepend=0)
+    keep = weights > 0
+    factor = len(values) / int(ends[-1])
+    return BranchStatistics(
+        count=len(values),
+        mean=mean,
+        m2=m2,
+        minimum=values.min().item(),
+        maximum=values.max().item(),
+        nan=nan,
+        inf=inf,
+        sketch=QuantileSketch(
+            sketch.values[keep],
+            weights[keep],
+            sketch.rank_error * factor + factor,
+            sketch_size,
+        ),
     )
 
 

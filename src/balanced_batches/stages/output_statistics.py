@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 # points of the quantile sketch of one write unit's branch: a partial of 150 branches stays
 # near 2 MB, and quantiles are within about 1/1024 of the rows of their true rank
 PARTIAL_SKETCH = 1024
+# elements of a branch of one output file sorted for its sketch (the rest is exact): sorting
+# every element cost 40 % of writing the file (medium dataset, 18 M elements in 25,590 rows)
+SKETCH_SAMPLE = 16 * PARTIAL_SKETCH
 # columns that are bookkeeping, not features
 NOT_FEATURES = frozenset((*PROVENANCE, STREAM_COLUMN, "bb_weight"))
 

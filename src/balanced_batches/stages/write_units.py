@@ -20,7 +20,7 @@ from ..shuffle import output_shuffle
 from ..statistics import DatasetStatistics, block_statistics, merge_all
 from ..writers import WRITERS
 from .output_files import modification_time, output_path
-from .output_statistics import NOT_FEATURES, PARTIAL_SKETCH, save_partial
+from .output_statistics import NOT_FEATURES, PARTIAL_SKETCH, SKETCH_SAMPLE, save_partial
 from .units import (
     POSITION_COLUMN,
     PROVENANCE,
@@ -99,7 +99,9 @@ def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict
         del candidates
         type_index = selected.column("bb_region") // task.regions_per_type
         summaries.setdefault(file.split, []).append(
-            block_statistics(selected, type_index, task.type_names, NOT_FEATURES, PARTIAL_SKETCH)
+            block_statistics(
+                selected, type_index, task.type_names, NOT_FEATURES, PARTIAL_SKETCH, SKETCH_SAMPLE
+            )
         )
         path = output_path(str(directory.staging), task.name, task.spec.format, file.local)
         WRITERS[task.spec.format](path, selected, task.layout, extra, task.spec)
