@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.files import write_json
+from ..io.files import atomic_path
 from ..io.outputs import output_directory
 from ..statistics import DatasetStatistics, merge_all, statistics_json
 from .output_files import STATISTICS_JSON, split_directory
@@ -39,8 +39,10 @@ def partial_path(scratch: Path, split: str, unit: int) -> Path:
 
 
 def save_partial(scratch: Path, split: str, unit: int, statistics: DatasetStatistics) -> None:
-    """Leaves a write unit's summary of one split (replacing an earlier attempt's)."""
-    write_json(partial_path(scratch, split, unit), statistics.to_json())
+    """Leaves a write unit's summary of one split (replacing an earlier attempt's), as compact
+    JSON: a few MB that only this module reads."""
+    with atomic_path(partial_path(scratch, split, unit), durable=False) as temporary:
+        temporary.write_text(json.dumps(statistics.to_json(), separators=(",", ":")))
 
 
 def units_of_split(spec: JobSpec, split: int) -> list[int]:
