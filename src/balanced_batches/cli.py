@@ -211,6 +211,29 @@ PerBatchOption = Annotated[
 ]
 BatchesOption = Annotated[int | None, typer.Option(help="Number of batches (default: int(max/N)).")]
 MaxReuseOption = Annotated[int | None, typer.Option(help="Use no candidate more than R times.")]
+TypeRatiosOption = Annotated[
+    str | None, typer.Option(help="Per-type ratios: genuine=2,jet=1 (-1: all there is).")
+]
+ProcessRatiosOption = Annotated[
+    str | None, typer.Option(help="Per-process ratios: DY=1,TT=2 (-1: all there is).")
+]
+SpectrumOption = Annotated[
+    str | None, typer.Option(help="pT x |eta| target: flat, type:NAME or process:NAME.")
+]
+
+
+def _ratios(text: str | None, option: str) -> dict[str, float] | None:
+    """`genuine=2,jet=1` -> {"genuine": 2.0, "jet": 1.0}."""
+    if text is None:
+        return None
+    ratios = {}
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        name, _, value = item.partition("=")
+        try:
+            ratios[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"{option} {text!r}: {item!r} is not NAME=RATIO") from None
+    return ratios
 
 
 @app.command()
@@ -222,7 +245,13 @@ def summary(
     events_per_batch_type: PerBatchOption = None,
     batches: BatchesOption = None,
     max_reuse: MaxReuseOption = None,
+    type_ratios: TypeRatiosOption = None,
+    process_ratios: ProcessRatiosOption = None,
+    spectrum: SpectrumOption = None,
     reuse: Annotated[bool, typer.Option("--reuse", help="Show reuse factors, not counts.")] = False,
+    per_batch: Annotated[
+        bool, typer.Option("--per-batch", help="Show candidates a batch takes, not counts.")
+    ] = False,
     plots: Annotated[
         bool, typer.Option("--plots", help="Also write the report's input part to WORKDIR/report.")
     ] = False,
@@ -237,8 +266,12 @@ def summary(
         events_per_batch_type=events_per_batch_type,
         batches=batches,
         max_reuse=max_reuse,
+        type_ratios=_ratios(type_ratios, "--type-ratios"),
+        process_ratios=_ratios(process_ratios, "--process-ratios"),
+        spectrum=spectrum,
     )
-    for line in summary_lines(wd.summary(options), reuse):
+    shown = "per_batch" if per_batch else "reuse" if reuse else "counts"
+    for line in summary_lines(wd.summary(options), shown):
         stdout.print(line, soft_wrap=True)
     stdout.print(f"summary: {escape(str(wd.path / 'summary.json'))}")
     if plots:
@@ -255,6 +288,9 @@ def plan(
     events_per_batch_type: PerBatchOption = None,
     batches: BatchesOption = None,
     max_reuse: MaxReuseOption = None,
+    type_ratios: TypeRatiosOption = None,
+    process_ratios: ProcessRatiosOption = None,
+    spectrum: SpectrumOption = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the plan and shuffles.")] = None,
     output_directory: Annotated[str | None, typer.Option(help="Where batches go.")] = None,
     batches_per_file: Annotated[
@@ -294,6 +330,9 @@ def plan(
         events_per_batch_type=events_per_batch_type,
         batches=batches,
         max_reuse=max_reuse,
+        type_ratios=_ratios(type_ratios, "--type-ratios"),
+        process_ratios=_ratios(process_ratios, "--process-ratios"),
+        spectrum=spectrum,
         seed=seed,
         output_directory=output_directory,
         batches_per_file=batches_per_file,

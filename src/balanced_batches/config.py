@@ -132,6 +132,30 @@ class RegionVariables(_Model):
     abseta: str = "abs(tau_eta)"
 
 
+class CompositionConfig(_Model):
+    """What every batch holds beyond the original N per region (see `composition.py`)."""
+
+    types: dict[str, float] = Field(default_factory=dict)  # ratio per type, -1: all there is
+    processes: dict[str, float] = Field(default_factory=dict)  # ratio per process
+    spectrum: str = "flat"  # flat, type:NAME or process:NAME
+
+    @field_validator("types", "processes")
+    @classmethod
+    def _ratios(cls, ratios: dict[str, float]) -> dict[str, float]:
+        for name, ratio in ratios.items():
+            if not (ratio > 0 or ratio == -1):
+                raise ValueError(f"ratio of {name!r} must be positive, or -1 for all there is")
+        return ratios
+
+    @field_validator("spectrum")
+    @classmethod
+    def _spectrum(cls, spectrum: str) -> str:
+        kind, colon, name = spectrum.partition(":")
+        if spectrum != "flat" and not (kind in ("type", "process") and colon and name):
+            raise ValueError("expected flat, type:NAME or process:NAME")
+        return spectrum
+
+
 class PlanConfig(_Model):
     """How batches are planned."""
 
@@ -145,6 +169,7 @@ class PlanConfig(_Model):
     splits: dict[str, float] | list[str] | None = None
     split_by: list[str] | str = Field(default_factory=lambda: ["run", "lumi", "evt"])
     split_seed: int = Field(default=0, ge=0)
+    composition: CompositionConfig = Field(default_factory=CompositionConfig)
 
     @field_validator("splits")
     @classmethod
@@ -306,6 +331,27 @@ class ProjectConfig(_Model):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _composition_names_exist(self) -> ProjectConfig:
+        composition = self.plan.composition
+        kind, _, name = composition.spectrum.partition(":")
+        types, processes = list(self.types), list(self.processes)
+        named = [("types", t, types) for t in composition.types]
+        named += [("processes", p, processes) for p in composition.processes]
+        if kind == "type":
+            named.append(("spectrum", name, types))
+        if kind == "process":
+            named.append(("spectrum", name, processes))
+        for key, value, known in named:
+            if known is processes and not processes:
+                continue  # processes may come later, from the command line
+            if value not in known:
+                raise ValueError(
+                    f"key 'plan.composition.{key}' = {value!r}: unknown; defined: "
+                    f"{', '.join(known)}"
+                )
+        return self
+
 
 def format_validation_error(err: ValidationError, source: str) -> str:
     """One line naming the source, the key and the offending value of the first problem."""
@@ -402,10 +448,11 @@ def with_overrides(
     for dotted, value in overrides.items():
         if value is None:
             continue
-        section, _, key = dotted.partition(".")
-        if key:
-            data[section] = {**data[section], key: value}
-        else:
-            data[section] = value
+        *sections, key = dotted.split(".")
+        place = data
+        for section in sections:
+            place[section] = dict(place[section])
+            place = place[section]
+        place[key] = value
     result: ProjectConfig = validate(ProjectConfig, data, source)
     return result

@@ -106,14 +106,15 @@ class RichReporter:
         _log.info("%s: %d done in %.0f s", description, done, time.monotonic() - start)
 
 
-def summary_lines(summary: Summary, show_reuse: bool) -> list[RenderableType]:
-    """What `summary` prints: the tables, skipped and unmatched files, the batches line;
-    with splits, each split's tables and batches line."""
+def summary_lines(summary: Summary, shown: str = "counts") -> list[RenderableType]:
+    """What `summary` prints: the tables (cells: `counts`, `reuse` factors or candidates
+    `per_batch`), skipped and unmatched files, the batches line; with splits, each split's
+    tables and batches line."""
     lines: list[RenderableType] = []
     for part in summary.splits or (summary,):
         if part.table.split:
             lines.append(f"[bold]split {escape(part.table.split)}[/]")
-        lines += summary_tables(part, show_reuse)
+        lines += summary_tables(part, shown)
     lines += [f"[red]skipped[/] {escape(error)}" for _path, error in summary.bad_files]
     lines += [f"[yellow]matches no process[/] {escape(p)}" for p in summary.unmatched_files]
     for part in summary.splits or (summary,):
@@ -157,11 +158,12 @@ def status_lines(state: Status) -> list[RenderableType]:
     return lines
 
 
-def summary_tables(summary: Summary, show_reuse: bool) -> list[Table]:
+def summary_tables(summary: Summary, shown: str = "counts") -> list[Table]:
     """One table per process key: rows type x |eta| bin, columns pT bins."""
     table_data = summary.table
     space = table_data.space
     reuse = summary.reuse()
+    takes = summary.takes
     sparse_limit = summary.per_batch or 0
     tables = []
     for key_index, key in enumerate(table_data.keys):
@@ -183,13 +185,19 @@ def summary_tables(summary: Summary, show_reuse: bool) -> list[Table]:
                 cells = []
                 for pt_bin in range(space.n_pt):
                     region = space.region_index(type_index, abseta_bin, pt_bin)
+                    count = int(totals[region])
+                    text = str(count)
+                    if shown == "reuse" and active[region] and count:
+                        text = f"x{reuse[key_index, region]:.1f}"
+                    if shown == "per_batch" and takes is not None:
+                        text = str(int(takes[key_index, region]))
                     cells.append(
                         _cell(
-                            int(totals[region]),
+                            text,
+                            count,
                             float(reuse[key_index, region]),
                             bool(active[region]),
                             sparse_limit,
-                            show_reuse,
                         )
                     )
                 label = (
@@ -211,8 +219,7 @@ _CAPTION = (
 )
 
 
-def _cell(count: int, reuse: float, active: bool, sparse_limit: int, show_reuse: bool) -> str:
-    text = f"x{reuse:.1f}" if show_reuse and active and count else str(count)
+def _cell(text: str, count: int, reuse: float, active: bool, sparse_limit: int) -> str:
     if not active:
         return f"[dim]{text}[/]"
     if count == 0:
@@ -220,6 +227,11 @@ def _cell(count: int, reuse: float, active: bool, sparse_limit: int, show_reuse:
     if count < sparse_limit or reuse > 10:
         return f"[yellow]{text}[/]"
     return text
+
+
+def space_types(summary: Summary) -> tuple[str, ...]:
+    """The type names of a summary's regions."""
+    return summary.table.space.type_names
 
 
 def batches_line(summary: Summary) -> str:
@@ -231,8 +243,18 @@ def batches_line(summary: Summary) -> str:
     reuse = summary.reuse()
     planned = reuse[reuse > 0]
     unique = summary.unique_fraction()[reuse > 0]
+    assert summary.takes is not None
+    per_type = summary.takes.reshape(len(summary.takes), len(space_types(summary)), -1)
+    holds = ", ".join(
+        f"{name} {int(per_type[:, t].sum())}" for t, name in enumerate(space_types(summary))
+    )
+    uniform = bool(np.all(summary.takes[summary.takes > 0] == summary.per_batch))
+    each = f"{summary.per_batch} candidates per region" if uniform else "candidates per region"
     line = (
-        f"{summary.n_batches} batches of {summary.per_batch} candidates per region; "
+        f"{summary.n_batches} batches of {each} "
+        f"(a batch holds {int(summary.takes.sum())}: {holds}"
+        + ("" if uniform else "; --per-batch shows each region's")
+        + "); "
         f"{planned.size} regions planned, reuse median x{np.median(planned):.2f}, "
         f"max x{planned.max():.1f}; {int((planned > 1).sum())} regions reused; "
         f"distinct candidates: {unique.mean():.0%} of uses on average, "

@@ -3,8 +3,13 @@
 A *stream* is one (split, process key, region). Its candidates are those of its member files
 in list order; candidate c of a stream with C candidates sits at position
 `permute(c)` of a seeded random order, and reuse is that order repeated. Batch b
-takes positions [b*N, (b+1)*N). Only the stream table and its member files are
+takes positions [b*k, (b+1)*k), k being the stream's candidates per batch (N, or what
+`plan.composition` gives it). Only the stream table and its member files are
 stored; every assignment is recomputed where it is needed.
+
+Intermediate parts and write units number every use globally: batch `g` (global) holds the
+*global positions* [g*P, (g+1)*P), P = `slots` being the largest k; slot j < k of stream s in
+that batch is position g*P + j.
 
 Each split has its own batches, balanced on its own. Batches are numbered globally, split
 after split (`split_first_batch`); so are output files, each holding batches of one split
@@ -45,12 +50,27 @@ class Plan:
     split_names: tuple[str, ...] = ("",)  # ("",): no splits
     stream_split: np.ndarray | None = field(default=None, repr=False)  # (S,) None: all split 0
     split_batches: np.ndarray | None = field(default=None, repr=False)  # None: (n_batches,)
+    stream_per_batch: np.ndarray | None = field(default=None, repr=False)  # None: N each
 
     def __post_init__(self) -> None:
         if self.stream_split is None:
             object.__setattr__(self, "stream_split", np.zeros(len(self.stream_region), np.int32))
         if self.split_batches is None:
             object.__setattr__(self, "split_batches", np.array([self.n_batches], np.int64))
+        if self.stream_per_batch is None:
+            per_batch = np.full(len(self.stream_region), self.per_batch, np.int64)
+            object.__setattr__(self, "stream_per_batch", per_batch)
+
+    @property
+    def takes(self) -> np.ndarray:
+        """Candidates every batch takes from every stream."""
+        assert self.stream_per_batch is not None
+        return self.stream_per_batch
+
+    @cached_property
+    def slots(self) -> int:
+        """P: global positions per batch, the most any stream takes."""
+        return int(self.takes.max()) if len(self.takes) else self.per_batch
 
     @property
     def splits(self) -> np.ndarray:
@@ -71,16 +91,22 @@ class Plan:
 
     @cached_property
     def stream_needed(self) -> np.ndarray:
-        """Uses every stream's candidates make: its split's batches times N."""
-        needed: np.ndarray = self.batches_of_split[self.splits].astype(np.int64) * self.per_batch
+        """Uses every stream's candidates make: its split's batches times what it takes."""
+        needed: np.ndarray = self.batches_of_split[self.splits].astype(np.int64) * self.takes
         return needed
 
     @cached_property
-    def stream_first_position(self) -> np.ndarray:
-        """Global position of every stream's first use: positions are numbered across
-        splits, so that position // N is the global batch."""
-        first: np.ndarray = self.split_first_batch[self.splits] * self.per_batch
+    def stream_first_batch(self) -> np.ndarray:
+        """Global number of the first batch of every stream's split."""
+        first: np.ndarray = self.split_first_batch[self.splits]
         return first
+
+    def global_positions(self, streams: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Global positions of uses at `positions` of their streams' orders."""
+        k = self.takes[streams]
+        batch, slot = np.divmod(positions, k)
+        result: np.ndarray = (self.stream_first_batch[streams] + batch) * self.slots + slot
+        return result
 
     @cached_property
     def output_files(self) -> OutputFiles:
@@ -97,7 +123,7 @@ class Plan:
         """Global position of every write unit's first use, then the number of positions."""
         first_files = np.arange(self.n_write_units) * self.files_per_unit
         firsts = self.output_files.first_batch[first_files]
-        return np.append(firsts, self.n_batches).astype(np.int64) * self.per_batch
+        return np.append(firsts, self.n_batches).astype(np.int64) * self.slots
 
     def streams_of_split(self, split: int) -> np.ndarray:
         """Streams of one split."""
@@ -194,8 +220,8 @@ class Plan:
     def candidates_of_batch(self, stream: int, batch: int) -> np.ndarray:
         """Stream candidate indices that batch `batch` (numbered within the stream's split)
         takes from `stream`, by slot."""
-        total = int(self.stream_total[stream])
-        positions = np.arange(batch * self.per_batch, (batch + 1) * self.per_batch)
+        total, k = int(self.stream_total[stream]), int(self.takes[stream])
+        positions = np.arange(batch * k, (batch + 1) * k)
         return unpermute(positions % total, total, self.keys_of(stream))
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -221,6 +247,8 @@ class Plan:
             parameters["split_names"] = list(self.split_names)
             arrays["stream_split"] = self.splits
             arrays["split_batches"] = self.batches_of_split
+        if np.any(self.takes != self.per_batch):  # so do plans of the original composition
+            arrays["stream_per_batch"] = self.takes
         return parameters, arrays
 
     @classmethod

@@ -84,6 +84,9 @@ class PlanOptions(_Options):
     branches: list[str] | None = None  # glob patterns of the branches to write
     drop_branches: list[str] | None = None  # glob patterns of branches to leave out
     weights: bool | None = None  # bb_weight: restores the input spectrum
+    type_ratios: dict[str, float] | None = None  # plan.composition.types
+    process_ratios: dict[str, float] | None = None  # plan.composition.processes
+    spectrum: str | None = None  # plan.composition.spectrum: flat, type:NAME, process:NAME
     campaign: str | None = None
     process_types: str | None = None
     binning: str | None = None
@@ -112,6 +115,9 @@ _KEYS = {
     "branches": "output.branches",
     "drop_branches": "output.drop_branches",
     "weights": "output.weights",
+    "type_ratios": "plan.composition.types",
+    "process_ratios": "plan.composition.processes",
+    "spectrum": "plan.composition.spectrum",
 }
 
 
@@ -171,18 +177,26 @@ class PlanOutcome:
 
     def describe(self) -> str:
         """One line, as `plan` prints it."""
+        import numpy as np
+
         p = self.plan
-        if p.split_names == ("",):
-            batches = f"{p.n_batches} batches x {p.n_streams} regions"
-        else:
-            batches = "; ".join(
-                f"{name}: {int(p.batches_of_split[s])} batches x "
-                f"{len(p.streams_of_split(s))} regions"
-                for s, name in enumerate(p.split_names)
+
+        def batches(split: int) -> str:
+            streams = p.streams_of_split(split)
+            takes = p.takes[streams]
+            each = (
+                f"{len(streams)} regions x {p.per_batch}"
+                if np.all(takes == p.per_batch)
+                else f"{len(streams)} regions, {int(takes.sum())} in all"
             )
+            return f"{int(p.batches_of_split[split])} batches x {each} candidates"
+
+        planned = "; ".join(
+            f"{name}: {batches(s)}" if name else batches(s) for s, name in enumerate(p.split_names)
+        )
         return (
-            f"planned {batches} x {p.per_batch} candidates into {p.n_output_files} files in "
-            f"{self.directory}; {len(p.read_files)} read jobs + {p.n_write_units} write jobs"
+            f"planned {planned} into {p.n_output_files} files in {self.directory}; "
+            f"{len(p.read_files)} read jobs + {p.n_write_units} write jobs"
         )
 
 

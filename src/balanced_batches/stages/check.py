@@ -107,7 +107,7 @@ def expected_sources(plan: Plan, stream: int, index: SourceIndex) -> tuple[np.nd
     for local in range(hi - lo):
         chosen = member == local
         entries[chosen] = index.entries(int(plan.member_file[lo + local]), cell)[ranks[chosen]]
-    return positions // plan.per_batch + plan.split_first_batch[split], files, entries
+    return positions // int(plan.takes[stream]) + plan.split_first_batch[split], files, entries
 
 
 def _differing_rows(output: ak.Array, source: ak.Array) -> np.ndarray:
@@ -168,9 +168,9 @@ def check_outputs(
         for output in result["outputs"]
     }
     files = plan.output_files
-    streams_per_split = np.bincount(plan.splits, minlength=len(plan.split_names))
-    rows_per_file = (
-        (files.stop_batch - files.first_batch) * streams_per_split[files.split] * plan.per_batch
+    rows_per_batch = np.bincount(plan.splits, plan.takes, minlength=len(plan.split_names))
+    rows_per_file = ((files.stop_batch - files.first_batch) * rows_per_batch[files.split]).astype(
+        np.int64
     )
     picks = sample_sizes(rows_per_file, sample, check_sample(plan.seed))
     uses: list[tuple[np.ndarray, ...]] = []
@@ -284,14 +284,15 @@ def _check_file(
     in_batch = np.bincount(
         (batch - first) * plan.n_streams + stream, minlength=(stop - first) * plan.n_streams
     ).reshape(stop - first, plan.n_streams)[:, planned]
-    wrong = np.argwhere(in_batch != plan.per_batch)
+    takes = plan.takes[planned]
+    wrong = np.argwhere(in_batch != takes)
     if wrong.size:
         batch_offset, bad = (int(v) for v in wrong[0])
         key, region = plan.stream_label(int(planned[bad]))
         report.problems.append(
             f"{path}: batch {first + batch_offset - int(plan.split_first_batch[split])} has "
             f"{in_batch[batch_offset, bad]} candidates of {key} {region}, planned "
-            f"{plan.per_batch} ({len(wrong)} such cells)"
+            f"{takes[bad]} ({len(wrong)} such cells)"
         )
     cells = selection.assign({b: ak.to_numpy(rows[b]) for b in selection.branches})
     if not np.array_equal(selection.region_of(cells), regions):

@@ -10,6 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog import Catalog, FileRecord
+from ..composition import (
+    Composition,
+    StreamGroups,
+    fill_all_there_is,
+    per_batch_counts,
+    reference_spectrum,
+)
 from ..config import PILEUP_SCENARIOS, ProjectConfig, with_overrides
 from ..errors import CatalogError, ConfigError, PlanError
 from ..io.files import is_url, write_json
@@ -96,7 +103,7 @@ def count_table(
     active = np.zeros_like(totals, dtype=bool)
     region_type = space.type_of(np.arange(space.n_regions))
     for index, key in enumerate(keys):
-        process = key if pileup == "none" else key.rsplit("_", 1)[0]
+        process = key_process(key, pileup)
         active_types = [space.type_names.index(t) for t in config.processes[process].active_types]
         active[index] = np.isin(region_type, active_types)
     name = "" if split is None else selection.splits.names[split]
@@ -110,20 +117,32 @@ def split_tables(catalog: Catalog, config: ProjectConfig, pileup: str) -> list[C
 
 
 def choose_batch_count(
-    stream_totals: np.ndarray, per_batch: int, batches: int | None, max_reuse: int | None
+    stream_totals: np.ndarray,
+    per_batch: int | np.ndarray,
+    batches: int | None,
+    max_reuse: int | None,
 ) -> int:
-    """`int(largest / N)` (original rule) or `batches`; no candidate used over `max_reuse` times."""
+    """`int(largest / N)` (original rule) or `batches`; no candidate used over `max_reuse`
+    times. With candidates per batch given per stream (`plan.composition`), the largest is
+    the stream that would fill the most batches, the sparsest the one that would fill the
+    fewest."""
     if stream_totals.size == 0:
         raise PlanError("no active region has any candidate: check active_types and --pileup")
-    largest, smallest = int(stream_totals.max()), int(stream_totals.min())
-    if batches is None and largest < per_batch:
+    takes = np.broadcast_to(np.asarray(per_batch, dtype=np.int64), stream_totals.shape)
+    uniform = np.ndim(per_batch) == 0
+    fills = stream_totals // takes
+    widest, sparsest = int(np.argmax(fills)), int(np.argmin(stream_totals / takes))
+    largest, smallest = int(stream_totals[widest]), int(stream_totals[sparsest])
+    what = f"events per batch type {per_batch}" if uniform else "the candidates a batch takes"
+    if batches is None and fills[widest] == 0:
         raise PlanError(
-            f"the largest region has {largest} candidates, fewer than events per batch type "
-            f"{per_batch}: no batch can be made"
+            f"the largest region has {largest} candidates, fewer than {what}"
+            + ("" if uniform else f" from it ({takes[widest]})")
+            + ": no batch can be made"
         )
-    count = batches if batches is not None else largest // per_batch
+    count = batches if batches is not None else int(fills[widest])
     if max_reuse is not None:
-        limit = max_reuse * smallest // per_batch
+        limit = int((max_reuse * stream_totals // takes).min())
         if batches is not None and batches > limit:
             raise PlanError(
                 f"--batches {batches} would use candidates of the sparsest region "
@@ -131,25 +150,82 @@ def choose_batch_count(
             )
         count = min(count, limit)
         if count == 0:
+            taken = per_batch if uniform else takes[sparsest]
             raise PlanError(
                 f"--max-reuse {max_reuse} leaves zero batches: the sparsest active region has "
-                f"{smallest} candidates, fewer than events per batch type {per_batch} / {max_reuse}"
+                f"{smallest} candidates, fewer than {what} {taken} / {max_reuse}"
+                if uniform
+                else f"--max-reuse {max_reuse} leaves zero batches: the sparsest active region "
+                f"has {smallest} candidates, fewer than the {taken} a batch takes / {max_reuse}"
             )
     return count
 
 
-def split_batch_count(table: CountTable, config: ProjectConfig, per_batch: int) -> int:
-    """Batches of one split (`choose_batch_count`); a split's problem names the split."""
+@dataclass(frozen=True)
+class SplitStreams:
+    """What a split plans: its streams as (key index, region), the candidates each batch
+    takes from each, and its number of batches."""
+
+    streams: np.ndarray
+    takes: np.ndarray
+    n_batches: int
+
+
+def split_streams(table: CountTable, config: ProjectConfig, per_batch: int) -> SplitStreams:
+    """The streams and batches of one split (`choose_batch_count` on what each stream's
+    batches take, `composition.py`); a split's problem names the split."""
     streams = table.streams
+    totals = table.totals[streams[:, 0], streams[:, 1]]
+    takes = stream_takes(table, streams, config, per_batch)
+    balanced = takes > 0
     try:
-        return choose_batch_count(
-            table.totals[streams[:, 0], streams[:, 1]],
-            per_batch,
+        if not balanced.any() and totals.size and config.plan.batches is None:
+            raise PlanError(
+                "every planned region takes all there is (ratio -1): nothing sets the number "
+                "of batches; pass --batches"
+            )
+        n_batches = choose_batch_count(
+            totals[balanced] if balanced.any() else totals,
+            takes[balanced] if balanced.any() else per_batch,
             config.plan.batches,
             config.plan.max_reuse,
         )
     except PlanError as err:
         raise PlanError(f"split {table.split}: {err}" if table.split else str(err)) from err
+    takes = fill_all_there_is(takes, totals, n_batches)
+    kept = takes > 0
+    return SplitStreams(streams[kept], takes[kept], n_batches)
+
+
+def stream_takes(
+    table: CountTable, streams: np.ndarray, config: ProjectConfig, per_batch: int
+) -> np.ndarray:
+    """Candidates per batch of every stream (`ALL_THERE_IS` for those that take all there
+    is): N each under the original rule."""
+    spec = config.plan.composition
+    composition = Composition(spec.types, spec.processes, spec.spectrum)
+    if composition.is_original:
+        return np.full(len(streams), per_batch, dtype=np.int64)
+    space = table.space
+    cells_per_type = space.n_abseta * space.n_pt
+    process = [key_process(key, config.plan.pileup) for key in table.keys]
+    groups = StreamGroups(
+        key=streams[:, 0],
+        type=space.type_of(streams[:, 1]),
+        cell=streams[:, 1] % cells_per_type,
+        process=process,
+        type_names=space.type_names,
+    )
+    active_totals = np.where(table.active, table.totals, 0)
+    reference = reference_spectrum(
+        spec.spectrum, active_totals, process, space.type_names, cells_per_type
+    )
+    return per_batch_counts(groups, active_totals, reference, per_batch, composition)
+
+
+def key_process(key: str, pileup: str) -> str:
+    """The process of a process key (`DY` of `DY_PU200`)."""
+    return key if pileup == "none" else key.rsplit("_", 1)[0]
 
 
 def build_plan(
@@ -160,13 +236,14 @@ def build_plan(
     per_batch = config.plan.events_per_batch_type
     if per_batch is None:
         raise ConfigError("no events per batch type: pass --events-per-batch-type")
-    split_batches = [split_batch_count(table, config, per_batch) for table in tables]
+    planned = [split_streams(table, config, per_batch) for table in tables]
+    split_batches = [split.n_batches for split in planned]
     members_file: list[np.ndarray] = []
     members_count: list[np.ndarray] = []
     pointer = [0]
     stream_parts = []
-    for table in tables:
-        streams = table.streams
+    for table, split in zip(tables, planned, strict=True):
+        streams = split.streams
         stream_parts.append(streams)
         for key, region in streams:
             in_stream = (table.file_key == key) & (table.file_counts[:, region] > 0)
@@ -174,8 +251,8 @@ def build_plan(
             members_count.append(table.file_counts[in_stream, region])
             pointer.append(pointer[-1] + int(in_stream.sum()))
     streams = np.concatenate(stream_parts)
-    widest = max(len(part) for part in stream_parts)
-    rows_per_file = per_batch * widest * config.output.batches_per_file
+    widest = max(int(split.takes.sum()) for split in planned)
+    rows_per_file = widest * config.output.batches_per_file
     file_memory_mb = rows_per_file * bytes_per_entry * BYTES_OVERHEAD / 2**20
     n_output_files = sum(-(-n // config.output.batches_per_file) for n in split_batches)
     files_per_unit = -(-n_output_files // MAX_WRITE_UNITS)
@@ -203,6 +280,7 @@ def build_plan(
             np.int32
         ),
         split_batches=np.array(split_batches, dtype=np.int64),
+        stream_per_batch=np.concatenate([split.takes for split in planned]).astype(np.int64),
     )
 
 
@@ -259,7 +337,11 @@ USE_BYTES = 8
 
 
 def estimate_size(
-    catalog: Catalog, file_ids: np.ndarray, stream_totals: np.ndarray, per_stream: int, files: int
+    catalog: Catalog,
+    file_ids: np.ndarray,
+    stream_totals: np.ndarray,
+    per_stream: int | np.ndarray,
+    files: int,
 ) -> SizeEstimate:
     """Sizes of `per_stream` output rows from each stream (`stream_totals`: its candidates in
     the given files): outputs compressed as the inputs are on average; intermediate parts hold
@@ -269,7 +351,7 @@ def estimate_size(
     entries = sum(r.entries or 0 for r in records)
     compressed = sum(r.size or 0 for r in records) / entries if entries else 0.0
     uncompressed = mean_bytes_per_entry(catalog, file_ids)
-    rows = per_stream * len(stream_totals)
+    rows = int(np.broadcast_to(per_stream, stream_totals.shape).sum())
     used = int(np.minimum(stream_totals, per_stream).sum())
     return SizeEstimate(files, rows * compressed, used * uncompressed + rows * USE_BYTES)
 
@@ -278,8 +360,7 @@ def plan_size(catalog: Catalog, plan: Plan) -> SizeEstimate:
     """What a stored plan will write."""
     stream_of_member = np.repeat(np.arange(plan.n_streams), np.diff(plan.member_ptr))
     totals = np.bincount(stream_of_member, plan.member_count, minlength=plan.n_streams)
-    per_stream = plan.n_batches * plan.per_batch
-    return estimate_size(catalog, plan.read_files, totals, per_stream, plan.n_output_files)
+    return estimate_size(catalog, plan.read_files, totals, plan.stream_needed, plan.n_output_files)
 
 
 def mean_bytes_per_entry(catalog: Catalog, file_ids: np.ndarray) -> float:

@@ -71,7 +71,9 @@ def _plan_uses(task: ReadTask, cells: np.ndarray) -> _Uses:
             share.round_keys[lo:hi],
         )
         member += lo
-        positions += share.first_positions[member]  # the split's batches come after others'
+        # numbered globally: batches of every split, `slots` positions each
+        batch, slot = np.divmod(positions, share.takes[member])
+        positions = (share.first_batch[member] + batch) * task.slots + slot
         pieces.append((by_cell[starts[member] + ranks], member.astype(np.int32), positions))
     entry = np.concatenate([p[0] for p in pieces])
     member = np.concatenate([p[1] for p in pieces])

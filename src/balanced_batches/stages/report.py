@@ -266,17 +266,25 @@ def output_section(
             counts.batches,
         )
         images.append(Image(path, "min, mean and max count of every stream over the batches"))
+        seen = counts.seen > 0
+        planned = plan.takes[seen]
         flat = bool(
-            (counts.minimum == plan.per_batch).all() and (counts.maximum == plan.per_batch).all()
+            (counts.minimum[seen] == planned).all() and (counts.maximum[seen] == planned).all()
         )
-        verdict = "every stream has exactly N" if flat else "NOT every stream has exactly N"
+        verdict = (
+            "every stream has exactly what the plan asks"
+            if flat
+            else "NOT every stream has exactly what the plan asks"
+        )
     else:
         verdict = "no batch could be read"
     return Section(
         "output",
         "Output: balance of the batches",
         text=f"{scan.files} of {plan.n_output_files} output files read, {scan.rows} rows in "
-        f"{counts.batches} batches: {verdict} = {plan.per_batch} candidates in every batch. "
+        f"{counts.batches} batches: {verdict} (N = {plan.per_batch}"
+        + ("" if np.all(plan.takes == plan.per_batch) else ", or its composition's count")
+        + ") in every batch. "
         "Input: the counted candidates of the planned regions, which the batches draw from.",
         images=tuple(images),
         wide=True,
@@ -404,7 +412,11 @@ def totals_rows(
             TotalRow("batches", "batches", plan.n_batches),
             TotalRow("per_batch", "candidates per region per batch (N)", plan.per_batch),
             TotalRow("streams", "planned regions (streams)", plan.n_streams),
-            TotalRow("batch_size", "candidates per batch", plan.n_streams * plan.per_batch),
+            TotalRow(
+                "batch_size",
+                "candidates per batch",
+                int(plan.takes[plan.streams_of_split(0)].sum()),
+            ),
             TotalRow("input_files_read", "input files the plan reads", len(plan.read_files)),
             TotalRow("output_files_planned", "output files planned", plan.n_output_files),
             TotalRow("reuse_max", "largest reuse factor", float(reuse.max()), f"{reuse.max():.2f}"),

@@ -14,9 +14,10 @@ from ..io.files import write_json
 from .plan import (
     CountTable,
     SizeEstimate,
+    SplitStreams,
     count_table,
     estimate_size,
-    split_batch_count,
+    split_streams,
     split_tables,
     summary_json,
 )
@@ -35,15 +36,15 @@ class Summary:
     unmatched_files: list[str]
     size: SizeEstimate | None = None  # of the plan these settings give
     splits: tuple[Summary, ...] = ()  # with splits: each one's summary, in order
+    takes: np.ndarray | None = None  # (keys, regions): candidates a batch takes, 0: unplanned
 
     def reuse(self) -> np.ndarray:
         """Planned uses per candidate of every (key, region); 0 where nothing is planned."""
-        if self.n_batches is None or self.per_batch is None:
+        if self.n_batches is None or self.takes is None:
             return np.zeros(self.table.totals.shape)
-        planned = self.table.active & (self.table.totals > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            reuse = self.n_batches * self.per_batch / self.table.totals
-        return np.where(planned, reuse, 0.0)
+            reuse = self.n_batches * self.takes / self.table.totals
+        return np.where(self.takes > 0, reuse, 0.0)
 
     def unique_fraction(self) -> np.ndarray:
         """Share of the outputs' candidates of every (key, region) that are distinct
@@ -82,27 +83,33 @@ def _split_summary(
     unmatched: list[str],
 ) -> Summary:
     per_batch = config.plan.events_per_batch_type
-    n_batches: int | None = None
+    planned: SplitStreams | None = None
     problem: str | None = None
     if per_batch is not None:
         try:
-            n_batches = split_batch_count(table, config, per_batch)
+            planned = split_streams(table, config, per_batch)
         except BalancedBatchesError as err:
             problem = str(err)
     size = None
-    if n_batches is not None and per_batch is not None:
-        totals = table.totals[table.streams[:, 0], table.streams[:, 1]]
-        n_files = -(-n_batches // config.output.batches_per_file)
+    takes = None
+    if planned is not None:
+        streams = planned.streams
+        totals = table.totals[streams[:, 0], streams[:, 1]]
+        n_files = -(-planned.n_batches // config.output.batches_per_file)
         files_used = table.file_ids[table.file_key >= 0]
-        size = estimate_size(catalog, files_used, totals, n_batches * per_batch, n_files)
+        needed = planned.n_batches * planned.takes
+        size = estimate_size(catalog, files_used, totals, needed, n_files)
+        takes = np.zeros_like(table.totals)
+        takes[streams[:, 0], streams[:, 1]] = planned.takes
     return Summary(
         table=table,
         per_batch=per_batch,
-        n_batches=n_batches,
+        n_batches=None if planned is None else planned.n_batches,
         plan_problem=problem,
         bad_files=bad,
         unmatched_files=unmatched,
         size=size,
+        takes=takes,
     )
 
 

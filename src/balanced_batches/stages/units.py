@@ -63,8 +63,9 @@ class FileShare:
     totals: np.ndarray
     round_keys: np.ndarray  # (members, rounds)
     cells: np.ndarray  # the stream's region in its split, as `Selection.assign` gives it
-    needed: np.ndarray  # uses the stream makes (its split's batches x N)
-    first_positions: np.ndarray  # global position of the stream's first use
+    needed: np.ndarray  # uses the stream makes (its split's batches x what a batch takes)
+    takes: np.ndarray  # candidates every batch takes from the stream
+    first_batch: np.ndarray  # global number of the first batch of the stream's split
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ class ReadTask:
     tree: str
     selection: Selection = field(repr=False)
     share: FileShare = field(repr=False)
-    positions: int  # global positions of the plan: every batch of every split times N
+    positions: int  # global positions of the plan: every batch of every split times slots
+    slots: int  # global positions per batch (`Plan.slots`)
     # the first global position of every write unit, then `positions`
     unit_positions: np.ndarray = field(repr=False)
     scratch: str
@@ -109,7 +111,7 @@ class WriteTask:
     stop: int
     files: tuple[OutputFile, ...]  # those files
     n_streams: int
-    per_batch: int
+    slots: int  # global positions per batch (`Plan.slots`)
     n_write_units: int
     seed: int
     scratch: str
@@ -180,7 +182,8 @@ def read_task(
         round_keys=plan.round_keys[streams],
         cells=plan.splits[streams].astype(np.int64) * len(plan.region_names) + regions,
         needed=plan.stream_needed[streams],
-        first_positions=plan.stream_first_position[streams],
+        takes=plan.takes[streams],
+        first_batch=plan.stream_first_batch[streams],
     )
     return ReadTask(
         unit=unit,
@@ -189,7 +192,8 @@ def read_task(
         tree=config.inputs.tree,
         selection=selection or build_selection(config),
         share=share,
-        positions=plan.n_batches * plan.per_batch,
+        positions=plan.n_batches * plan.slots,
+        slots=plan.slots,
         unit_positions=plan.unit_first_positions,
         scratch=str(scratch),
         chunk_bytes=config.execution.chunk_mb * 2**20,
@@ -212,7 +216,7 @@ def write_task(
     first = unit * plan.files_per_unit
     stop = min(first + plan.files_per_unit, plan.n_output_files)
     table = plan.output_files
-    streams_per_split = np.bincount(plan.splits, minlength=len(plan.split_names))
+    rows_per_batch = np.bincount(plan.splits, plan.takes, minlength=len(plan.split_names))
     files = []
     for index in range(first, stop):
         split = int(table.split[index])
@@ -226,7 +230,7 @@ def write_task(
                 first_batch=int(table.first_batch[index]),
                 stop_batch=int(table.stop_batch[index]),
                 split_first_batch=int(plan.split_first_batch[split]),
-                rows=batches * int(streams_per_split[split]) * plan.per_batch,
+                rows=batches * int(rows_per_batch[split]),
             )
         )
     weights = None
@@ -238,7 +242,7 @@ def write_task(
         stop=stop,
         files=tuple(files),
         n_streams=plan.n_streams,
-        per_batch=plan.per_batch,
+        slots=plan.slots,
         n_write_units=plan.n_write_units,
         seed=plan.seed,
         scratch=str(scratch),

@@ -73,7 +73,7 @@ def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict
     for file in task.files:
         directory = output_directory(file.directory, Path(task.scratch) / "staging" / file.split)
         directory.staging.mkdir(parents=True, exist_ok=True)  # a batch job may come first
-        bounds = np.array([file.first_batch, file.stop_batch]) * task.per_batch
+        bounds = np.array([file.first_batch, file.stop_batch]) * task.slots
         pieces, rows, positions, base = [], [], [], 0
         for part, table in zip(parts, tables, strict=True):
             lo, hi = np.searchsorted(table[POSITION_COLUMN], bounds)
@@ -86,9 +86,9 @@ def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict
             base += len(needed)
         candidates = gather(pieces)
         row = np.concatenate(rows)
-        batch, slot = np.divmod(np.concatenate(positions).astype(np.int64), task.per_batch)
+        batch, slot = np.divmod(np.concatenate(positions).astype(np.int64), task.slots)
         stream = candidates.column(STREAM_COLUMN)[row].astype(np.int64)
-        place = output_place(batch, stream, slot, task.n_streams, task.per_batch)
+        place = output_place(batch, stream, slot, task.n_streams, task.slots)
         order = np.argsort(place, kind="stable")
         chosen = order[output_shuffle(task.seed, file.index).permutation(len(place))]
         # canonical order, then shuffled: one copy of the candidates per use
