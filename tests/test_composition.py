@@ -4,6 +4,7 @@ that take them, and a production whose batches hold them."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -227,3 +228,15 @@ def test_batches_hold_the_planned_composition(tmp_path: Path, dataset: Any) -> N
         genuine, jet = per_type[("genuine", batch)], per_type[("jet", batch)]
         assert genuine > jet  # genuine taus twice their regions' N, jets N
     assert "all outputs match the plan" in cli("check", "--workdir", workdir).stdout
+    cli("report", "--workdir", workdir, "--output", tmp_path / "report")
+    page = (tmp_path / "report" / "report.html").read_text()
+    table = page[page.index('<table id="output-table">') :]
+    table = table[: table.index("</table>")]
+    found = re.findall(
+        r'<tr><td>(\w+)</td><td class="number">(\d+)</td><td class="number">([\d.]+)</td></tr>',
+        table,
+    )
+    assert {name for name, _, _ in found} == {"electron", "muon", "jet", "genuine"}
+    for name, planned, mean in found:  # the composition against its target
+        assert float(mean) == int(planned), name
+        assert int(planned) == sum(per_type[(name, b)] for b in range(batches)) / batches

@@ -281,6 +281,7 @@ def output_section(
     return Section(
         "output",
         "Output: balance of the batches",
+        table=composition_rows(plan, counts, space.type_names),
         text=f"{scan.files} of {plan.n_output_files} output files read, {scan.rows} rows in "
         f"{counts.batches} batches: {verdict} (N = {plan.per_batch}"
         + ("" if np.all(plan.takes == plan.per_batch) else ", or its composition's count")
@@ -293,6 +294,27 @@ def output_section(
         if scan.files == plan.n_output_files
         else "Not every output file exists: run 'balanced-batches run' to make the rest.",
     )
+
+
+def composition_rows(
+    plan: Plan, counts: Any, type_names: tuple[str, ...]
+) -> tuple[tuple[str, ...], ...]:
+    """Candidates per batch of every type (of every split), as planned (the composition's
+    target) and as found in the outputs read (mean over their batches)."""
+    named = plan.split_names != ("",)
+    rows = [(*(("split",) if named else ()), "type", "planned per batch", "found per batch")]
+    cells_per_type = len(plan.region_names) // len(type_names)
+    stream_type = plan.stream_region // cells_per_type
+    for split, name in enumerate(plan.split_names):
+        for type_index, type_name in enumerate(type_names):
+            streams = np.flatnonzero((plan.splits == split) & (stream_type == type_index))
+            if not len(streams):
+                continue
+            seen = streams[counts.seen[streams] > 0]
+            found = f"{counts.mean[seen].sum():.2f}" if len(seen) == len(streams) else "-"
+            planned = str(int(plan.takes[streams].sum()))
+            rows.append((*((name,) if named else ()), type_name, planned, found))
+    return tuple(rows)
 
 
 # -- splits and training statistics ---------------------------------------------------------------
