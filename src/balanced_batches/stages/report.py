@@ -326,7 +326,7 @@ def split_sections(
     plan: Plan, outputs: list[dict[str, Any]], config: ProjectConfig
 ) -> list[Section]:
     """Each split's batches, reuse and rows written (with splits), and the training
-    statistics of the first split (the training set, as splits are usually named)."""
+    statistics of the split named `train` (or `training`), else of the first split."""
     sections = []
     named = plan.split_names != ("",)
     if named:
@@ -360,7 +360,8 @@ def split_sections(
                 table=tuple(rows),
             )
         )
-    first = plan.split_names[0]
+    training = [n for n in plan.split_names if n.lower() in ("train", "training")]
+    first = (training or list(plan.split_names))[0]
     path = Path(split_directory(config.output.directory, first)) / STATISTICS_JSON
     title = f"Training statistics ({first})" if named else "Training statistics"
     if is_url(config.output.directory) or not path.is_file():
