@@ -22,12 +22,15 @@ from balanced_batches.splits import SplitRule, parse_split_by, parse_splits, spl
 from balanced_batches.stages.check import EventsBySplit
 from conftest import (
     BINNING,
+    PER_BATCH,
     PILEUP,
     PROCESS_TYPES,
+    SEED,
     TREE,
     cli,
     count_args,
     read_output,
+    reference_plan_args,
     region_counts,
 )
 
@@ -157,7 +160,6 @@ def build_selection_with(rule: SplitRule) -> Any:
 
 # -- a whole production ---------------------------------------------------------------------------
 
-PER_BATCH = 2
 BATCHES = 3
 
 
@@ -167,18 +169,7 @@ def split_production(tmp_path_factory: pytest.TempPathFactory, dataset: Any) -> 
     with weights."""
     workdir = tmp_path_factory.mktemp("splits") / "work"
     cli(*count_args(workdir, dataset.file_list), "--splits", "train=0.6,validation=0.15,test=0.25")
-    cli(
-        "plan",
-        "--workdir",
-        workdir,
-        "--pileup",
-        PILEUP,
-        "--events-per-batch-type",
-        PER_BATCH,
-        "--batches",
-        BATCHES,
-        "--weights",
-    )
+    cli(*reference_plan_args(workdir, batches=BATCHES), "--weights")
     cli("run", "--workdir", workdir, "--workers", 1)
     return workdir, dataset
 
@@ -303,7 +294,9 @@ def test_exported_jobs_make_the_same_splits_as_run(
         binning=str(BINNING),
         splits=FRACTIONS,
     )
-    wd.plan(pileup=PILEUP, events_per_batch_type=PER_BATCH, batches=BATCHES, weights=True)
+    wd.plan(
+        pileup=PILEUP, events_per_batch_type=PER_BATCH, batches=BATCHES, seed=SEED, weights=True
+    )
     exported = wd.export_jobs(tmp_path / "jobs", "slurm")
     for job in [*exported.read_jobs, *exported.write_jobs]:
         assert bb.run_exported_job(exported.directory / "spec.json", job)
