@@ -26,19 +26,21 @@ demo: venv
 	$(BB) count --workdir $(DEMO_DIR)/work --prod-campaign prod_Phase2_v2 \
 		--process-types $(EXAMPLE)/process_types.yaml --pt-abseta-bins $(EXAMPLE)/binning.yaml \
 		--input-file-list $(EXAMPLE)/flist.txt \
-		--replace-file-prefix "/storage/gridka-nrg/aakhmets/TauML@$(abspath $(DEMO_DIR))/data"
+		--replace-file-prefix "/storage/gridka-nrg/aakhmets/TauML@$(abspath $(DEMO_DIR))/data" \
+		--splits train=0.8,validation=0.1,test=0.1
 	$(BB) summary --workdir $(DEMO_DIR)/work --pileup PU200 --events-per-batch-type 15 \
 		> $(DEMO_DIR)/work/summary.txt
 	tail -n 3 $(DEMO_DIR)/work/summary.txt
 	$(BB) plan --workdir $(DEMO_DIR)/work --pileup PU200 --events-per-batch-type 15 \
-		--batches 8 --batches-per-file 2 --output-directory $(DEMO_DIR)/batches
+		--batches 8 --batches-per-file 2 --output-directory $(DEMO_DIR)/batches --weights
 	$(BB) run --workdir $(DEMO_DIR)/work
 	$(BB) check --workdir $(DEMO_DIR)/work
 	$(BB) report --workdir $(DEMO_DIR)/work --output $(DEMO_DIR)/report
 	@echo "pipeline (count to report) took $$(( $$(date +%s) - $$(cat $(DEMO_DIR)/.start) )) s"
 	@echo "input files:      $(DEMO_DIR)/data/flist.txt"
 	@echo "counts, summary:  $(DEMO_DIR)/work/counts.json, $(DEMO_DIR)/work/summary.json, $(DEMO_DIR)/work/summary.txt"
-	@echo "balanced batches: $(DEMO_DIR)/batches/batch*.root (tree taus), provenance.json"
+	@echo "balanced batches: $(DEMO_DIR)/batches/{train,validation,test}/batch*.root (tree taus),"
+	@echo "                  with provenance.json and statistics.json in each split's directory"
 	@echo "report:           $(DEMO_DIR)/report/report.html (plots: $(DEMO_DIR)/report/*.png)"
 
 test: venv

@@ -75,6 +75,7 @@ def test_cleaning_the_output_directory_keeps_hidden_look_alikes_and_never_follow
         assert {p.name for p in outdir.iterdir()} == before | {
             *REFERENCE_FILES,
             "provenance.json",
+            "statistics.json",
         }
         assert (outdir / ".notes.partial").read_text() == "notes"
         assert (outdir / ".backup.parts" / "old.root").read_text() == "backup"

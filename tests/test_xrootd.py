@@ -175,7 +175,9 @@ def test_outputs_written_to_the_server(
 
     expected = outputs_of(local_run / "batches")
     on_server = server.export / "out"
-    assert sorted(p.name for p in on_server.iterdir()) == sorted([*expected, "provenance.json"])
+    assert sorted(p.name for p in on_server.iterdir()) == sorted(
+        [*expected, "provenance.json", "statistics.json"]
+    )
     catalog = _recorded_outputs(workdir)
     for name, local in expected.items():
         url = f"{directory}/{name}"
