@@ -150,13 +150,10 @@ def choose_batch_count(
             )
         count = min(count, limit)
         if count == 0:
-            taken = per_batch if uniform else takes[sparsest]
+            taken = what if uniform else f"the {takes[sparsest]} a batch takes"
             raise PlanError(
                 f"--max-reuse {max_reuse} leaves zero batches: the sparsest active region has "
-                f"{smallest} candidates, fewer than {what} {taken} / {max_reuse}"
-                if uniform
-                else f"--max-reuse {max_reuse} leaves zero batches: the sparsest active region "
-                f"has {smallest} candidates, fewer than the {taken} a batch takes / {max_reuse}"
+                f"{smallest} candidates, fewer than {taken} / {max_reuse}"
             )
     return count
 
@@ -184,9 +181,10 @@ def split_streams(table: CountTable, config: ProjectConfig, per_batch: int) -> S
                 "every planned region takes all there is (ratio -1): nothing sets the number "
                 "of batches; pass --batches"
             )
+        original = bool(np.all(takes == per_batch))  # its messages speak of N
         n_batches = choose_batch_count(
             totals[balanced] if balanced.any() else totals,
-            takes[balanced] if balanced.any() else per_batch,
+            per_batch if original or not balanced.any() else takes[balanced],
             config.plan.batches,
             config.plan.max_reuse,
         )

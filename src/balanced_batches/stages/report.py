@@ -271,11 +271,7 @@ def output_section(
         flat = bool(
             (counts.minimum[seen] == planned).all() and (counts.maximum[seen] == planned).all()
         )
-        verdict = (
-            "every stream has exactly what the plan asks"
-            if flat
-            else "NOT every stream has exactly what the plan asks"
-        )
+        verdict = "every stream has exactly" if flat else "NOT every stream has exactly"
     else:
         verdict = "no batch could be read"
     return Section(
@@ -283,9 +279,13 @@ def output_section(
         "Output: balance of the batches",
         table=composition_rows(plan, counts, space.type_names),
         text=f"{scan.files} of {plan.n_output_files} output files read, {scan.rows} rows in "
-        f"{counts.batches} batches: {verdict} (N = {plan.per_batch}"
-        + ("" if np.all(plan.takes == plan.per_batch) else ", or its composition's count")
-        + ") in every batch. "
+        f"{counts.batches} batches: {verdict} "
+        + (
+            f"N = {plan.per_batch} candidates"
+            if np.all(plan.takes == plan.per_batch)
+            else "the candidates its composition asks"
+        )
+        + " in every batch. "
         "Input: the counted candidates of the planned regions, which the batches draw from.",
         images=tuple(images),
         wide=True,
