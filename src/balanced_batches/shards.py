@@ -38,13 +38,13 @@ import numpy as np
 
 from .config import ProjectConfig
 from .errors import BalancedBatchesError
-from .io.files import atomic_path, remove_temporaries
+from .io.files import atomic_path, is_url, remove_temporaries
 from .rows import Jagged, RowBlock, concatenate
 
 PART_SUFFIX = ".rows"
 MAGIC = b"BBROWS03"  # 03: rows once, with a table of their uses (row, position)
 _ALIGN = 64
-_PREFIX = struct.Struct("<8sQ")  # magic, header length
+PREFIX = struct.Struct("<8sQ")  # magic, header length
 ROW_COLUMN = "row"  # of the uses table: the used candidate's row in the part
 
 
@@ -56,10 +56,14 @@ def scratch_root(config: ProjectConfig, workdir: Path) -> Path:
     return Path(config.execution.scratch) if config.execution.scratch else workdir / "scratch"
 
 
-def plan_scratch(config: ProjectConfig, workdir: Path, plan_id: str) -> Path:
-    """A plan's own scratch directory, `<scratch root>/balanced-batches-<plan id>`: the tool
-    makes it and removes it, and nothing else in the scratch root."""
-    return scratch_root(config, workdir) / f"{SCRATCH_PREFIX}{plan_id}"
+def plan_scratch(config: ProjectConfig, workdir: Path, plan_id: str) -> str:
+    """A plan's own scratch directory, `<scratch root>/balanced-batches-<plan id>` (a path, or
+    a URL for a remote root): the tool makes it and removes it, and nothing else in the
+    scratch root."""
+    root = config.execution.scratch
+    if root is not None and is_url(root):
+        return f"{root.rstrip('/')}/{SCRATCH_PREFIX}{plan_id}"
+    return str(scratch_root(config, workdir) / f"{SCRATCH_PREFIX}{plan_id}")
 
 
 def remove_scratch(directory: Path, remove_empty_root: bool = False) -> None:
@@ -172,26 +176,26 @@ def _write(
     positions, position = [], 0
     for values in buffers:
         positions.append(position)
-        position += _aligned(values.nbytes)
+        position += aligned(values.nbytes)
     header["positions"] = positions
     header["data_bytes"] = position
     text = json.dumps(header).encode()
-    start = _aligned(_PREFIX.size + len(text))
+    start = aligned(PREFIX.size + len(text))
     # not flushed to disk: a part a crash leaves short fails `is_complete` and is made again
     with atomic_path(path, durable=False) as temporary, temporary.open("wb") as handle:
-        handle.write(_PREFIX.pack(MAGIC, len(text)) + text)
-        handle.write(bytes(start - _PREFIX.size - len(text)))
+        handle.write(PREFIX.pack(MAGIC, len(text)) + text)
+        handle.write(bytes(start - PREFIX.size - len(text)))
         for values in buffers:
             handle.write(values.reshape(-1).data.cast("B"))  # 2-d and more: flat bytes
-            handle.write(bytes(_aligned(values.nbytes) - values.nbytes))
+            handle.write(bytes(aligned(values.nbytes) - values.nbytes))
 
 
-def _aligned(size: int) -> int:
+def aligned(size: int) -> int:
     return -(-size // _ALIGN) * _ALIGN
 
 
 @dataclass(frozen=True)
-class _Buffer:
+class Buffer:
     """Where one buffer lies in a part file."""
 
     dtype: np.dtype[Any]  # of one row: a sub-array dtype for a fixed-size array per row
@@ -218,28 +222,28 @@ class Part:
             raise
 
     def _parse(self, size: int) -> None:
-        prefix = os.pread(self._fd, _PREFIX.size, 0)
-        if len(prefix) < _PREFIX.size:
+        prefix = os.pread(self._fd, PREFIX.size, 0)
+        if len(prefix) < PREFIX.size:
             raise BalancedBatchesError(f"{self.path}: intermediate part is incomplete")
-        magic, header_size = _PREFIX.unpack(prefix)
+        magic, header_size = PREFIX.unpack(prefix)
         if magic != MAGIC:
             raise BalancedBatchesError(f"{self.path}: not an intermediate part of balanced-batches")
-        start = _aligned(_PREFIX.size + header_size)
+        start = aligned(PREFIX.size + header_size)
         header = None
         if start <= size:
             try:
-                header = json.loads(os.pread(self._fd, header_size, _PREFIX.size))
+                header = json.loads(os.pread(self._fd, header_size, PREFIX.size))
                 complete = size == start + header["data_bytes"]
             except (ValueError, TypeError, KeyError):
                 complete = False
         if header is None or not complete:
             raise BalancedBatchesError(f"{self.path}: intermediate part is incomplete")
 
-        def buffer(entry: list[Any]) -> _Buffer:
+        def buffer(entry: list[Any]) -> Buffer:
             dtype, index, length = np.dtype(entry[0]), entry[1], entry[2]
             if len(entry) > 3:  # a fixed-size array per row: numpy makes rows of this shape
                 dtype = np.dtype((dtype, tuple(entry[3])))
-            return _Buffer(dtype, start + header["positions"][index], length)
+            return Buffer(dtype, start + header["positions"][index], length)
 
         self.length: int = header["length"]
         starts = buffer(header["unit_starts"])
@@ -276,7 +280,7 @@ class Part:
                 self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
             mapped = self._map
 
-            def view(buffer: _Buffer) -> np.ndarray:
+            def view(buffer: Buffer) -> np.ndarray:
                 return np.frombuffer(
                     mapped, dtype=buffer.dtype, count=buffer.length, offset=buffer.offset
                 )
@@ -289,18 +293,26 @@ class Part:
             self._rows = RowBlock(self.length, flat, jagged)
         return self._rows
 
+    def take(self, rows: np.ndarray) -> RowBlock:
+        """Rows `rows` of the part, from a map of it (`rows`): a write unit's rows are
+        scattered over the parts when candidates are reused, and reading them in ranges
+        would either copy the rows between them too or cost one read per row and column."""
+        taken = self.rows().take(rows)
+        self.unmap_pages()
+        return taken
+
     def __enter__(self) -> Part:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _read(self, buffer: _Buffer, start: int, stop: int) -> np.ndarray:
+    def _read(self, buffer: Buffer, start: int, stop: int) -> np.ndarray:
         out = np.empty(stop - start, dtype=buffer.dtype)
         self._read_into(buffer, start, out)
         return out
 
-    def _read_into(self, buffer: _Buffer, start: int, out: np.ndarray) -> None:
+    def _read_into(self, buffer: Buffer, start: int, out: np.ndarray) -> None:
         """Items [start, start + len(out)) of a buffer into `out`."""
         if not len(out):
             return
@@ -326,17 +338,9 @@ class Part:
         return self._read(self._flat[name], start, stop)
 
 
-def gather(pieces: Sequence[tuple[Part, np.ndarray]]) -> RowBlock:
-    """The rows of every (part, row numbers), one piece after another, in one block.
-
-    Rows are taken from a map of each part (`Part.rows`): a write unit's rows are scattered
-    over the parts when candidates are reused, and reading them in ranges would either copy
-    the rows between them too or cost one read per row and column.
-    """
+def gather(pieces: Sequence[tuple[Any, np.ndarray]]) -> RowBlock:
+    """The rows of every (part, row numbers ascending), one piece after another, in one
+    block (`Part.take`, or a remote part's)."""
     if not pieces:
         return RowBlock(0)
-    blocks = []
-    for part, rows in pieces:
-        blocks.append(part.rows().take(rows))
-        part.unmap_pages()
-    return concatenate(blocks)
+    return concatenate([part.take(rows) for part, rows in pieces])

@@ -23,6 +23,7 @@ from ..config import BatchConfig, ProjectConfig
 from ..errors import CatalogError, ConfigError, InputFileError
 from ..io.trees import branch_layout, opened_tree
 from ..rows import layout_from_json, layout_to_json
+from ..scratch import scratch_at
 from .plan import load_plan
 from .run import claim_outputs, planned_outputs, reopen_lost_outputs
 from .units import JobSpec, merge_layout, spec_from_catalog, stored_layout
@@ -213,7 +214,7 @@ def export_plan(
     if only_missing:
         if records.is_dir():
             fold_records(catalog, records)
-        reopen_lost_outputs(catalog, Path(spec.scratch))
+        reopen_lost_outputs(catalog, scratch_at(spec.scratch))
     if spec.layout is None:
         first = spec.files[int(plan.read_files[0])].path
         with opened_tree(first, config.inputs.tree) as tree:

@@ -9,14 +9,12 @@ last (`run`, or the last batch job) publishes, and the merge does not depend on 
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 
-from ..io.files import atomic_path
 from ..io.outputs import output_directory
+from ..scratch import Scratch, scratch_at
 from ..statistics import DatasetStatistics, merge_all, statistics_json
 from .output_files import STATISTICS_JSON, split_directory
 from .units import PROVENANCE, STREAM_COLUMN, JobSpec
@@ -33,16 +31,15 @@ SKETCH_SAMPLE = 16 * PARTIAL_SKETCH
 NOT_FEATURES = frozenset((*PROVENANCE, STREAM_COLUMN, "bb_weight"))
 
 
-def partial_path(scratch: Path, split: str, unit: int) -> Path:
-    """Where write unit `unit` leaves its partial summary of `split`."""
-    return scratch / "statistics" / f"{split or 'all'}-w{unit:06d}.json"
+def partial_name(split: str, unit: int) -> str:
+    """The scratch record of write unit `unit`'s partial summary of `split`."""
+    return f"statistics/{split or 'all'}-w{unit:06d}.json"
 
 
-def save_partial(scratch: Path, split: str, unit: int, statistics: DatasetStatistics) -> None:
-    """Leaves a write unit's summary of one split (replacing an earlier attempt's), as compact
-    JSON: a few MB that only this module reads."""
-    with atomic_path(partial_path(scratch, split, unit), durable=False) as temporary:
-        temporary.write_text(json.dumps(statistics.to_json(), separators=(",", ":")))
+def save_partial(scratch: Scratch, split: str, unit: int, statistics: DatasetStatistics) -> None:
+    """Leaves a write unit's summary of one split (replacing an earlier attempt's): a few MB
+    of compact JSON that only this module reads."""
+    scratch.put_json(partial_name(split, unit), statistics.to_json())
 
 
 def units_of_split(spec: JobSpec, split: int) -> list[int]:
@@ -54,19 +51,20 @@ def units_of_split(spec: JobSpec, split: int) -> list[int]:
 def publish_statistics(spec: JobSpec) -> list[str]:
     """Writes `statistics.json` of every split whose write units all left their partial
     summary; returns where it wrote them."""
-    scratch = Path(spec.scratch)
+    scratch = scratch_at(spec.scratch)
     published = []
     for split, name in enumerate(spec.plan.split_names):
-        paths = [partial_path(scratch, name, unit) for unit in units_of_split(spec, split)]
-        if not all(path.is_file() for path in paths):
-            continue
-        merged = merge_all(
-            DatasetStatistics.from_json(json.loads(path.read_text())) for path in paths
-        )
-        record = statistics_json(merged) | ({"split": name} if name else {})
-        directory = output_directory(
-            split_directory(spec.config.output.directory, name),
-            scratch / "staging" / name,
-        )
-        published.append(directory.write_json(STATISTICS_JSON, record))
+        partials = []
+        for unit in units_of_split(spec, split):
+            partial = scratch.get_json(partial_name(name, unit))
+            if partial is None:
+                break
+            partials.append(DatasetStatistics.from_json(partial))
+        else:
+            merged = merge_all(partials)
+            record = statistics_json(merged) | ({"split": name} if name else {})
+            directory = output_directory(
+                split_directory(spec.config.output.directory, name), scratch.staging() / name
+            )
+            published.append(directory.write_json(STATISTICS_JSON, record))
     return published

@@ -24,7 +24,8 @@ from ..io.outputs import output_directory
 from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
 from ..rows import unmatched_patterns
-from ..shards import plan_scratch, remove_scratch
+from ..scratch import scratch_at
+from ..shards import plan_scratch
 from .count import selection_fingerprint
 from .output_files import foreign_outputs, output_sets, refuse_foreign_outputs
 from .units import stored_layout
@@ -440,7 +441,7 @@ def _remove_old_scratch(catalog: Catalog, workdir: Path) -> None:
         return
     old = ProjectConfig.model_validate(stored)
     directory = plan_scratch(old, workdir, load_plan(catalog).id)
-    remove_scratch(directory, remove_empty_root=old.execution.scratch is None)
+    scratch_at(directory).remove(remove_empty_root=old.execution.scratch is None)
 
 
 def load_plan(catalog: Catalog) -> Plan:

@@ -20,7 +20,8 @@ from ..io.stores import retry_may_help
 from ..io.trees import branch_layout, file_stat, opened_tree, unreadable
 from ..plan_model import members_uses
 from ..rows import RowBlock, concatenate, from_arrays, select_branches
-from ..shards import ROW_COLUMN, part_path, remove_parts_of_read_unit, write_part
+from ..scratch import scratch_at
+from ..shards import ROW_COLUMN, part_path, write_part
 from .count_units import read_selection_arrays
 from .units import POSITION_COLUMN, STREAM_COLUMN, ReadResult, ReadTask, merge_layout
 
@@ -121,15 +122,14 @@ def read_input(task: ReadTask) -> ReadResult:
 
 
 def _read_input(task: ReadTask) -> ReadResult:
-    scratch = Path(task.scratch)
-    remove_parts_of_read_unit(scratch, task.unit)
-    if task.counted_stat is not None and file_stat(task.path) != task.counted_stat:
-        raise InputFileError(
-            f"{task.path}: changed since it was counted (size or modification time); "
-            "run 'count' and 'plan' again"
-        )
-    with opened_tree(task.path, task.tree) as tree:
-        return _read_tree(task, tree, scratch)
+    with scratch_at(task.scratch).writing_parts(task.unit) as directory:
+        if task.counted_stat is not None and file_stat(task.path) != task.counted_stat:
+            raise InputFileError(
+                f"{task.path}: changed since it was counted (size or modification time); "
+                "run 'count' and 'plan' again"
+            )
+        with opened_tree(task.path, task.tree) as tree:
+            return _read_tree(task, tree, directory)
 
 
 def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:

@@ -22,7 +22,7 @@ from ..io.files import is_url, write_json
 from ..io.outputs import OutputDirectory, output_directory, size_of
 from ..plan_model import Plan
 from ..rows import BranchLayout, layout_to_json
-from ..shards import complete_parts, remove_part_temporaries, remove_scratch
+from ..scratch import LocalScratch, Scratch, scratch_at
 from .output_files import (
     PROVENANCE_JSON,
     OutputSet,
@@ -133,11 +133,12 @@ def run_plan(
     """
     spec = spec_from_catalog(catalog, plan, config, workdir)
     jobs = build_jobs(spec)
+    scratch = scratch_at(spec.scratch)
     sets = planned_outputs(spec)
     ours = catalog.written("output")
     claim_outputs(catalog, sets, config, overwrite)
     if space_check:
-        check_free_space(catalog, plan, config.output.directory, Path(spec.scratch))
+        check_free_space(catalog, plan, config.output.directory, scratch)
     try:
         removed_partials = 0
         for split, output_set in enumerate(sets):
@@ -153,8 +154,8 @@ def run_plan(
         ) from err
     if removed_partials:
         log.info("removed partial files of an interrupted run")
-    reopen_lost_outputs(catalog, Path(spec.scratch))
-    remove_part_temporaries(Path(spec.scratch))
+    reopen_lost_outputs(catalog, scratch)
+    scratch.clean_temporaries()
     retries = config.execution.retries
     paths = [task.path for task in jobs.reads]
 
@@ -175,7 +176,7 @@ def run_plan(
     )
     catalog.record_written("output", [(x, None) for x in publish_statistics(spec)])
     if not keep_scratch:
-        remove_scratch(Path(spec.scratch), remove_empty_root=config.execution.scratch is None)
+        scratch.remove(remove_empty_root=config.execution.scratch is None)
     outputs = [o for r in catalog.unit_results("write").values() for o in r["outputs"]]
     return RunOutcome(sorted(outputs, key=lambda o: o["index"]), config.output.directory)
 
@@ -203,7 +204,7 @@ def claim_outputs(
         catalog.record_written("output", [(x, None) for x in reserved if x not in ours])
 
 
-def check_free_space(catalog: Catalog, plan: Plan, output: str, scratch: Path) -> None:
+def check_free_space(catalog: Catalog, plan: Plan, output: str, scratch: Scratch) -> None:
     """BalancedBatchesError if what is left to write (outputs, and intermediate parts while
     outputs are left to make) clearly exceeds the free space of local disks."""
     size = plan_size(catalog, plan)
@@ -213,8 +214,8 @@ def check_free_space(catalog: Catalog, plan: Plan, output: str, scratch: Path) -
         for kind in ("read", "write")
     }
     needs: list[tuple[Path, float, str]] = []
-    if left["write"]:
-        needs.append((scratch, size.scratch_bytes * left["read"], "intermediate parts"))
+    if left["write"] and isinstance(scratch, LocalScratch):
+        needs.append((scratch.path, size.scratch_bytes * left["read"], "intermediate parts"))
     if not is_url(output):
         needs.append((Path(output), size.output_bytes * left["write"], "output files"))
     by_disk: dict[int, tuple[Path, float, list[str]]] = {}
@@ -296,7 +297,7 @@ def _intact(output: dict[str, Any]) -> bool:
     return recorded is None or modification_time(output["path"]) == recorded
 
 
-def reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:
+def reopen_lost_outputs(catalog: Catalog, scratch: Scratch) -> None:
     """Makes again what is lost: write units whose files vanished or changed, and read units
     whose intermediate parts are gone while some write unit still needs them.
 
@@ -314,7 +315,7 @@ def reopen_lost_outputs(catalog: Catalog, scratch: Path) -> None:
         catalog.set_unit("write", unit, "pending")
     if all(state == "done" for state in catalog.unit_states("write").values()):
         return
-    complete = complete_parts(scratch)
+    complete = scratch.complete_parts()
     for unit, result in catalog.unit_results("read").items():
         if complete[unit] != result.get("parts", 0):
             catalog.set_unit("read", unit, "pending")
@@ -377,7 +378,7 @@ def _still_done(record: dict[str, Any], spec: JobSpec) -> bool:
     if record.get("status") != "done":
         return False
     if record["kind"] == "read":
-        return complete_parts(Path(spec.scratch))[int(record["unit"])] == record.get("parts")
+        return scratch_at(spec.scratch).complete_parts()[int(record["unit"])] == record.get("parts")
     return all(size_of(o["path"]) == o["size"] for o in record["outputs"])
 
 
@@ -393,7 +394,7 @@ def _run_unit(spec: JobSpec, job: int) -> tuple[str, int, ReadResult | WriteResu
             f"--job {job} writes outputs: run the read jobs 0 to {n_reads - 1} first"
         )
     for split, output_set in enumerate(planned_outputs(spec)):
-        staging = Path(spec.scratch) / "staging" / output_set.split
+        staging = scratch_at(spec.scratch).staging() / output_set.split
         output_directory(output_set.directory, staging).write_json(
             PROVENANCE_JSON, provenance_record(spec, split), sort_keys=False
         )

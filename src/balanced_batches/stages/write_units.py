@@ -7,7 +7,6 @@ candidates its output files use once each, then expands them to their uses by in
 from __future__ import annotations
 
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,8 @@ import numpy as np
 from ..errors import BalancedBatchesError, CatalogError
 from ..io.outputs import output_directory
 from ..io.stores import retry_may_help
-from ..shards import ROW_COLUMN, Part, all_parts, gather
+from ..scratch import Scratch, scratch_at
+from ..shards import ROW_COLUMN, gather
 from ..shuffle import output_shuffle
 from ..statistics import DatasetStatistics, block_statistics, merge_all
 from ..writers import WRITERS
@@ -47,12 +47,15 @@ def write_outputs(task: WriteTask) -> WriteResult:
 
 def _write_outputs(task: WriteTask) -> WriteResult:
     expected = sum(file.rows for file in task.files)
+    scratch = scratch_at(task.scratch)
     with ExitStack() as stack:
-        parts = [stack.enter_context(Part(path)) for path in all_parts(Path(task.scratch))]
-        return WriteResult(task.unit, outputs=_write_files(task, parts, expected))
+        parts = [stack.enter_context(part) for part in scratch.open_parts()]
+        return WriteResult(task.unit, outputs=_write_files(task, scratch, parts, expected))
 
 
-def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict[str, Any]]:
+def _write_files(
+    task: WriteTask, scratch: Scratch, parts: list[Any], expected: int
+) -> list[dict[str, Any]]:
     for part in parts:
         if part.n_units != task.n_write_units:
             raise CatalogError(
@@ -71,7 +74,7 @@ def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict
     outputs = []
     summaries: dict[str, list[DatasetStatistics]] = {}
     for file in task.files:
-        directory = output_directory(file.directory, Path(task.scratch) / "staging" / file.split)
+        directory = output_directory(file.directory, scratch.staging() / file.split)
         directory.staging.mkdir(parents=True, exist_ok=True)  # a batch job may come first
         bounds = np.array([file.first_batch, file.stop_batch]) * task.slots
         pieces, rows, positions, base = [], [], [], 0
@@ -117,5 +120,5 @@ def _write_files(task: WriteTask, parts: list[Part], expected: int) -> list[dict
             }
         )
     for split, partials in summaries.items():
-        save_partial(Path(task.scratch), split, task.unit, merge_all(partials))
+        save_partial(scratch, split, task.unit, merge_all(partials))
     return outputs
