@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -34,10 +35,11 @@ from conftest import (
     assert_same_arrays,
     cli,
     count_args,
+    project_yaml,
     read_output,
     reference_plan_args,
 )
-from faults_util import plan_scratch
+from faults_util import output_digests, plan_scratch
 from services import unavailable
 from xrootd_server import XRootDServer, free_port, missing_requirement
 
@@ -317,3 +319,84 @@ def test_any_fsspec_url_is_a_remote_output_directory(tmp_path: Path) -> None:
     assert memory.ls("/bb-test/out", detail=False) == ["/bb-test/out/batch0.parquet"]
     directory.remove(published.path)
     assert directory.size(published.path) is None
+
+
+# -- intermediate parts on the server (execution.scratch: root://) ------------------------------
+
+
+def remote_scratch_plan(
+    server: XRootDServer, local_run: Path, tmp_path: Path, name: str, *more: object
+) -> Path:
+    """A copy of the reference's counts, planned with its scratch directory on the server."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    workdir = copy_workdir(local_run, tmp_path / "work")
+    root = f"{server.url}/{name}"
+    config = project_yaml(tmp_path / "project.yaml", f"execution: {{scratch: '{root}'}}")
+    ok(bb(*reference_plan_args(workdir), "--config", config, *more))
+    return workdir
+
+
+def test_parts_on_the_server_give_the_same_outputs(
+    server: XRootDServer, local_run: Path, tmp_path: Path
+) -> None:
+    """Read units upload one verified pack each; write units read them back by byte ranges:
+    the outputs are byte for byte those of a run with local parts, and the plan's scratch
+    directory is gone from the server afterwards (kept with --keep-scratch)."""
+    workdir = remote_scratch_plan(server, local_run, tmp_path, "scratch-a")
+    ok(bb("run", "--workdir", workdir, "--workers", 2, "--keep-scratch"))
+    assert output_digests(workdir / "batches") == output_digests(local_run / "batches")
+    ok(bb("check", "--workdir", workdir))
+    on_server = server.export / "scratch-a"
+    (plan_directory,) = on_server.iterdir()
+    assert plan_directory.name.startswith("balanced-batches-")
+    packs = sorted(p.name for p in (plan_directory / "parts").iterdir())
+    n_reads = len(json.loads((local_run / "counts.json").read_text()))
+    assert len(packs) == n_reads and all(p.endswith(".pack") for p in packs), packs
+    assert not (workdir / "scratch").exists()  # nothing local, beside staging
+    statistics = sorted(p.name for p in (plan_directory / "statistics").iterdir())
+    assert statistics and all(p.endswith(".json") for p in statistics)
+
+    # a rerun of a read job finds its pack there with the same checksum: nothing is rewritten
+    before = {p.name: p.stat().st_mtime_ns for p in (plan_directory / "parts").iterdir()}
+    ok(bb("make", "--workdir", workdir, "--job", 0))
+    after = {p.name: p.stat().st_mtime_ns for p in (plan_directory / "parts").iterdir()}
+    assert after == before
+
+    workdir_b = remote_scratch_plan(server, local_run, tmp_path / "b", "scratch-b")
+    ok(bb("run", "--workdir", workdir_b, "--workers", 1))
+    assert output_digests(workdir_b / "batches") == output_digests(local_run / "batches")
+    assert list((server.export / "scratch-b").iterdir()) == []
+
+
+def test_exported_jobs_run_in_a_sandbox_with_parts_and_outputs_on_the_server(
+    server: XRootDServer, local_run: Path, tmp_path: Path
+) -> None:
+    """Each job runs in an empty directory of its own holding only the three transferred
+    files, with intermediate parts and outputs on the server: the outputs are the local
+    run's."""
+    outputs = f"{server.url}/sandboxed-out"
+    workdir = remote_scratch_plan(
+        server, local_run, tmp_path, "scratch-c", "--output-directory", outputs
+    )
+    jobs = tmp_path / "jobs"
+    ok(bb("export-jobs", "--workdir", workdir, "--system", "slurm", "--directory", jobs))
+    listed = [
+        *(jobs / "read-jobs.txt").read_text().split(),
+        *(jobs / "write-jobs.txt").read_text().split(),
+    ]
+    for job in listed:
+        sandbox = tmp_path / f"sandbox-{job}"
+        sandbox.mkdir()
+        for name in ("spec.json", "plan.npz", "job.sh"):
+            shutil.copy(jobs / name, sandbox / name)
+        finished = subprocess.run(
+            ["bash", "job.sh", job], cwd=sandbox, capture_output=True, text=True, timeout=180
+        )
+        assert finished.returncode == 0, finished.stderr
+    made = outputs_of(server.export / "sandboxed-out")
+    expected = outputs_of(local_run / "batches")
+    assert sorted(made) == sorted(expected)
+    for name, path in made.items():
+        assert adler32(path) == adler32(expected[name]), name
+    ok(bb("status", "--workdir", workdir))
+    ok(bb("check", "--workdir", workdir))

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from .errors import BalancedBatchesError
 from .io.files import adler32_of, atomic_path, is_url
 from .io.outputs import copy_verified
-from .io.stores import TransferError, join, retrying, store_for
+from .io.stores import TransferError, is_missing, join, retrying, store_for
 from .remote_parts import is_pack, open_pack, pack_name, pack_parts, parts_in_name
 from .shards import (
     SCRATCH_PREFIX,
@@ -201,10 +201,18 @@ class RemoteScratch(Scratch):
         url = self._url(*name.split("/"))
         store = store_for(url)
         fs, path = store.filesystem(url)  # type: ignore[attr-defined]
+
+        def read() -> bytes:
+            with fs.open(path, "rb") as handle:
+                data: bytes = handle.read()
+                return data
+
         try:
-            return json.loads(_retry(lambda: fs.cat_file(path), url, "read"))
-        except FileNotFoundError:
-            return None
+            return json.loads(_retry(read, url, "read"))
+        except OSError as err:
+            if is_missing(err):
+                return None
+            raise
 
     def staging(self) -> Path:
         """A local directory of this process's machine."""

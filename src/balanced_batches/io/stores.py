@@ -299,7 +299,10 @@ class FsspecStore(Store):
         """Files in a directory as URLs of the same form as `url`."""
         fs, path = self.filesystem(url)
         with _not_found():
-            entries = fs.ls(path, detail=True)
+            entries = fs.ls(path, detail=True, refresh=True)
+        # fsspec-xrootd answers `info` of a file from a cached listing of its directory, and
+        # fails for a file made after the listing: none is kept
+        fs.invalidate_cache(path)
         names = [
             entry["name"].rstrip("/").rsplit("/", 1)[-1]
             for entry in entries

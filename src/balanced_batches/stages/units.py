@@ -161,7 +161,7 @@ def read_task(
     unit: int,
     path: str,
     config: ProjectConfig,
-    scratch: Path,
+    scratch: str,
     counted_stat: tuple[int, float] | None = None,
     selection: Selection | None = None,
     layout: BranchLayout | None = None,
@@ -195,7 +195,7 @@ def read_task(
         positions=plan.n_batches * plan.slots,
         slots=plan.slots,
         unit_positions=plan.unit_first_positions,
-        scratch=str(scratch),
+        scratch=scratch,
         chunk_bytes=config.execution.chunk_mb * 2**20,
         counted_stat=counted_stat,
         keep_branches=None if config.output.branches is None else tuple(config.output.branches),
@@ -208,7 +208,7 @@ def write_task(
     plan: Plan,
     unit: int,
     config: ProjectConfig,
-    scratch: Path,
+    scratch: str,
     layout: BranchLayout,
     provenance: str,
 ) -> WriteTask:
@@ -245,7 +245,7 @@ def write_task(
         slots=plan.slots,
         n_write_units=plan.n_write_units,
         seed=plan.seed,
-        scratch=str(scratch),
+        scratch=scratch,
         stream_weight=weights,
         type_names=tuple(config.types),
         regions_per_type=len(plan.region_names) // len(config.types),
@@ -390,7 +390,7 @@ class Jobs:
 
 def build_jobs(spec: JobSpec) -> Jobs:
     """Enumerates the plan's units of work (the only place that does)."""
-    scratch = Path(spec.scratch)
+    scratch = spec.scratch
     selection = build_selection(spec.config)
     reads = []
     for unit, file_id in enumerate(spec.plan.read_files):
