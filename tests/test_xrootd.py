@@ -372,8 +372,8 @@ def test_exported_jobs_run_in_a_sandbox_with_parts_and_outputs_on_the_server(
     server: XRootDServer, local_run: Path, tmp_path: Path
 ) -> None:
     """Each job runs in an empty directory of its own holding only the three transferred
-    files, with intermediate parts and outputs on the server: the outputs are the local
-    run's."""
+    files, with intermediate parts, result records and outputs on the server: the outputs
+    are the local run's, and `status` folds the records in from the server."""
     outputs = f"{server.url}/sandboxed-out"
     workdir = remote_scratch_plan(
         server, local_run, tmp_path, "scratch-c", "--output-directory", outputs
@@ -398,5 +398,11 @@ def test_exported_jobs_run_in_a_sandbox_with_parts_and_outputs_on_the_server(
     assert sorted(made) == sorted(expected)
     for name, path in made.items():
         assert adler32(path) == adler32(expected[name]), name
-    ok(bb("status", "--workdir", workdir))
+    # the records wait on the server beside the parts, which the last write job deleted
+    (plan_directory,) = (server.export / "scratch-c").iterdir()
+    assert sorted(p.name for p in plan_directory.iterdir()) == ["records"]
+    n_jobs = len(listed)
+    assert len(list((plan_directory / "records").glob("job-*.json"))) == n_jobs
+    status = ok(bb("status", "--workdir", workdir)).stdout
+    assert f"took {n_jobs} batch-job records from root://" in status
     ok(bb("check", "--workdir", workdir))

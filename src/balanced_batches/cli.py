@@ -424,12 +424,15 @@ def export_jobs_command(
         bool, typer.Option("--only-missing", help="Only jobs not finished yet.")
     ] = False,
     overwrite: OverwriteOption = False,
+    keep_scratch: Annotated[
+        bool, typer.Option("--keep-scratch", help="The last write job keeps the parts.")
+    ] = False,
     workdir: WorkdirOption = Path("."),
     verbose: VerboseOption = False,
 ) -> None:
     """Submit files that run the plan as HTCondor or Slurm jobs."""
     exported = _open(workdir).export_jobs(
-        directory, system, only_missing=only_missing, overwrite=overwrite
+        directory, system, only_missing=only_missing, overwrite=overwrite, keep_scratch=keep_scratch
     )
     typer.echo(
         f"{len(exported.read_jobs)} read jobs and {len(exported.write_jobs)} write jobs in "

@@ -8,7 +8,8 @@ Everything the units do with the scratch directory goes through `scratch_at(loca
   (`remote_parts`);
 - `open_parts()`: every finished part, to read from (`shards.Part` or `remote_parts.RemotePart`);
 - `complete_parts()`: how many finished parts each read unit has;
-- `put_json` / `get_json`: small write-once records (partial statistics);
+- `put_json` / `get_json` / `names`: small write-once records (partial statistics, and the
+  result records of batch jobs, which `records_at` keeps in a directory of their own);
 - `staging()`: a local directory for outputs on their way to a remote output directory;
 - `remove()`.
 """
@@ -43,6 +44,7 @@ from .shards import (
 )
 
 T = TypeVar("T")
+INTERMEDIATE = ("parts", "statistics")  # what write units read; records stay
 
 
 class Scratch(ABC):
@@ -73,6 +75,10 @@ class Scratch(ABC):
         """A record, None if it is not there."""
 
     @abstractmethod
+    def names(self, directory: str) -> list[str]:
+        """Names of the files in a subdirectory (none if it does not exist)."""
+
+    @abstractmethod
     def staging(self) -> Path:
         """A local directory for files on their way elsewhere."""
 
@@ -83,6 +89,10 @@ class Scratch(ABC):
     @abstractmethod
     def remove(self, remove_empty_root: bool = False) -> None:
         """Deletes the directory and everything in it."""
+
+    @abstractmethod
+    def remove_intermediate(self) -> None:
+        """Deletes the parts and partial statistics (not the result records)."""
 
 
 class LocalScratch(Scratch):
@@ -117,6 +127,11 @@ class LocalScratch(Scratch):
         path = self.path / name
         return json.loads(path.read_text()) if path.is_file() else None
 
+    def names(self, directory: str) -> list[str]:
+        """Files of the subdirectory."""
+        path = self.path / directory
+        return sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+
     def staging(self) -> Path:
         """`<scratch>/staging`."""
         return self.path / "staging"
@@ -128,6 +143,11 @@ class LocalScratch(Scratch):
     def remove(self, remove_empty_root: bool = False) -> None:
         """`shards.remove_scratch`."""
         remove_scratch(self.path, remove_empty_root)
+
+    def remove_intermediate(self) -> None:
+        """The `parts` and `statistics` subdirectories."""
+        for name in INTERMEDIATE:
+            shutil.rmtree(self.path / name, ignore_errors=True)
 
 
 class RemoteScratch(Scratch):
@@ -214,6 +234,16 @@ class RemoteScratch(Scratch):
                 return None
             raise
 
+    def names(self, directory: str) -> list[str]:
+        """Files of the subdirectory on the server."""
+        url = self._url(*directory.split("/"))
+        store = store_for(url)
+        try:
+            listed = _retry(lambda: store.listdir(url), url, "list")
+        except FileNotFoundError:
+            return []
+        return sorted(u.rsplit("/", 1)[-1] for u in listed)
+
     def staging(self) -> Path:
         """A local directory of this process's machine."""
         return Path(tempfile.gettempdir()) / f"balanced-batches-staging-{Path(self.location).name}"
@@ -224,12 +254,22 @@ class RemoteScratch(Scratch):
     def remove(self, remove_empty_root: bool = False) -> None:
         """Deletes the plan's directory on the server (only a directory this tool names)."""
         del remove_empty_root  # a remote root is the user's
-        if not self.location.rstrip("/").rsplit("/", 1)[-1].startswith(SCRATCH_PREFIX):
-            return
-        store = store_for(self.location)
-        fs, path = store.filesystem(self.location)  # type: ignore[attr-defined]
-        with contextlib.suppress(FileNotFoundError):
-            _retry(lambda: fs.rm(path, recursive=True), self.location, "remove")
+        if self.location.rstrip("/").rsplit("/", 1)[-1].startswith(SCRATCH_PREFIX):
+            self._remove_tree(self.location)
+
+    def remove_intermediate(self) -> None:
+        """The `parts` and `statistics` subdirectories on the server."""
+        for name in INTERMEDIATE:
+            self._remove_tree(self._url(name))
+
+    def _remove_tree(self, url: str) -> None:
+        store = store_for(url)
+        fs, path = store.filesystem(url)  # type: ignore[attr-defined]
+        try:
+            _retry(lambda: fs.rm(path, recursive=True), url, "remove")
+        except OSError as err:
+            if not is_missing(err):
+                raise
 
 
 def _retry(operation: Callable[[], T], location: str, what: str) -> T:
@@ -251,6 +291,12 @@ def write_once(local: Path, url: str) -> None:
             return
         _retry(lambda: store.remove(url), url, "remove")
     copy_verified(local, url)
+
+
+def records_at(location: str) -> Scratch:
+    """Where batch jobs leave their result records: a directory (or root:// URL) holding
+    write-once `job-<number>.json` files."""
+    return scratch_at(location)
 
 
 def scratch_at(location: str) -> Scratch:

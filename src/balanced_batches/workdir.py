@@ -404,8 +404,10 @@ class Workdir:
         *,
         only_missing: bool = False,
         overwrite: bool = False,
+        keep_scratch: bool = False,
     ) -> ExportedJobs:
-        """Submit files that run the plan as HTCondor or Slurm jobs."""
+        """Submit files that run the plan as HTCondor or Slurm jobs (`keep_scratch`: the last
+        write job leaves the intermediate parts)."""
         from .stages.export import export_plan
 
         with self._catalog() as catalog:
@@ -417,6 +419,7 @@ class Workdir:
                 system,
                 only_missing=only_missing,
                 overwrite=overwrite,
+                keep_scratch=keep_scratch,
             )
 
     def status(self) -> Status:
@@ -426,9 +429,9 @@ class Workdir:
         with self._catalog() as catalog:
             exported = catalog.get_meta("export")
             folded, records = 0, None
-            if exported is not None and Path(exported["records"]).is_dir():
+            if exported is not None:
                 records = exported["records"]
-                folded = fold_records(catalog, Path(records))
+                folded = fold_records(catalog, records)
             files = catalog.files()
             states: dict[str, int] = {}
             for record in files:

@@ -5,13 +5,14 @@ Each job runs `balanced-batches make --spec spec.json --job I` with only the job
 specification at hand (`spec.json`, `plan.npz`, `job.sh`), is idempotent, and leaves
 a result record that `balanced-batches status` folds into the catalog. Read jobs run
 in any order; write jobs after all of them. Intermediate parts (scratch), result
-records and outputs must be on storage every job reaches (a shared file system).
+records and outputs must be on storage every job reaches: a shared file system, or an XRootD
+server (`execution.scratch: root://...`, `--output-directory root://...`), for jobs on
+grid worker nodes that see nothing of the submit machine.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 import sys
 from dataclasses import dataclass
@@ -21,9 +22,10 @@ from typing import Any
 from ..catalog import Catalog
 from ..config import BatchConfig, ProjectConfig
 from ..errors import CatalogError, ConfigError, InputFileError
+from ..io.files import is_url
 from ..io.trees import branch_layout, opened_tree
 from ..rows import layout_from_json, layout_to_json
-from ..scratch import scratch_at
+from ..scratch import records_at, scratch_at
 from .plan import load_plan
 from .run import claim_outputs, planned_outputs, reopen_lost_outputs
 from .units import JobSpec, merge_layout, spec_from_catalog, stored_layout
@@ -61,7 +63,7 @@ def job_script(batch: BatchConfig) -> str:
     )
 
 
-def htcondor_submit(batch: BatchConfig, jobs_file: str, records: Path) -> str:
+def htcondor_submit(batch: BatchConfig, jobs_file: str, logs: Path) -> str:
     """A submit description queueing one job per line of `jobs_file`."""
     lines = [
         "universe = vanilla",
@@ -71,9 +73,9 @@ def htcondor_submit(batch: BatchConfig, jobs_file: str, records: Path) -> str:
         "should_transfer_files = YES",
         "when_to_transfer_output = ON_EXIT",
         f"transfer_input_files = {TRANSFERRED[0]}, {TRANSFERRED[1]}",
-        f"output = {records}/logs/job-$(job).out",
-        f"error = {records}/logs/job-$(job).err",
-        f"log = {records}/logs/condor.log",
+        f"output = {logs}/job-$(job).out",
+        f"error = {logs}/job-$(job).err",
+        f"log = {logs}/condor.log",
         f"request_cpus = {batch.cores}",
         f"request_memory = {batch.memory_mb}",
         f"request_disk = {batch.disk_mb * 1024}",
@@ -121,14 +123,14 @@ def export_jobs(
     spec.save(directory)
     (directory / "job.sh").write_text(job_script(spec.config.batch))
     (directory / "job.sh").chmod(0o755)
-    records = Path(spec.records or directory / "records")
-    (records / "logs").mkdir(parents=True, exist_ok=True)
+    logs = directory / "records" / "logs"  # on the submit machine, whatever the records
+    logs.mkdir(parents=True, exist_ok=True)
     (directory / "read-jobs.txt").write_text("".join(f"{job}\n" for job in reads))
     (directory / "write-jobs.txt").write_text("".join(f"{job}\n" for job in writes))
     batch = spec.config.batch
     if system == "htcondor":
-        (directory / "read.sub").write_text(htcondor_submit(batch, "read-jobs.txt", records))
-        (directory / "write.sub").write_text(htcondor_submit(batch, "write-jobs.txt", records))
+        (directory / "read.sub").write_text(htcondor_submit(batch, "read-jobs.txt", logs))
+        (directory / "write.sub").write_text(htcondor_submit(batch, "write-jobs.txt", logs))
         stages = [name for name, jobs in (("read", reads), ("write", writes)) if jobs]
         dag = [f"JOB {stage} {stage}.sub DIR {directory}" for stage in stages]
         if len(stages) == 2:
@@ -154,12 +156,18 @@ def export_jobs(
     return ExportedJobs(directory, reads, writes, command)
 
 
-def fold_records(catalog: Catalog, records: Path) -> int:
-    """Takes batch jobs' result records into the catalog; returns how many were new."""
+def fold_records(catalog: Catalog, records: str | Path) -> int:
+    """Takes batch jobs' result records (a directory or a root:// URL) into the catalog;
+    returns how many were new."""
     states = {kind: catalog.unit_states(kind) for kind in ("read", "write")}
     folded = 0
-    for path in sorted(records.glob("job-*.json")):
-        record = json.loads(path.read_text())
+    where = records_at(str(records))
+    for name in where.names(""):
+        if not (name.startswith("job-") and name.endswith(".json")):
+            continue
+        record = where.get_json(name)
+        if record is None:
+            continue
         kind, unit, status = record["kind"], int(record["unit"]), record["status"]
         if states[kind].get(unit) == status == "done":
             continue
@@ -205,21 +213,27 @@ def export_plan(
     *,
     only_missing: bool = False,
     overwrite: bool = False,
+    keep_scratch: bool = False,
 ) -> ExportedJobs:
     """Writes the job specification and submit files of the stored plan into `directory`;
-    `only_missing`: only the jobs whose units are not done (result records folded in first)."""
+    `only_missing`: only the jobs whose units are not done (result records folded in first).
+
+    With a remote scratch directory the jobs leave their result records beside their parts
+    (`<scratch>/records`), so that no job needs the submit machine's disks; otherwise in
+    `<directory>/records`. The last write job deletes the intermediate parts unless
+    `keep_scratch`."""
     plan = load_plan(catalog)
-    records = directory / "records"
     spec = spec_from_catalog(catalog, plan, config, workdir)
+    remote = is_url(spec.scratch)
+    records = f"{spec.scratch.rstrip('/')}/records" if remote else str(directory / "records")
     if only_missing:
-        if records.is_dir():
-            fold_records(catalog, records)
+        fold_records(catalog, records)
         reopen_lost_outputs(catalog, scratch_at(spec.scratch))
     if spec.layout is None:
         first = spec.files[int(plan.read_files[0])].path
         with opened_tree(first, config.inputs.tree) as tree:
             spec = dataclasses.replace(spec, layout=branch_layout(tree, first))
-    spec = dataclasses.replace(spec, records=str(records))
+    spec = dataclasses.replace(spec, records=records, keep_scratch=keep_scratch)
     claim_outputs(catalog, planned_outputs(spec), config, overwrite)
     pending = None
     if only_missing:
@@ -229,5 +243,5 @@ def export_plan(
         states = catalog.unit_states("write")
         pending |= {n_reads + unit for unit, state in states.items() if state != "done"}
     exported = export_jobs(spec, system, directory, pending)
-    catalog.set_meta("export", {"directory": str(directory), "records": str(records)})
+    catalog.set_meta("export", {"directory": str(directory), "records": records})
     return exported

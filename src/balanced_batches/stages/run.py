@@ -6,7 +6,6 @@ that has no catalog leaves a JSON result record instead, which `status` folds in
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Callable, Sequence
@@ -18,11 +17,11 @@ from ..catalog import Catalog
 from ..config import ProjectConfig
 from ..engines import Engine, Reporter
 from ..errors import BalancedBatchesError, CatalogError
-from ..io.files import is_url, write_json
+from ..io.files import is_url
 from ..io.outputs import OutputDirectory, output_directory, size_of
 from ..plan_model import Plan
 from ..rows import BranchLayout, layout_to_json
-from ..scratch import LocalScratch, Scratch, scratch_at
+from ..scratch import LocalScratch, Scratch, records_at, scratch_at
 from .output_files import (
     PROVENANCE_JSON,
     OutputSet,
@@ -349,9 +348,10 @@ def run_spec_job(spec: JobSpec, job: int) -> str:
 
     A finished unit is not run again: a rerun of a finished job changes nothing.
     """
-    records = Path(spec.records or Path(spec.scratch) / "records")
-    record_path = records / f"job-{job}.json"
-    if record_path.exists() and _still_done(json.loads(record_path.read_text()), spec):
+    records = records_at(spec.records or f"{spec.scratch.rstrip('/')}/records")
+    name = f"job-{job}.json"
+    earlier = records.get_json(name)
+    if earlier is not None and _still_done(earlier, spec):
         return f"job {job}: already done"
     kind, unit, result = _run_unit(spec, job)
     record: dict[str, Any] = {"job": job, "kind": kind, "unit": unit}
@@ -368,7 +368,7 @@ def run_spec_job(spec: JobSpec, job: int) -> str:
         )
     else:
         record.update(status="done", outputs=result.outputs)
-    write_json(record_path, record)
+    records.put_json(name, record)
     if result.error is not None:
         raise BalancedBatchesError(result.error)
     return _describe(kind, unit, result)
@@ -400,7 +400,14 @@ def _run_unit(spec: JobSpec, job: int) -> tuple[str, int, ReadResult | WriteResu
         )
     result = write_outputs(jobs.writes[job - n_reads])
     if result.error is None:
-        publish_statistics(spec)  # the last write job to finish publishes
+        published = publish_statistics(spec)
+        # on a remote scratch (grid storage, counted against a quota) the last write job to
+        # finish (every split's partial statistics are there) deletes the intermediate data;
+        # the result records stay for `status`. A local scratch stays for the next plan, so
+        # that a lost output costs its write job only.
+        done = len(published) == len(spec.plan.split_names)
+        if done and is_url(spec.scratch) and not spec.keep_scratch:
+            scratch_at(spec.scratch).remove_intermediate()
     return "write", job - n_reads, result
 
 

@@ -290,6 +290,7 @@ class JobSpec:
     layout: BranchLayout | None
     scratch: str
     records: str | None = None  # where batch jobs leave their result records
+    keep_scratch: bool = False  # the last write job leaves the intermediate parts
 
     def provenance(self) -> dict[str, Any]:
         """What the provenance branches' integers mean (only what plan and seed decide)."""
@@ -324,6 +325,7 @@ class JobSpec:
             "layout": None if self.layout is None else layout_to_json(self.layout),
             "scratch": self.scratch,
             "records": self.records,
+            "keep_scratch": self.keep_scratch,
         }
         directory.mkdir(parents=True, exist_ok=True)
         write_json(directory / SPEC_NAME, spec, sort_keys=False)  # types and processes: order
@@ -347,6 +349,7 @@ class JobSpec:
             layout=None if spec["layout"] is None else layout_from_json(spec["layout"]),
             scratch=spec["scratch"],
             records=spec.get("records"),
+            keep_scratch=spec.get("keep_scratch", False),
         )
 
 
