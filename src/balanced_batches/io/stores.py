@@ -411,8 +411,31 @@ STORES: dict[str, type[FsspecStore]] = {"root": XRootDStore}
 
 
 def store_for(url: str) -> Store:
-    """The store of a URL's scheme."""
-    return _store(urlsplit(url).scheme, settings())
+    """The store of a URL's scheme; ConfigError naming the supported ones for a scheme no
+    installed client speaks."""
+    scheme = urlsplit(url).scheme
+    if scheme not in STORES and not _fsspec_knows(scheme):
+        grid = (
+            " (grid storage that speaks SRM or GridFTP serves root:// too: use its XRootD door)"
+            if scheme in ("srm", "gsiftp")
+            else ""
+        )
+        raise ConfigError(
+            f"{url}: {scheme}:// is not supported{grid}; use a local path or root:// (XRootD), "
+            "or install an fsspec client for it"
+        )
+    return _store(scheme, settings())
+
+
+@functools.cache
+def _fsspec_knows(scheme: str) -> bool:
+    import fsspec
+
+    try:
+        fsspec.get_filesystem_class(scheme)
+    except (ValueError, ImportError):
+        return False
+    return True
 
 
 _USED_SCHEMES: set[str] = set()  # what `release_connections` has to look at
