@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from balanced_batches.config import BatchConfig
+from balanced_batches.stages.export import htcondor_submit, job_script
 from conftest import (
     BINNING,
     PROCESS_TYPES,
@@ -158,3 +160,30 @@ def test_export_rejects_an_unknown_system(tmp_path: Path, dataset: Dataset) -> N
     production = planned(tmp_path / "work", dataset)
     result = cli("export-jobs", "--workdir", production.workdir, "--system", "pbs", expect=2)
     assert "htcondor, slurm" in result.stderr
+
+
+def test_grid_credentials_reach_the_jobs(tmp_path: Path) -> None:
+    """`batch.x509_proxy` and `batch.oauth_services` become HTCondor's credential commands,
+    and a job finds the token HTCondor left in $_CONDOR_CREDS as BEARER_TOKEN_FILE."""
+    htcondor2 = pytest.importorskip("htcondor2")
+    batch = BatchConfig(
+        x509_proxy=True, oauth_services=["wlcg", "cms"], command="printenv BEARER_TOKEN_FILE;"
+    )
+    submit = htcondor2.Submit(htcondor_submit(batch, "read-jobs.txt", tmp_path / "logs"))
+    assert submit["use_x509userproxy"] == "true"
+    assert submit["use_oauth_services"] == "wlcg, cms"
+    script = tmp_path / "job.sh"
+    script.write_text(job_script(batch))
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "wlcg.use").write_text("token")
+    env = {"PATH": os.environ["PATH"], "_CONDOR_CREDS": str(creds)}
+    shown = subprocess.run(
+        ["bash", str(script), "3"], env=env, capture_output=True, text=True, check=True
+    )
+    assert shown.stdout.strip() == str(creds / "wlcg.use")
+    plain = BatchConfig(command="sh -c 'printenv BEARER_TOKEN_FILE || echo none'")
+    script.write_text(job_script(plain))
+    shown = subprocess.run(["bash", str(script), "3"], env=env, capture_output=True, text=True)
+    assert shown.stdout.strip() == "none"
+    assert "use_x509userproxy" not in htcondor_submit(plain, "x", tmp_path)

@@ -289,6 +289,11 @@ class BatchConfig(_Model):
     )
     setup: list[str] = Field(default_factory=list, description="shell lines run before a job")
     command: str | None = Field(default=None, description="how jobs call balanced-batches")
+    # grid credentials for jobs that read or write root:// storage: the submitter's X.509
+    # proxy (HTCondor's use_x509userproxy, X509_USER_PROXY in the job), WLCG tokens
+    # (use_oauth_services; the first service's token becomes BEARER_TOKEN_FILE)
+    x509_proxy: bool = False
+    oauth_services: list[str] = Field(default_factory=list)
 
     @property
     def walltime_seconds(self) -> int:
