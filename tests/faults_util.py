@@ -496,3 +496,19 @@ if __name__ == "__main__":
     # the directory of this file is first on sys.path: keep the tests' modules out of reach
     sys.path.pop(0)
     main(sys.argv[1:])
+
+
+def copy_workdir(source: Path, target: Path) -> Path:
+    """The catalog of a working directory (WAL included), without outputs or scratch."""
+    import sqlite3
+    from contextlib import closing
+
+    from balanced_batches.catalog import CATALOG_NAME
+
+    target.mkdir(parents=True)
+    with (
+        closing(sqlite3.connect(source / CATALOG_NAME)) as original,
+        closing(sqlite3.connect(target / CATALOG_NAME)) as copy,
+    ):
+        original.backup(copy)
+    return target

@@ -14,19 +14,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import time
 import zlib
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uproot
 
-from balanced_batches.catalog import CATALOG_NAME, Catalog
+from balanced_batches.catalog import Catalog
 from balanced_batches.io import outputs, stores
 from balanced_batches.shards import all_parts
 from conftest import (
@@ -39,7 +37,7 @@ from conftest import (
     read_output,
     reference_plan_args,
 )
-from faults_util import output_digests, plan_scratch
+from faults_util import copy_workdir, output_digests, plan_scratch
 from services import unavailable
 from xrootd_server import XRootDServer, free_port, missing_requirement
 
@@ -91,17 +89,6 @@ def adler32(path: Path) -> str:
 def outputs_of(directory: Path) -> dict[str, Path]:
     """Output ROOT files of a directory by name."""
     return {path.name: path for path in sorted(directory.glob("batch*.root"))}
-
-
-def copy_workdir(source: Path, target: Path) -> Path:
-    """The catalog of a working directory (WAL included), without outputs or scratch."""
-    target.mkdir(parents=True)
-    with (
-        closing(sqlite3.connect(source / CATALOG_NAME)) as original,
-        closing(sqlite3.connect(target / CATALOG_NAME)) as copy,
-    ):
-        original.backup(copy)
-    return target
 
 
 @pytest.fixture(scope="module")

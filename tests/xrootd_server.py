@@ -29,6 +29,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def http_plugin_installed() -> bool:
+    """True if XRootD's HTTP/WebDAV plugin (libXrdHttp) is installed."""
+    return any(
+        Path(directory, "libXrdHttp-5.so").exists() or Path(directory, "libXrdHttp.so").exists()
+        for directory in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib")
+    )
+
+
 def missing_requirement() -> str | None:
     """Why no server can be started here, or None."""
     if shutil.which("xrootd") is None:
@@ -49,6 +57,9 @@ class XRootDServer:
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"root://{self.host}/"  # + "/path" -> root://127.0.0.1:PORT//path
+        # the same export over HTTP/WebDAV (XrdHttp, Debian's xrootd-server-plugins)
+        self.http_port = free_port()
+        self.dav_url = f"dav://127.0.0.1:{self.http_port}"  # + "/path"
         self.log = self.base / "xrootd.log"
         self._process: subprocess.Popen[bytes] | None = None
         account = pwd.getpwnam(USER)
@@ -67,6 +78,11 @@ class XRootDServer:
                     f"all.adminpath {self.base / 'admin'}",
                     f"all.pidpath {self.base / 'run'}",
                     "xrootd.chksum adler32",
+                    *(
+                        [f"xrd.protocol XrdHttp:{self.http_port} libXrdHttp.so"]
+                        if http_plugin_installed()
+                        else []
+                    ),
                     "",
                 ]
             )

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BalancedBatchesError
-from .io.stores import store_for
+from .io.stores import TransferError, retrying, store_for
 from .rows import Jagged, RowBlock
 from .shards import MAGIC, PART_SUFFIX, PREFIX, Buffer, aligned
 
@@ -61,25 +61,25 @@ class RemoteFile:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        store = store_for(url)
-        self._fs, self._path = store.filesystem(url)  # type: ignore[attr-defined]
+        self._store = store_for(url)
 
     def size(self) -> int:
         """The file's size on the server."""
-        return int(self._fs.info(self._path)["size"])
+        info = retrying(lambda: self._store.info(self.url), self.url, "stat", TransferError)
+        return int(info["size"])
 
     def ranges(self, starts: Sequence[int], stops: Sequence[int]) -> list[bytes]:
         """The bytes of every [start, stop)."""
         if not len(starts):
             return []
-        paths = [self._path] * len(starts)
-        chunks = self._fs.cat_ranges(paths, list(map(int, starts)), list(map(int, stops)))
-        for chunk, start, stop in zip(chunks, starts, stops, strict=True):
-            if isinstance(chunk, Exception):
-                raise chunk
+        first, last = [int(v) for v in starts], [int(v) for v in stops]
+        chunks = retrying(
+            lambda: self._store.read_ranges(self.url, first, last), self.url, "read", TransferError
+        )
+        for chunk, start, stop in zip(chunks, first, last, strict=True):
             if len(chunk) != stop - start:
                 raise BalancedBatchesError(f"{self.url}: intermediate pack is incomplete")
-        return list(chunks)
+        return chunks
 
 
 def open_pack(url: str) -> list[RemotePart]:

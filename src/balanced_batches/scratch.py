@@ -45,6 +45,7 @@ from .shards import (
 
 T = TypeVar("T")
 INTERMEDIATE = ("parts", "statistics")  # what write units read; records stay
+REMOTE_SCRATCH = ("root://", "davs://", "dav://")
 
 
 class Scratch(ABC):
@@ -151,7 +152,8 @@ class LocalScratch(Scratch):
 
 
 class RemoteScratch(Scratch):
-    """A directory on a server (root://): parts travel as one verified pack per read unit."""
+    """A directory on a server (root://, davs://): parts travel as one verified pack per read
+    unit."""
 
     def _url(self, *names: str) -> str:
         url = self.location
@@ -220,15 +222,8 @@ class RemoteScratch(Scratch):
         """Read from the server."""
         url = self._url(*name.split("/"))
         store = store_for(url)
-        fs, path = store.filesystem(url)  # type: ignore[attr-defined]
-
-        def read() -> bytes:
-            with fs.open(path, "rb") as handle:
-                data: bytes = handle.read()
-                return data
-
         try:
-            return json.loads(_retry(read, url, "read"))
+            return json.loads(_retry(lambda: store.read(url), url, "read"))
         except OSError as err:
             if is_missing(err):
                 return None
@@ -264,9 +259,8 @@ class RemoteScratch(Scratch):
 
     def _remove_tree(self, url: str) -> None:
         store = store_for(url)
-        fs, path = store.filesystem(url)  # type: ignore[attr-defined]
         try:
-            _retry(lambda: fs.rm(path, recursive=True), url, "remove")
+            _retry(lambda: store.remove_tree(url), url, "remove")
         except OSError as err:
             if not is_missing(err):
                 raise
@@ -303,9 +297,9 @@ def scratch_at(location: str) -> Scratch:
     """The scratch directory at a path or URL."""
     if not is_url(location):
         return LocalScratch(location)
-    if not location.startswith("root://"):
+    if not location.startswith(REMOTE_SCRATCH):
         raise BalancedBatchesError(
             f"execution.scratch = {location!r}: remote scratch directories are root:// "
-            "(XRootD) URLs; or a local path"
+            "(XRootD) or davs:// (WebDAV) URLs; or a local path"
         )
     return RemoteScratch(location)

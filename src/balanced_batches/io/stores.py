@@ -15,6 +15,7 @@ Settings come from the environment, so that Dask workers and batch jobs see the 
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import math
 import os
@@ -244,6 +245,18 @@ class Store(ABC):
     def reset(self) -> None:
         """Forgets cached connections and handles (before a retry)."""
 
+    @abstractmethod
+    def read(self, url: str) -> bytes:
+        """A whole (small) file."""
+
+    @abstractmethod
+    def read_ranges(self, url: str, starts: list[int], stops: list[int]) -> list[bytes]:
+        """The bytes [start, stop) of a file, for every start and stop."""
+
+    @abstractmethod
+    def remove_tree(self, url: str) -> None:
+        """Deletes a directory and everything in it (FileNotFoundError if it is missing)."""
+
 
 class FsspecStore(Store):
     """Any protocol fsspec knows; checksums are computed by reading the file back."""
@@ -309,6 +322,29 @@ class FsspecStore(Store):
             if entry.get("type") != "directory"
         ]
         return [join(url, name) for name in names]
+
+    def read(self, url: str) -> bytes:
+        """fsspec's `open` and `read`."""
+        fs, path = self.filesystem(url)
+        with _not_found(), fs.open(path, "rb") as handle:
+            data: bytes = handle.read()
+            return data
+
+    def read_ranges(self, url: str, starts: list[int], stops: list[int]) -> list[bytes]:
+        """fsspec's `cat_ranges` (XRootD: vector reads)."""
+        fs, path = self.filesystem(url)
+        with _not_found():
+            chunks = fs.cat_ranges([path] * len(starts), starts, stops)
+        for chunk in chunks:
+            if isinstance(chunk, Exception):
+                raise chunk
+        return list(chunks)
+
+    def remove_tree(self, url: str) -> None:
+        """fsspec's recursive `rm`."""
+        fs, path = self.filesystem(url)
+        with _not_found():
+            fs.rm(path, recursive=True)
 
     def reset(self) -> None:
         """Drops fsspec's cached filesystem objects (and their connections) of this scheme."""
@@ -407,14 +443,22 @@ def _configure_xrootd_client() -> None:
             client.EnvPutInt(key, value)
 
 
-STORES: dict[str, type[FsspecStore]] = {"root": XRootDStore}
+STORES: dict[str, type[Store]] = {"root": XRootDStore}
+
+
+def _store_class(scheme: str) -> type[Store]:
+    if scheme in ("davs", "dav"):  # imported here: it needs webdav4
+        from .webdav import WebDAVStore
+
+        return WebDAVStore
+    return STORES.get(scheme, FsspecStore)
 
 
 def store_for(url: str) -> Store:
     """The store of a URL's scheme; ConfigError naming the supported ones for a scheme no
     installed client speaks."""
     scheme = urlsplit(url).scheme
-    if scheme not in STORES and not _fsspec_knows(scheme):
+    if scheme not in (*STORES, "davs", "dav") and not _fsspec_knows(scheme):
         grid = (
             " (grid storage that speaks SRM or GridFTP serves root:// too: use its XRootD door)"
             if scheme in ("srm", "gsiftp")
@@ -444,7 +488,16 @@ _USED_SCHEMES: set[str] = set()  # what `release_connections` has to look at
 @functools.cache
 def _store(scheme: str, config: RemoteSettings) -> Store:
     _USED_SCHEMES.add(scheme)
-    return STORES.get(scheme, FsspecStore)(scheme, config)
+    return _store_class(scheme)(scheme, config)
+
+
+def readable(path: str) -> str | io.BytesIO:
+    """What uproot and pyarrow can open for a path or URL: the same, or, for stores they have
+    no reader of (WebDAV), the file's bytes (outputs that `check` and `report` read whole)."""
+    if is_url(path) and urlsplit(path).scheme in ("davs", "dav"):
+        store = store_for(path)
+        return io.BytesIO(retrying(lambda: store.read(path), path, "read"))
+    return path
 
 
 def open_options(path: str) -> dict[str, Any]:

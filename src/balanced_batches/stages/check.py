@@ -17,7 +17,7 @@ from ..catalog import Catalog, lock_holder
 from ..config import ProjectConfig
 from ..engines import Reporter, SilentReporter
 from ..errors import CatalogError
-from ..io.stores import open_options
+from ..io.stores import open_options, readable
 from ..io.trees import opened_tree, unreadable
 from ..plan_model import Plan
 from ..regions import Selection, build_selection
@@ -43,9 +43,14 @@ class CheckReport:
 def read_output(path: Path | str, file_format: str, tree: str) -> ak.Array:
     """All rows of an output file (a path or a URL)."""
     options = open_options(str(path))
+    source = readable(str(path))
     if file_format == "parquet":
+        if not isinstance(source, str):
+            import pyarrow.parquet as pq
+
+            return ak.from_arrow(pq.read_table(source))
         return ak.from_parquet(path, storage_options=options or None)
-    with uproot.open(path, **options) as handle:
+    with uproot.open(source, **options) as handle:
         return handle[tree].arrays()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 from ..config import ProjectConfig
 from ..engines import Reporter, SilentReporter
 from ..errors import BalancedBatchesError, InputFileError
-from ..io.stores import open_options
+from ..io.stores import open_options, readable
 from ..io.trees import unreadable
 from ..plan_model import Plan
 from ..regions import RegionSpace, Selection
@@ -101,17 +102,19 @@ def _read_chunks(
     path: Path | str, file_format: str, tree: str, branches: list[str]
 ) -> Iterator[dict[str, np.ndarray]]:
     location = str(path)
+    source = readable(location)
     if file_format == "parquet":
         import fsspec
         import pyarrow.parquet as pq
 
-        with fsspec.open(location, "rb") as raw, pq.ParquetFile(raw) as handle:
+        opened = fsspec.open(source, "rb") if isinstance(source, str) else nullcontext(source)
+        with opened as raw, pq.ParquetFile(raw) as handle:
             for batch in handle.iter_batches(batch_size=CHUNK_ENTRIES, columns=branches):
                 yield {name: batch.column(name).to_numpy(zero_copy_only=False) for name in branches}
         return
     import uproot
 
-    with uproot.open(location, **open_options(location)) as handle:
+    with uproot.open(source, **open_options(location)) as handle:
         output_tree = handle[tree]
         entries = int(output_tree.num_entries)
         for start in range(0, entries, CHUNK_ENTRIES):

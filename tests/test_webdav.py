@@ -1,0 +1,152 @@
+"""WebDAV (dav://, the http form of davs://) for intermediate parts and outputs, against two real
+servers on 127.0.0.1: XRootD's HTTP door (XrdHttp, as dCache and EOS serve WebDAV beside
+XRootD; it answers `Want-Digest: adler32`) and wsgidav, a WebDAV server that is not XRootD
+(no checksums: files are read back to verify them).
+
+A run with parts and outputs on a server must write the local run's bytes, verified, and
+leave nothing but the outputs there; batch jobs run in empty sandboxes must do the same.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import Production, cli, project_yaml, reference_plan_args
+from faults_util import copy_workdir, output_digests
+from services import unavailable
+from xrootd_server import XRootDServer, free_port, http_plugin_installed, missing_requirement
+
+
+@dataclass(frozen=True)
+class DavServer:
+    """A WebDAV server: its URL and the local directory it serves."""
+
+    url: str  # dav://127.0.0.1:PORT
+    root: Path
+    checksums: bool  # answers Want-Digest: adler32
+
+
+@pytest.fixture(scope="module")
+def xrdhttp() -> Iterator[DavServer]:
+    """XRootD with its HTTP/WebDAV plugin."""
+    missing = missing_requirement()
+    if missing is None and not http_plugin_installed():
+        missing = "XRootD's HTTP plugin is missing (apt-get install xrootd-server-plugins)"
+    if missing is not None:
+        unavailable(missing)
+    server = XRootDServer()
+    server.start()
+    _wait_for(server.http_port)
+    yield DavServer(server.dav_url, server.export, checksums=True)
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def wsgidav() -> Iterator[DavServer]:
+    """wsgidav (PyPI) serving a temporary directory, anonymous read/write."""
+    executable = Path(sys.executable).parent / "wsgidav"
+    if not executable.exists():
+        unavailable("wsgidav is not installed (pip install wsgidav cheroot)")
+    root = Path(tempfile.mkdtemp(prefix="bb-wsgidav-"))
+    port = free_port()
+    command = [str(executable), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--root", str(root), "--auth", "anonymous", "--no-config", "-q"]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        try:
+            _wait_for(port)
+            yield DavServer(f"dav://127.0.0.1:{port}", root, checksums=False)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for(port: int, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"no WebDAV server on port {port}")
+
+
+@pytest.fixture(params=["xrdhttp", "wsgidav"])
+def dav(request: pytest.FixtureRequest) -> DavServer:
+    """Each server in turn."""
+    server: DavServer = request.getfixturevalue(request.param)
+    return server
+
+
+def adler32(path: Path) -> str:
+    return f"{zlib.adler32(path.read_bytes()) & 0xFFFFFFFF:08x}"
+
+
+def planned_on(dav: DavServer, reference: Production, tmp_path: Path, name: str) -> Path:
+    """The reference's counts, planned with parts and outputs on the server."""
+    workdir = copy_workdir(reference.workdir, tmp_path / "work")
+    config = project_yaml(
+        tmp_path / "project.yaml", f"execution: {{scratch: '{dav.url}/{name}/scratch'}}"
+    )
+    output = f"{dav.url}/{name}/out"
+    cli(*reference_plan_args(workdir), "--config", config, "--output-directory", output)
+    return workdir
+
+
+def test_parts_and_outputs_on_a_webdav_server(
+    dav: DavServer, reference: Production, tmp_path: Path
+) -> None:
+    name = f"run-{tmp_path.name}"
+    workdir = planned_on(dav, reference, tmp_path, name)
+    cli("run", "--workdir", workdir, "--workers", 1)
+    out = dav.root / name / "out"
+    assert output_digests(out) == output_digests(reference.outdir)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*output_digests(reference.outdir), "provenance.json", "statistics.json"]
+    )
+    assert list((dav.root / name / "scratch").iterdir()) == []  # the plan's directory is gone
+    result = cli("run", "--workdir", workdir, "--workers", 1).stdout
+    assert "entries" in result  # nothing left to do, the outputs intact
+    assert "all outputs match the plan" in cli("check", "--workdir", workdir).stdout
+
+
+def test_batch_jobs_in_sandboxes_with_everything_on_a_webdav_server(
+    wsgidav: DavServer, reference: Production, tmp_path: Path
+) -> None:
+    workdir = planned_on(wsgidav, reference, tmp_path, "jobs")
+    jobs = tmp_path / "jobs"
+    cli("export-jobs", "--workdir", workdir, "--system", "slurm", "--directory", jobs)
+    listed = [
+        *(jobs / "read-jobs.txt").read_text().split(),
+        *(jobs / "write-jobs.txt").read_text().split(),
+    ]
+    for job in listed:
+        sandbox = tmp_path / f"sandbox-{job}"
+        sandbox.mkdir()
+        for name in ("spec.json", "plan.npz", "job.sh"):
+            shutil.copy(jobs / name, sandbox / name)
+        finished = subprocess.run(
+            ["bash", "job.sh", job], cwd=sandbox, capture_output=True, text=True, timeout=180
+        )
+        assert finished.returncode == 0, finished.stderr
+    out = wsgidav.root / "jobs" / "out"
+    assert output_digests(out) == output_digests(reference.outdir)
+    (plan_directory,) = (wsgidav.root / "jobs" / "scratch").iterdir()
+    assert sorted(p.name for p in plan_directory.iterdir()) == ["records"]
+    status = cli("status", "--workdir", workdir).stdout
+    assert f"took {len(listed)} batch-job records from dav://" in status
+    assert "all outputs match the plan" in cli("check", "--workdir", workdir).stdout
+    for path in out.glob("batch*.root"):
+        assert adler32(path) == adler32(reference.outdir / path.name)
