@@ -15,6 +15,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Iterator
@@ -392,4 +394,87 @@ def test_exported_jobs_run_in_a_sandbox_with_parts_and_outputs_on_the_server(
     assert len(list((plan_directory / "records").glob("job-*.json"))) == n_jobs
     status = ok(bb("status", "--workdir", workdir)).stdout
     assert f"took {n_jobs} batch-job records from root://" in status
+    ok(bb("check", "--workdir", workdir))
+
+
+def _namespace_sandbox_missing() -> str | None:
+    """Why jobs cannot be run as another user in a mount namespace here, or None."""
+    if os.geteuid() != 0:
+        return "running jobs as another user in a mount namespace needs root"
+    for tool in ("unshare", "runuser", "mount"):
+        if shutil.which(tool) is None:
+            return f"{tool} is missing"
+    return None
+
+
+def test_jobs_run_as_another_user_where_the_working_directory_does_not_exist(
+    server: XRootDServer, local_run: Path, remote_counted: Path, tmp_path: Path
+) -> None:
+    """Inputs, parts, records and outputs on the server; each job runs as `nobody` in an empty
+    directory, in a mount namespace where the test's directories (working directory, jobs
+    directory) are hidden and root's home is not readable: everything a job needs travels
+    with it. A rerun of a finished job changes nothing."""
+    missing = _namespace_sandbox_missing()
+    if missing is not None:
+        unavailable(missing)
+    outputs = f"{server.url}/isolated-out"
+    workdir = copy_workdir(remote_counted, tmp_path / "work")
+    config = project_yaml(
+        tmp_path / "project.yaml", f"execution: {{scratch: '{server.url}/isolated-scratch'}}"
+    )
+    ok(bb(*reference_plan_args(workdir), "--config", config, "--output-directory", outputs))
+    jobs = tmp_path / "jobs"
+    ok(bb("export-jobs", "--workdir", workdir, "--system", "slurm", "--directory", jobs))
+    listed = [
+        *(jobs / "read-jobs.txt").read_text().split(),
+        *(jobs / "write-jobs.txt").read_text().split(),
+    ]
+    interpreter = Path(os.path.realpath(sys.executable))
+    home = Path.home()
+    hidden = tmp_path.parent  # the test's directories, and the working directory in them
+    sandboxes = Path(tempfile.mkdtemp(prefix="bb-isolated-"))
+    sandboxes.chmod(0o755)
+    try:
+        for job in [*listed, listed[0]]:  # the first job twice: the rerun finds it done
+            sandbox = Path(tempfile.mkdtemp(dir=sandboxes))
+            for name in ("spec.json", "plan.npz", "job.sh"):
+                shutil.copy(jobs / name, sandbox / name)
+            sandbox.chmod(0o755)
+            for path in [sandbox, *sandbox.iterdir()]:
+                os.chown(path, 65534, 65534)
+            # root's home: only the interpreter's tree stays visible, through a bind mount
+            keep = sandboxes / f"keep-{job}"
+            keep.mkdir(exist_ok=True)
+            tree = next((p for p in interpreter.parents if p.parent == home), None)
+            script = ["set -e"]
+            if tree is not None:
+                script += [
+                    f"mount --bind {tree} {keep}",
+                    f"mount -t tmpfs -o mode=755 none {home}",
+                    f"mkdir -p {tree}",
+                    f"mount --bind {keep} {tree}",
+                ]
+            script += [
+                f"mount -t tmpfs -o mode=700 none {hidden}",
+                f"test ! -e {workdir}",
+                f"cd {sandbox}",
+                f"exec runuser -u nobody -- bash job.sh {job}",
+            ]
+            finished = subprocess.run(
+                ["unshare", "--mount", "--propagation", "private", "bash", "-c", "\n".join(script)],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            )
+            assert finished.returncode == 0, f"job {job}:\n{finished.stdout}\n{finished.stderr}"
+        assert "already done" in finished.stdout
+    finally:
+        shutil.rmtree(sandboxes, ignore_errors=True)
+    made = outputs_of(server.export / "isolated-out")
+    expected = outputs_of(local_run / "batches")
+    assert sorted(made) == sorted(expected)
+    for name, path in made.items():  # the same rows; provenance names the inputs' URLs
+        assert_same_arrays(read_output(path), read_output(expected[name]), name)
+    ok(bb("status", "--workdir", workdir))
     ok(bb("check", "--workdir", workdir))

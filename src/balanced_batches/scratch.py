@@ -76,6 +76,10 @@ class Scratch(ABC):
         """A record, None if it is not there."""
 
     @abstractmethod
+    def remove_json(self, name: str) -> None:
+        """Deletes a record, if it is there."""
+
+    @abstractmethod
     def names(self, directory: str) -> list[str]:
         """Names of the files in a subdirectory (none if it does not exist)."""
 
@@ -127,6 +131,10 @@ class LocalScratch(Scratch):
         """The record's data."""
         path = self.path / name
         return json.loads(path.read_text()) if path.is_file() else None
+
+    def remove_json(self, name: str) -> None:
+        """unlink."""
+        (self.path / name).unlink(missing_ok=True)
 
     def names(self, directory: str) -> list[str]:
         """Files of the subdirectory."""
@@ -228,6 +236,16 @@ class RemoteScratch(Scratch):
             if is_missing(err):
                 return None
             raise
+
+    def remove_json(self, name: str) -> None:
+        """Deleted on the server."""
+        url = self._url(*name.split("/"))
+        store = store_for(url)
+        try:
+            _retry(lambda: store.remove(url), url, "remove")
+        except OSError as err:
+            if not is_missing(err):
+                raise
 
     def names(self, directory: str) -> list[str]:
         """Files of the subdirectory on the server."""

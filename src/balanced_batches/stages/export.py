@@ -27,7 +27,7 @@ from ..io.trees import branch_layout, opened_tree
 from ..rows import layout_from_json, layout_to_json
 from ..scratch import records_at, scratch_at
 from .plan import load_plan
-from .run import claim_outputs, planned_outputs, reopen_lost_outputs
+from .run import PARTS_DELETED, claim_outputs, planned_outputs, reopen_lost_outputs
 from .units import JobSpec, merge_layout, spec_from_catalog, stored_layout
 
 SYSTEMS = ("htcondor", "slurm")
@@ -244,6 +244,8 @@ def export_plan(
     if only_missing:
         fold_records(catalog, records)
         reopen_lost_outputs(catalog, scratch_at(spec.scratch))
+        if any(state != "done" for state in catalog.unit_states("read").values()):
+            records_at(records).remove_json(PARTS_DELETED)  # the read jobs must run again
     if spec.layout is None:
         first = spec.files[int(plan.read_files[0])].path
         with opened_tree(first, config.inputs.tree) as tree:

@@ -348,10 +348,10 @@ def run_spec_job(spec: JobSpec, job: int) -> str:
 
     A finished unit is not run again: a rerun of a finished job changes nothing.
     """
-    records = records_at(spec.records or f"{spec.scratch.rstrip('/')}/records")
+    records = records_at(job_records(spec))
     name = f"job-{job}.json"
     earlier = records.get_json(name)
-    if earlier is not None and _still_done(earlier, spec):
+    if earlier is not None and _still_done(earlier, spec, records):
         return f"job {job}: already done"
     kind, unit, result = _run_unit(spec, job)
     record: dict[str, Any] = {"job": job, "kind": kind, "unit": unit}
@@ -374,11 +374,23 @@ def run_spec_job(spec: JobSpec, job: int) -> str:
     return _describe(kind, unit, result)
 
 
-def _still_done(record: dict[str, Any], spec: JobSpec) -> bool:
+def job_records(spec: JobSpec) -> str:
+    """Where a plan's batch jobs leave their result records."""
+    return spec.records or f"{spec.scratch.rstrip('/')}/records"
+
+
+# left among the records by the write job that deleted the intermediate parts: the read jobs
+# did their work (a rerun of one changes nothing), until `export-jobs --only-missing` needs
+# parts again and removes it
+PARTS_DELETED = "parts-deleted.json"
+
+
+def _still_done(record: dict[str, Any], spec: JobSpec, records: Scratch) -> bool:
     if record.get("status") != "done":
         return False
     if record["kind"] == "read":
-        return scratch_at(spec.scratch).complete_parts()[int(record["unit"])] == record.get("parts")
+        parts = scratch_at(spec.scratch).complete_parts()[int(record["unit"])]
+        return parts == record.get("parts") or records.get_json(PARTS_DELETED) is not None
     return all(size_of(o["path"]) == o["size"] for o in record["outputs"])
 
 
@@ -407,6 +419,7 @@ def _run_unit(spec: JobSpec, job: int) -> tuple[str, int, ReadResult | WriteResu
         # that a lost output costs its write job only.
         done = len(published) == len(spec.plan.split_names)
         if done and is_url(spec.scratch) and not spec.keep_scratch:
+            records_at(job_records(spec)).put_json(PARTS_DELETED, {"plan": spec.plan.id})
             scratch_at(spec.scratch).remove_intermediate()
     return "write", job - n_reads, result
 
