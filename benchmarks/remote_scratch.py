@@ -5,7 +5,8 @@
 Counts the medium dataset once, then, alternating in every repetition, plans and runs the same
 plan (N = 15, 10 batches, 2 workers) with `execution.scratch` local and with
 `execution.scratch: root://127.0.0.1:PORT//scratch` on a server started here (the test suite's
-`tests/xrootd_server.py`, Debian's xrootd as user `xrootd`). Prints the wall seconds of the read
+`tests/xrootd_server.py`, Debian's xrootd as user `xrootd`), and with the same server's WebDAV
+door (`dav://127.0.0.1:HTTP_PORT/scratch`, XrdHttp). Prints the wall seconds of the read
 and write phases as `run` logs them (whole seconds) and of the whole `run`, and checks that
 both arms wrote the same bytes.
 """
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BB = ROOT / ".venv" / "bin" / "balanced-batches"
 EXAMPLE = ROOT / "examples" / "prod_Phase2_v2"
 MEDIUM = ROOT / "bench-data" / "datasets" / "sall-f2-e4000-seed1-zstd"
+ARMS = ("local", "root", "dav")  # dav: the server's HTTP door (XrdHttp), WebDAV
 PHASE = re.compile(r"(reading inputs|writing batches): \d+ done in (\d+) s")
 
 
@@ -68,10 +70,14 @@ def main() -> None:
             times: dict[str, dict[str, list[float]]] = {}
             for rep in range(options.repeat):
                 digests = {}
-                for arm in ("local", "root"):
+                for arm in ARMS:
                     workdir = work / f"{arm}-{rep}"
                     subprocess.run(["cp", "-r", str(counted), str(workdir)], check=True)
-                    root = f"{server.url}/scratch-{rep}" if arm == "root" else str(work / "s")
+                    root = {
+                        "local": str(work / "s"),
+                        "root": f"{server.url}/scratch-{rep}",
+                        "dav": f"{server.dav_url}/dav-scratch-{rep}",
+                    }[arm]
                     config = workdir / "project.yaml"
                     config.write_text(
                         f"processes: {EXAMPLE / 'process_types.yaml'}\n"
@@ -92,7 +98,7 @@ def main() -> None:
                         times.setdefault(arm, {}).setdefault(phase, []).append(float(seconds))
                     digests[arm] = digest(workdir / "out")
                     print(f"rep {rep} {arm}: {phases}", flush=True)
-                same = digests["local"] == digests["root"]
+                same = len(set(digests.values())) == 1
                 print(f"rep {rep}: outputs {'identical' if same else 'DIFFER'}", flush=True)
             for arm, phases in times.items():
                 medians = {phase: statistics.median(v) for phase, v in phases.items()}

@@ -150,3 +150,13 @@ def test_batch_jobs_in_sandboxes_with_everything_on_a_webdav_server(
     assert "all outputs match the plan" in cli("check", "--workdir", workdir).stdout
     for path in out.glob("batch*.root"):
         assert adler32(path) == adler32(reference.outdir / path.name)
+
+
+def test_https_and_davs_urls_are_the_same_webdav_door() -> None:
+    from balanced_batches.io.stores import store_for
+    from balanced_batches.io.webdav import WebDAVStore, _base_and_path
+
+    for url in ("davs://door.example.org:2880/pnfs/x", "https://door.example.org:2880/pnfs/x"):
+        assert isinstance(store_for(url), WebDAVStore)
+        assert _base_and_path(url) == ("https://door.example.org:2880", "/pnfs/x")
+    assert _base_and_path("dav://127.0.0.1:8080/a/b") == ("http://127.0.0.1:8080", "/a/b")

@@ -45,7 +45,7 @@ from .shards import (
 
 T = TypeVar("T")
 INTERMEDIATE = ("parts", "statistics")  # what write units read; records stay
-REMOTE_SCRATCH = ("root://", "davs://", "dav://")
+REMOTE_SCRATCH = ("root://", "davs://", "dav://", "https://", "http://")
 
 
 class Scratch(ABC):
@@ -318,6 +318,6 @@ def scratch_at(location: str) -> Scratch:
     if not location.startswith(REMOTE_SCRATCH):
         raise BalancedBatchesError(
             f"execution.scratch = {location!r}: remote scratch directories are root:// "
-            "(XRootD) or davs:// (WebDAV) URLs; or a local path"
+            "(XRootD) or davs:// / https:// (WebDAV) URLs; or a local path"
         )
     return RemoteScratch(location)

@@ -444,10 +444,12 @@ def _configure_xrootd_client() -> None:
 
 
 STORES: dict[str, type[Store]] = {"root": XRootDStore}
+# WebDAV (io/webdav.py): davs:// and https:// are the same door (dav://, http://: no TLS)
+WEBDAV_SCHEMES = ("davs", "dav", "https", "http")
 
 
 def _store_class(scheme: str) -> type[Store]:
-    if scheme in ("davs", "dav"):  # imported here: it needs webdav4
+    if scheme in WEBDAV_SCHEMES:  # imported here: it needs webdav4
         from .webdav import WebDAVStore
 
         return WebDAVStore
@@ -458,7 +460,7 @@ def store_for(url: str) -> Store:
     """The store of a URL's scheme; ConfigError naming the supported ones for a scheme no
     installed client speaks."""
     scheme = urlsplit(url).scheme
-    if scheme not in (*STORES, "davs", "dav") and not _fsspec_knows(scheme):
+    if scheme not in (*STORES, *WEBDAV_SCHEMES) and not _fsspec_knows(scheme):
         grid = (
             " (grid storage that speaks SRM or GridFTP serves root:// too: use its XRootD door)"
             if scheme in ("srm", "gsiftp")
@@ -494,7 +496,7 @@ def _store(scheme: str, config: RemoteSettings) -> Store:
 def readable(path: str) -> str | io.BytesIO:
     """What uproot and pyarrow can open for a path or URL: the same, or, for stores they have
     no reader of (WebDAV), the file's bytes (outputs that `check` and `report` read whole)."""
-    if is_url(path) and urlsplit(path).scheme in ("davs", "dav"):
+    if is_url(path) and urlsplit(path).scheme in WEBDAV_SCHEMES:
         store = store_for(path)
         return io.BytesIO(retrying(lambda: store.read(path), path, "read"))
     return path

@@ -1,10 +1,11 @@
 """WebDAV storage (`davs://`, `dav://`): dCache, EOS, XRootD's HTTP door, any WebDAV server.
 
 `davs://host:port/path` is `https://host:port/path` spoken WebDAV (`dav://`: plain http, for
-test servers). Requests go through webdav4's client (httpx), with the grid's credentials
-when the environment has them: a WLCG bearer token (`BEARER_TOKEN_FILE`, else
-`$XDG_RUNTIME_DIR/bt_u<uid>`, or `BEARER_TOKEN`), an X.509 proxy (`X509_USER_PROXY`) as
-client certificate, and `X509_CERT_DIR` as the certificate authorities.
+test servers); `https://` and `http://` URLs are taken as WebDAV too. Requests go through
+webdav4's client (httpx), with the grid's credentials when the environment has them: a WLCG
+bearer token (`BEARER_TOKEN_FILE`, else `$XDG_RUNTIME_DIR/bt_u<uid>`, or `BEARER_TOKEN`), an
+X.509 proxy (`X509_USER_PROXY`) as client certificate, and `X509_CERT_DIR` as the certificate
+authorities.
 
 What the common servers do, and how this store copes:
 - a rename (`MOVE`) replaces its target, and XrdHttp has no `COPY`: renames are one `MOVE`;
@@ -27,7 +28,7 @@ from urllib.parse import urlsplit
 
 from .stores import RemoteSettings, Store
 
-SCHEMES = {"davs": "https", "dav": "http"}
+SCHEMES = {"davs": "https", "dav": "http", "https": "https", "http": "http"}
 
 
 def _base_and_path(url: str) -> tuple[str, str]:
