@@ -11,8 +11,9 @@ What the common servers do, and how this store copes:
 - a rename (`MOVE`) replaces its target, and XrdHttp has no `COPY`: renames are one `MOVE`;
 - the checksum is asked with `Want-Digest: adler32` (`Digest: adler32=<hex>`); a server that
   answers none has the file read back;
-- byte ranges are `GET` requests with a `Range` header, one per range, several at a time
-  (XrdHttp announces no range support, which fsspec-style readers then refuse);
+- byte ranges are `GET` requests with a `Range` header, many ranges per request where the
+  server answers `multipart/byteranges` (XrdHttp announces no range support, which
+  fsspec-style readers then refuse);
 - sizes come from `HEAD` (`PROPFIND` of a single file fails on XrdHttp 5.5);
 - XrdHttp deletes only empty collections: trees are deleted file by file.
 """
@@ -22,7 +23,6 @@ from __future__ import annotations
 import functools
 import os
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,12 +52,27 @@ def _token() -> str | None:
     return None
 
 
-PARALLEL_GETS = 8
+RANGES_PER_GET = 128  # a Range header of up to ~4 kB, which servers accept
 
 
-@functools.cache
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(PARALLEL_GETS, thread_name_prefix="webdav-get")
+def _byteranges(response: Any) -> dict[tuple[int, int], bytes] | None:
+    """The parts of a `multipart/byteranges` answer by (start, stop), None for another one."""
+    kind = response.headers.get("Content-Type", "")
+    if response.status_code != 206 or "multipart/byteranges" not in kind:
+        return None
+    boundary = kind.split("boundary=", 1)[1].strip().strip('"').encode()
+    parts: dict[tuple[int, int], bytes] = {}
+    for chunk in response.content.split(b"--" + boundary):
+        head, separator, body = chunk.partition(b"\r\n\r\n")
+        if not separator:
+            continue
+        for line in head.decode("latin-1").splitlines():
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-range":
+                first, last = value.split()[1].split("/")[0].split("-")
+                start, stop = int(first), int(last) + 1
+                parts[(start, stop)] = body[: stop - start]
+    return parts
 
 
 @functools.cache
@@ -80,6 +95,7 @@ class WebDAVStore(Store):
 
     def __init__(self, scheme: str, config: RemoteSettings) -> None:
         super().__init__(scheme, config)
+        self._multipart: bool | None = None  # does the server answer several ranges at once?
 
     def _client(self, url: str) -> tuple[Any, str]:
         base, path = _base_and_path(url)
@@ -170,19 +186,30 @@ class WebDAVStore(Store):
         return content
 
     def read_ranges(self, url: str, starts: list[int], stops: list[int]) -> list[bytes]:
-        """One ranged `GET` per range (empty ranges need none), `PARALLEL_GETS` at a time:
-        a write unit asks for hundreds of ranges per part, and each waits a round trip."""
+        """Ranged `GET`s: up to `RANGES_PER_GET` ranges in one request where the server answers
+        `multipart/byteranges` (XrdHttp, dCache), else one request per range."""
+        wanted = [(start, stop) for start, stop in zip(starts, stops, strict=True) if stop > start]
+        found: dict[tuple[int, int], bytes] = {}
+        for first in range(0, len(wanted), RANGES_PER_GET):
+            group = wanted[first : first + RANGES_PER_GET]
+            found.update(self._get_ranges(url, group))
+        return [found.get((start, stop), b"") for start, stop in zip(starts, stops, strict=True)]
 
-        def get(start: int, stop: int) -> bytes:
-            if stop <= start:
-                return b""
+    def _get_ranges(self, url: str, ranges: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        if len(ranges) > 1 and self._multipart is not False:
+            spec = ",".join(f"{start}-{stop - 1}" for start, stop in ranges)
+            response = self._request("GET", url, headers={"Range": f"bytes={spec}"})
+            parts = _byteranges(response)
+            if parts is not None and all(r in parts for r in ranges):
+                self._multipart = True
+                return parts
+            self._multipart = False  # one range per request from now on
+        found = {}
+        for start, stop in ranges:
             response = self._request("GET", url, headers={"Range": f"bytes={start}-{stop - 1}"})
             data: bytes = response.content
-            return data[start:stop] if response.status_code == 200 else data  # 200: whole file
-
-        if len(starts) == 1:
-            return [get(starts[0], stops[0])]
-        return list(_pool().map(get, starts, stops))
+            found[(start, stop)] = data[start:stop] if response.status_code == 200 else data
+        return found
 
     def reset(self) -> None:
         """Drops the cached clients (and their connections)."""
