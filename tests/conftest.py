@@ -14,10 +14,11 @@ import json
 import logging
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -556,3 +557,56 @@ def planned(counted_copy: Path) -> Path:
     """A private working directory holding the reference plan, nothing run yet."""
     cli(*reference_plan_args(counted_copy))
     return counted_copy
+
+
+# -- a Dask cluster on 127.0.0.1 -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The address of a Dask scheduler with two single-threaded worker processes."""
+    logs = tmp_path_factory.mktemp("dask")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    port = address.rsplit(":", 1)[1]
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, log: str) -> None:
+        with (logs / log).open("wb") as out:
+            processes.append(
+                subprocess.Popen(
+                    [str(Path(sys.executable).parent / "dask"), *args],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+
+    try:
+        start("scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard", log="s.log")
+        start(
+            "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard", log="w.log"
+        )
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        from distributed import Client
+
+        try:
+            with Client(address, timeout="5s") as client:
+                client.shutdown()
+        except OSError:
+            pass  # the scheduler never came up or is gone already
+        for process in reversed(processes):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                process.wait(timeout=20)

@@ -9,14 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from distributed import Client
 
 from balanced_batches.catalog import Catalog
@@ -43,8 +40,6 @@ from conftest import (
 )
 from faults_util import descendants, new_descendants_after
 
-DASK = Path(sys.executable).parent / "dask"
-
 
 def counts_of(workdir: Path) -> object:
     return json.loads((workdir / "counts.json").read_text())
@@ -66,48 +61,6 @@ def ran_remotely(before: dict[str, int], after: dict[str, int]) -> dict[str, int
     """How many tasks of each of the pipeline's functions the cluster ran in between."""
     names = ("count_files", "read_input", "write_outputs")
     return {name: after.get(name, 0) - before.get(name, 0) for name in names}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The address of a Dask scheduler with two single-threaded worker processes."""
-    logs = tmp_path_factory.mktemp("dask")
-    address = f"tcp://127.0.0.1:{free_port()}"
-    port = address.rsplit(":", 1)[1]
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str, log: str) -> None:
-        with (logs / log).open("wb") as out:
-            processes.append(
-                subprocess.Popen([str(DASK), *args], stdout=out, stderr=subprocess.STDOUT)
-            )
-
-    try:
-        start("scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard", log="s.log")
-        start(
-            "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard", log="w.log"
-        )
-        with Client(address, timeout="60s") as client:
-            client.wait_for_workers(2, timeout=60)
-        yield address
-    finally:
-        try:
-            with Client(address, timeout="5s") as client:
-                client.shutdown()
-        except OSError:
-            pass  # the scheduler never came up or is gone already
-        for process in reversed(processes):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.terminate()
-                process.wait(timeout=20)
 
 
 def test_local_workers_give_the_in_process_outputs(

@@ -478,3 +478,14 @@ def test_jobs_run_as_another_user_where_the_working_directory_does_not_exist(
         assert_same_arrays(read_output(path), read_output(expected[name]), name)
     ok(bb("status", "--workdir", workdir))
     ok(bb("check", "--workdir", workdir))
+
+
+def test_a_dask_cluster_runs_with_parts_on_the_server(
+    server: XRootDServer, local_run: Path, tmp_path: Path, scheduler: str
+) -> None:
+    """Tasks on a Dask cluster's workers (what `--cluster htcondor|slurm` starts as batch jobs)
+    reach a remote scratch directory as local workers do: the same outputs."""
+    workdir = remote_scratch_plan(server, local_run, tmp_path, "scratch-dask")
+    ok(bb("run", "--workdir", workdir, "--scheduler", scheduler))
+    assert output_digests(workdir / "batches") == output_digests(local_run / "batches")
+    assert list((server.export / "scratch-dask").iterdir()) == []

@@ -95,7 +95,8 @@ class WebDAVStore(Store):
 
     def __init__(self, scheme: str, config: RemoteSettings) -> None:
         super().__init__(scheme, config)
-        self._multipart: bool | None = None  # does the server answer several ranges at once?
+        # servers (by base URL) that answer several ranges at once, or do not
+        self._multipart: dict[str, bool] = {}
 
     def _client(self, url: str) -> tuple[Any, str]:
         base, path = _base_and_path(url)
@@ -196,14 +197,15 @@ class WebDAVStore(Store):
         return [found.get((start, stop), b"") for start, stop in zip(starts, stops, strict=True)]
 
     def _get_ranges(self, url: str, ranges: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        if len(ranges) > 1 and self._multipart is not False:
+        server = _base_and_path(url)[0]
+        if len(ranges) > 1 and self._multipart.get(server, True):
             spec = ",".join(f"{start}-{stop - 1}" for start, stop in ranges)
             response = self._request("GET", url, headers={"Range": f"bytes={spec}"})
             parts = _byteranges(response)
             if parts is not None and all(r in parts for r in ranges):
-                self._multipart = True
+                self._multipart[server] = True
                 return parts
-            self._multipart = False  # one range per request from now on
+            self._multipart[server] = False  # one range per request from now on
         found = {}
         for start, stop in ranges:
             response = self._request("GET", url, headers={"Range": f"bytes={start}-{stop - 1}"})
