@@ -84,7 +84,7 @@ def test_each_group_takes_its_ratio_spread_over_its_spectrum(
     streams, n = case
     composition = Composition({"a": type_ratio}, {"Q": process_ratio}, "flat")
     reference = None if flat else spectrum
-    counts = per_batch_counts(streams, np.zeros((3, 2 * CELLS)), reference, n, composition)
+    counts = per_batch_counts(streams, reference, n, composition)
     group_of = streams.key * 2 + streams.type
     for group in np.unique(group_of):
         members = group_of == group
@@ -107,12 +107,14 @@ def test_all_there_is_takes_every_candidate_at_most_once() -> None:
         np.array([0, 0, 1]), np.array([0, 1, 1]), np.array([0, 0, 3]), ["P", "Q"], SPACE.type_names
     )
     composition = Composition({"b": -1}, {}, "flat")
-    counts = per_batch_counts(streams, np.zeros((2, 2 * CELLS)), None, 5, composition)
+    counts = per_batch_counts(streams, None, 5, composition)
     assert counts.tolist() == [5, ALL_THERE_IS, ALL_THERE_IS]
     assert fill_all_there_is(counts, np.array([100, 23, 7]), 4).tolist() == [5, 5, 1]
 
 
-def plan_with(composition: dict[str, Any], batches: int | None = None) -> Plan:
+def plan_with(
+    composition: dict[str, Any], batches: int | None = None, max_reuse: int | None = None
+) -> Plan:
     from balanced_batches.stages.plan import build_plan
 
     counts = np.zeros((3, SPACE.n_regions), dtype=np.int64)
@@ -122,7 +124,7 @@ def plan_with(composition: dict[str, Any], batches: int | None = None) -> Plan:
     active = np.array([[True, True], [True, True], [True, False]])
     table = make_table(np.array([0, 1, 0]), counts, active, np.array([1, 2, 3]))
     table = replace(table, keys=("P_PU200", "Q_PU200", "R_PU200"))  # keys of processes P, Q, R
-    config = make_config(4, batches=batches)
+    config = make_config(4, batches=batches, max_reuse=max_reuse)
     data = config.model_dump()
     data["plan"]["composition"] = composition
     return build_plan(table, ProjectConfig.model_validate(data), 100.0)
@@ -240,3 +242,15 @@ def test_batches_hold_the_planned_composition(tmp_path: Path, dataset: Any) -> N
     for name, planned, mean in found:  # the composition against its target
         assert float(mean) == int(planned), name
         assert int(planned) == sum(per_type[(name, b)] for b in range(batches)) / batches
+
+
+def test_plans_that_leave_no_region_are_one_line_errors() -> None:
+    from balanced_batches.errors import PlanError
+
+    with pytest.raises(PlanError, match="no region has a candidate for each of the 1000"):
+        plan_with({"types": {"a": -1, "b": -1}}, batches=1000)
+    with pytest.raises(PlanError, match="nothing sets the number of batches; pass --batches"):
+        plan_with({"types": {"a": -1, "b": -1}})
+    # every candidate is used at most once: --max-reuse has nothing to bound
+    plan = plan_with({"types": {"a": -1, "b": -1}}, batches=2, max_reuse=1)
+    assert plan.n_batches == 2 and np.all(plan.takes == plan.stream_total // 2)

@@ -521,7 +521,8 @@ def test_bad_plan_options_are_one_line_naming_key_and_value_and_write_nothing(
             [*plan, "--events-per-batch-type", 2, "--output-directory", "srm://se:8443/b"],
             "error: output.directory: srm://se:8443/b: srm:// is not supported (grid storage "
             "that speaks SRM or GridFTP serves root:// too: use its XRootD door); use a local "
-            "path or root:// (XRootD), or install an fsspec client for it",
+            "path, root:// (XRootD) or davs:// / https:// (WebDAV), or install an fsspec "
+            "client for it",
         ),
         "max-reuse-leaves-no-batch": (
             [*plan, "--events-per-batch-type", 2, "--max-reuse", 1],

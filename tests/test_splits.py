@@ -317,3 +317,11 @@ def test_report_shows_every_split_and_the_training_statistics(
     for split in FRACTIONS:
         assert f"<td>{split}</td>" in page
     assert "tau_pt" in page
+
+
+def test_a_split_named_twice_is_refused_and_yaml_names_branches_as_the_cli() -> None:
+    with pytest.raises(ConfigError, match="split 'train' is named twice"):
+        parse_splits("train=0.5,train=0.3")
+    config = PlanConfig(splits={"a": 0.5, "b": 0.5}, split_by="evt")
+    assert config.split_by == ["evt"]
+    assert PlanConfig(splits=["a", "b"], split_by="evt % 2 == 0").split_by == "evt % 2 == 0"

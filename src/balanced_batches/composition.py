@@ -74,14 +74,13 @@ class StreamGroups:
 
 def per_batch_counts(
     groups: StreamGroups,
-    totals: np.ndarray,
     reference: np.ndarray | None,
     per_batch: int,
     composition: Composition,
 ) -> np.ndarray:
     """Candidates per batch of every stream (`ALL_THERE_IS` for groups that take all there
-    is; they are fixed once the number of batches is). `totals`: (keys, regions) counts of
-    the split; `reference`: the spectrum weights per (type, cell), or None for flat."""
+    is; they are fixed once the number of batches is). `reference`: the spectrum weights per
+    (type, cell), or None for flat."""
     counts = np.zeros(len(groups.key), dtype=np.int64)
     group_id = groups.key * len(groups.type_names) + groups.type
     for group in np.unique(group_id):

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .splits import parse_split_by
 
 PILEUP_SCENARIOS = ("NoPU", "PU140", "PU200")
 PileupChoice = Literal["NoPU", "PU140", "PU200", "all", "none"]
@@ -200,6 +201,8 @@ class PlanConfig(_Model):
     @field_validator("split_by")
     @classmethod
     def _identity_or_rule(cls, split_by: list[str] | str) -> list[str] | str:
+        if isinstance(split_by, str):  # `evt` or `run,lumi,evt` name branches, as on the CLI
+            split_by = parse_split_by(split_by)
         if isinstance(split_by, list) and not split_by:
             raise ValueError("name the branches that identify an event, e.g. [run, lumi, evt]")
         return split_by

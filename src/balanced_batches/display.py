@@ -242,7 +242,11 @@ def batches_line(summary: Summary) -> str:
         return f"no plan possible: {summary.plan_problem}"
     reuse = summary.reuse()
     planned = reuse[reuse > 0]
+    if not planned.size:
+        return f"{summary.n_batches} batches, but no region planned"
+    uses = (summary.takes * summary.n_batches)[reuse > 0] if summary.takes is not None else 1
     unique = summary.unique_fraction()[reuse > 0]
+    distinct = float(np.sum(unique * uses) / np.sum(np.broadcast_to(uses, unique.shape)))
     assert summary.takes is not None
     per_type = summary.takes.reshape(len(summary.takes), len(space_types(summary)), -1)
     holds = ", ".join(
@@ -257,7 +261,7 @@ def batches_line(summary: Summary) -> str:
         + "); "
         f"{planned.size} regions planned, reuse median x{np.median(planned):.2f}, "
         f"max x{planned.max():.1f}; {int((planned > 1).sum())} regions reused; "
-        f"distinct candidates: {unique.mean():.0%} of uses on average, "
+        f"distinct candidates: {distinct:.0%} of the rows, "
         f"{unique.min():.1%} in the most reused region"
     )
     if summary.size is not None:

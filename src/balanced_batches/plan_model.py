@@ -101,13 +101,6 @@ class Plan:
         first: np.ndarray = self.split_first_batch[self.splits]
         return first
 
-    def global_positions(self, streams: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Global positions of uses at `positions` of their streams' orders."""
-        k = self.takes[streams]
-        batch, slot = np.divmod(positions, k)
-        result: np.ndarray = (self.stream_first_batch[streams] + batch) * self.slots + slot
-        return result
-
     @cached_property
     def output_files(self) -> OutputFiles:
         """Every output file's split, number within it and global batches."""
@@ -124,6 +117,14 @@ class Plan:
         first_files = np.arange(self.n_write_units) * self.files_per_unit
         firsts = self.output_files.first_batch[first_files]
         return np.append(firsts, self.n_batches).astype(np.int64) * self.slots
+
+    @cached_property
+    def rows_per_batch(self) -> np.ndarray:
+        """Rows of every split's batches: what its streams take, added up."""
+        rows: np.ndarray = np.bincount(
+            self.splits, self.takes, minlength=len(self.split_names)
+        ).astype(np.int64)
+        return rows
 
     def streams_of_split(self, split: int) -> np.ndarray:
         """Streams of one split."""

@@ -259,7 +259,8 @@ class RemoteScratch(Scratch):
 
     def staging(self) -> Path:
         """A local directory of this process's machine."""
-        return Path(tempfile.gettempdir()) / f"balanced-batches-staging-{Path(self.location).name}"
+        name = self.location.rstrip("/").rsplit("/", 1)[-1]
+        return Path(tempfile.gettempdir()) / f"balanced-batches-staging-{name}"
 
     def clean_temporaries(self) -> None:
         """Nothing: an interrupted copy leaves a `.part` name that no reader takes."""
@@ -267,6 +268,7 @@ class RemoteScratch(Scratch):
     def remove(self, remove_empty_root: bool = False) -> None:
         """Deletes the plan's directory on the server (only a directory this tool names)."""
         del remove_empty_root  # a remote root is the user's
+        shutil.rmtree(self.staging(), ignore_errors=True)
         if self.location.rstrip("/").rsplit("/", 1)[-1].startswith(SCRATCH_PREFIX):
             self._remove_tree(self.location)
 

@@ -114,6 +114,8 @@ def parse_splits(text: str) -> dict[str, float] | list[str]:
     fractions: dict[str, float] = {}
     for item in items:
         name, equals, value = item.partition("=")
+        if name.strip() in fractions:
+            raise ConfigError(f"--splits {text!r}: split {name.strip()!r} is named twice")
         try:
             fractions[name.strip()] = float(value) if equals else float("nan")
         except ValueError:

@@ -467,8 +467,8 @@ def store_for(url: str) -> Store:
             else ""
         )
         raise ConfigError(
-            f"{url}: {scheme}:// is not supported{grid}; use a local path or root:// (XRootD), "
-            "or install an fsspec client for it"
+            f"{url}: {scheme}:// is not supported{grid}; use a local path, root:// (XRootD) or "
+            "davs:// / https:// (WebDAV), or install an fsspec client for it"
         )
     return _store(scheme, settings())
 

@@ -173,10 +173,7 @@ def check_outputs(
         for output in result["outputs"]
     }
     files = plan.output_files
-    rows_per_batch = np.bincount(plan.splits, plan.takes, minlength=len(plan.split_names))
-    rows_per_file = ((files.stop_batch - files.first_batch) * rows_per_batch[files.split]).astype(
-        np.int64
-    )
+    rows_per_file = (files.stop_batch - files.first_batch) * plan.rows_per_batch[files.split]
     picks = sample_sizes(rows_per_file, sample, check_sample(plan.seed))
     uses: list[tuple[np.ndarray, ...]] = []
     samples: list[ak.Array] = []

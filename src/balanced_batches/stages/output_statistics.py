@@ -52,11 +52,15 @@ def publish_statistics(spec: JobSpec) -> list[str]:
     """Writes `statistics.json` of every split whose write units all left their partial
     summary; returns where it wrote them."""
     scratch = scratch_at(spec.scratch)
+    present = {f"statistics/{name}" for name in scratch.names("statistics")}
     published = []
     for split, name in enumerate(spec.plan.split_names):
+        wanted = [partial_name(name, unit) for unit in units_of_split(spec, split)]
+        if not present.issuperset(wanted):
+            continue  # another write job finishes later, and publishes
         partials = []
-        for unit in units_of_split(spec, split):
-            partial = scratch.get_json(partial_name(name, unit))
+        for wanted_name in wanted:
+            partial = scratch.get_json(wanted_name)
             if partial is None:
                 break
             partials.append(DatasetStatistics.from_json(partial))

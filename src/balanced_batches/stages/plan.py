@@ -11,6 +11,7 @@ import numpy as np
 
 from ..catalog import Catalog, FileRecord
 from ..composition import (
+    ALL_THERE_IS,
     Composition,
     StreamGroups,
     fill_all_there_is,
@@ -174,25 +175,43 @@ def split_streams(table: CountTable, config: ProjectConfig, per_batch: int) -> S
     batches take, `composition.py`); a split's problem names the split."""
     streams = table.streams
     totals = table.totals[streams[:, 0], streams[:, 1]]
-    takes = stream_takes(table, streams, config, per_batch)
-    balanced = takes > 0
     try:
-        if not balanced.any() and totals.size and config.plan.batches is None:
+        if not totals.size and table.split:
             raise PlanError(
-                "every planned region takes all there is (ratio -1): nothing sets the number "
-                "of batches; pass --batches"
+                "no active region has any candidate: check the split's fraction or rule, "
+                "active_types and --pileup"
             )
-        original = bool(np.all(takes == per_batch))  # its messages speak of N
-        n_batches = choose_batch_count(
-            totals[balanced] if balanced.any() else totals,
-            per_batch if original or not balanced.any() else takes[balanced],
-            config.plan.batches,
-            config.plan.max_reuse,
-        )
+        takes = stream_takes(table, streams, config, per_batch)
+        balanced = takes > 0
+        if totals.size and not balanced.any():
+            if not np.all(takes == ALL_THERE_IS):
+                raise PlanError(
+                    f"plan.composition.spectrum {config.plan.composition.spectrum!r} gives no "
+                    "region any candidate: the reference has none where the candidates are"
+                )
+            if config.plan.batches is None:
+                raise PlanError(
+                    "every planned region takes all there is (ratio -1): nothing sets the "
+                    "number of batches; pass --batches"
+                )
+            n_batches = config.plan.batches  # no candidate is used twice: no reuse to bound
+        else:
+            original = bool(np.all(takes == per_batch))  # its messages speak of N
+            n_batches = choose_batch_count(
+                totals[balanced],
+                per_batch if original else takes[balanced],
+                config.plan.batches,
+                config.plan.max_reuse,
+            )
+        takes = fill_all_there_is(takes, totals, n_batches)
+        kept = takes > 0
+        if not kept.any():
+            raise PlanError(
+                f"no region has a candidate for each of the {n_batches} batches: fewer "
+                "batches, or other ratios, leave some"
+            )
     except PlanError as err:
         raise PlanError(f"split {table.split}: {err}" if table.split else str(err)) from err
-    takes = fill_all_there_is(takes, totals, n_batches)
-    kept = takes > 0
     return SplitStreams(streams[kept], takes[kept], n_batches)
 
 
@@ -219,7 +238,7 @@ def stream_takes(
     reference = reference_spectrum(
         spec.spectrum, active_totals, process, space.type_names, cells_per_type
     )
-    return per_batch_counts(groups, active_totals, reference, per_batch, composition)
+    return per_batch_counts(groups, reference, per_batch, composition)
 
 
 def key_process(key: str, pileup: str) -> str:

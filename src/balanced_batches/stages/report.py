@@ -138,8 +138,9 @@ def planning_section(
         return Section(
             "planning", title, missing="Pass --events-per-batch-type (or run 'plan') to see these."
         )
+    shown = None if plan is None else training_split(plan)
     if plan is not None:
-        stream_totals = plan.stream_total
+        stream_totals = plan.stream_total[plan.streams_of_split(shown or 0)]
     else:
         streams = table.streams
         stream_totals = table.totals[streams[:, 0], streams[:, 1]]
@@ -150,7 +151,7 @@ def planning_section(
                 out_dir / figure_name("batches", "by-rule"),
                 [label for label, _ in rules],
                 [count for _, count in rules],
-                None if plan is None else plan.n_batches,
+                None if plan is None else int(plan.batches_of_split[shown or 0]),
                 per_batch,
             ),
             "Batches under the original rule int(largest region / N) and under --max-reuse R",
@@ -165,25 +166,42 @@ def planning_section(
             table=rows,
             missing=no_plan,
         )
-    images.extend(_reuse_maps(plan, table.space, out_dir, plots))
-    reuse = plan.reuse()
+    split = shown or 0
+    streams = plan.streams_of_split(split)
+    images.extend(_reuse_maps(plan, streams, table.space, out_dir, plots))
+    reuse = plan.reuse()[streams]
+    name = plan.split_names[split]
+    each = (
+        f"N = {plan.per_batch} candidates from each of {len(streams)} regions"
+        if np.all(plan.takes[streams] == plan.per_batch)
+        else f"the composition's candidates from {len(streams)} regions"
+    )
     return Section(
         "planning",
         title,
-        text=f"{plan.n_batches} batches of N = {plan.per_batch} candidates from each of "
-        f"{plan.n_streams} regions; reuse factor n_batches x N / candidates: median "
-        f"{np.median(reuse):.2f}, max {reuse.max():.1f}, {int((reuse > 1).sum())} regions "
-        f"reused. Regions reused more than {HEAVY_REUSE:g} times are framed in orange.",
+        text=(f"Split {name} (the other splits are in the splits section): " if name else "")
+        + f"{int(plan.batches_of_split[split])} batches of {each}; reuse factor (uses / "
+        f"candidates): median {np.median(reuse):.2f}, max {reuse.max():.1f}, "
+        f"{int((reuse > 1).sum())} regions reused. Regions reused more than "
+        f"{HEAVY_REUSE:g} times are framed in orange.",
         images=tuple(images),
         table=rows,
     )
 
 
-def _reuse_maps(plan: Plan, space: RegionSpace, out_dir: Path, plots: Any) -> list[Image]:
+def training_split(plan: Plan) -> int:
+    """The split the report details: the one named train (or training), else the first."""
+    names = [n.lower() for n in plan.split_names]
+    return next((i for i, n in enumerate(names) if n in ("train", "training")), 0)
+
+
+def _reuse_maps(
+    plan: Plan, streams: np.ndarray, space: RegionSpace, out_dir: Path, plots: Any
+) -> list[Image]:
     reuse = np.full((len(plan.process_keys), space.n_regions), np.nan)
-    reuse[plan.stream_key_index, plan.stream_region] = plan.reuse()
+    reuse[plan.stream_key_index[streams], plan.stream_region[streams]] = plan.reuse()[streams]
     images = []
-    for key_index in np.unique(plan.stream_key_index):
+    for key_index in np.unique(plan.stream_key_index[streams]):
         key = plan.process_keys[int(key_index)]
         for type_index, type_name in enumerate(space.type_names):
             cells = _type_cells(space, reuse[key_index], type_index)
@@ -360,8 +378,7 @@ def split_sections(
                 table=tuple(rows),
             )
         )
-    training = [n for n in plan.split_names if n.lower() in ("train", "training")]
-    first = (training or list(plan.split_names))[0]
+    first = plan.split_names[training_split(plan)]
     path = Path(split_directory(config.output.directory, first)) / STATISTICS_JSON
     title = f"Training statistics ({first})" if named else "Training statistics"
     if is_url(config.output.directory) or not path.is_file():
@@ -437,8 +454,8 @@ def totals_rows(
             TotalRow("streams", "planned regions (streams)", plan.n_streams),
             TotalRow(
                 "batch_size",
-                "candidates per batch",
-                int(plan.takes[plan.streams_of_split(0)].sum()),
+                "candidates per batch" + (" (training split)" if plan.split_names[0] else ""),
+                int(plan.takes[plan.streams_of_split(training_split(plan))].sum()),
             ),
             TotalRow("input_files_read", "input files the plan reads", len(plan.read_files)),
             TotalRow("output_files_planned", "output files planned", plan.n_output_files),

@@ -148,11 +148,12 @@ class WriteResult:
 
 
 def output_place(
-    batch: np.ndarray, stream: np.ndarray, slot: np.ndarray, n_streams: int, per_batch: int
+    batch: np.ndarray, stream: np.ndarray, slot: np.ndarray, n_streams: int, slots: int
 ) -> np.ndarray:
-    """Each row's place in the canonical order of the outputs (batch, stream, slot): write
-    units order every output file by it before shuffling."""
-    place: np.ndarray = (batch * n_streams + stream) * per_batch + slot
+    """Each row's place in the canonical order of the outputs (batch, stream, slot; `slots`:
+    the most any stream takes per batch): write units order every output file by it before
+    shuffling."""
+    place: np.ndarray = (batch * n_streams + stream) * slots + slot
     return place
 
 
@@ -216,7 +217,6 @@ def write_task(
     first = unit * plan.files_per_unit
     stop = min(first + plan.files_per_unit, plan.n_output_files)
     table = plan.output_files
-    rows_per_batch = np.bincount(plan.splits, plan.takes, minlength=len(plan.split_names))
     files = []
     for index in range(first, stop):
         split = int(table.split[index])
@@ -230,7 +230,7 @@ def write_task(
                 first_batch=int(table.first_batch[index]),
                 stop_batch=int(table.stop_batch[index]),
                 split_first_batch=int(plan.split_first_batch[split]),
-                rows=batches * int(rows_per_batch[split]),
+                rows=batches * int(plan.rows_per_batch[split]),
             )
         )
     weights = None
