@@ -512,3 +512,23 @@ def copy_workdir(source: Path, target: Path) -> Path:
     ):
         original.backup(copy)
     return target
+
+
+def run_exported_jobs(jobs: Path, sandboxes: Path) -> list[str]:
+    """Runs every job an export directory lists, read jobs first, each in an empty directory
+    of its own holding only the transferred files (`job.sh`, `spec.json`, `plan.npz`), as a
+    batch system without a shared file system would; returns the job numbers."""
+    import shutil
+
+    listed = [*(jobs / "read-jobs.txt").read_text().split()]
+    listed += (jobs / "write-jobs.txt").read_text().split()
+    for job in listed:
+        sandbox = sandboxes / f"sandbox-{job}"
+        sandbox.mkdir()
+        for name in ("spec.json", "plan.npz", "job.sh"):
+            shutil.copy(jobs / name, sandbox / name)
+        finished = subprocess.run(
+            ["bash", "job.sh", job], cwd=sandbox, capture_output=True, text=True, timeout=180
+        )
+        assert finished.returncode == 0, finished.stderr
+    return listed

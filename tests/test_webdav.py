@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Production, cli, project_yaml, reference_plan_args
-from faults_util import copy_workdir, output_digests
+from faults_util import copy_workdir, output_digests, run_exported_jobs
 from services import unavailable
 from xrootd_server import XRootDServer, free_port, http_plugin_installed, missing_requirement
 
@@ -128,19 +128,7 @@ def test_batch_jobs_in_sandboxes_with_everything_on_a_webdav_server(
     workdir = planned_on(wsgidav, reference, tmp_path, "jobs")
     jobs = tmp_path / "jobs"
     cli("export-jobs", "--workdir", workdir, "--system", "slurm", "--directory", jobs)
-    listed = [
-        *(jobs / "read-jobs.txt").read_text().split(),
-        *(jobs / "write-jobs.txt").read_text().split(),
-    ]
-    for job in listed:
-        sandbox = tmp_path / f"sandbox-{job}"
-        sandbox.mkdir()
-        for name in ("spec.json", "plan.npz", "job.sh"):
-            shutil.copy(jobs / name, sandbox / name)
-        finished = subprocess.run(
-            ["bash", "job.sh", job], cwd=sandbox, capture_output=True, text=True, timeout=180
-        )
-        assert finished.returncode == 0, finished.stderr
+    listed = run_exported_jobs(jobs, tmp_path)
     out = wsgidav.root / "jobs" / "out"
     assert output_digests(out) == output_digests(reference.outdir)
     (plan_directory,) = (wsgidav.root / "jobs" / "scratch").iterdir()

@@ -39,7 +39,7 @@ from conftest import (
     read_output,
     reference_plan_args,
 )
-from faults_util import copy_workdir, output_digests, plan_scratch
+from faults_util import copy_workdir, output_digests, plan_scratch, run_exported_jobs
 from services import unavailable
 from xrootd_server import XRootDServer, free_port, missing_requirement
 
@@ -369,19 +369,7 @@ def test_exported_jobs_run_in_a_sandbox_with_parts_and_outputs_on_the_server(
     )
     jobs = tmp_path / "jobs"
     ok(bb("export-jobs", "--workdir", workdir, "--system", "slurm", "--directory", jobs))
-    listed = [
-        *(jobs / "read-jobs.txt").read_text().split(),
-        *(jobs / "write-jobs.txt").read_text().split(),
-    ]
-    for job in listed:
-        sandbox = tmp_path / f"sandbox-{job}"
-        sandbox.mkdir()
-        for name in ("spec.json", "plan.npz", "job.sh"):
-            shutil.copy(jobs / name, sandbox / name)
-        finished = subprocess.run(
-            ["bash", "job.sh", job], cwd=sandbox, capture_output=True, text=True, timeout=180
-        )
-        assert finished.returncode == 0, finished.stderr
+    listed = run_exported_jobs(jobs, tmp_path)
     made = outputs_of(server.export / "sandboxed-out")
     expected = outputs_of(local_run / "batches")
     assert sorted(made) == sorted(expected)

@@ -27,7 +27,7 @@ import numpy as np
 from .errors import BalancedBatchesError
 from .io.stores import TransferError, retrying, store_for
 from .rows import Jagged, RowBlock
-from .shards import MAGIC, PART_SUFFIX, PREFIX, Buffer, aligned
+from .shards import MAGIC, PREFIX, Buffer, PartLayout, aligned
 
 PACK_SUFFIX = ".pack"
 PACK_MAGIC = b"BBPACK01"
@@ -110,25 +110,10 @@ class RemotePart:
         if PREFIX.size + header_size > len(head):
             (head,) = file.ranges([base], [base + PREFIX.size + header_size])
         header = json.loads(head[PREFIX.size : PREFIX.size + header_size])
-        start = base + aligned(PREFIX.size + header_size)
-
-        def buffer(entry: list[Any]) -> Buffer:
-            dtype, index, length = np.dtype(entry[0]), entry[1], entry[2]
-            if len(entry) > 3:
-                dtype = np.dtype((dtype, tuple(entry[3])))
-            return Buffer(dtype, start + header["positions"][index], length)
-
-        self.length: int = header["length"]
-        self._uses = {name: buffer(entry) for name, entry in header["uses"].items()}
-        self._flat = {name: buffer(entry) for name, entry in header["flat"].items()}
-        self._jagged = {
-            name: (
-                buffer(entry["offsets"]),
-                {column: buffer(e) for column, e in entry["contents"].items()},
-            )
-            for name, entry in header["jagged"].items()
-        }
-        starts = buffer(header["unit_starts"])
+        layout = PartLayout.of(header, base + aligned(PREFIX.size + header_size))
+        self.length: int = layout.length
+        self._uses, self._flat, self._jagged = layout.uses, layout.flat, layout.jagged
+        starts = layout.unit_starts
         (self.unit_starts,) = self._items([(starts, np.array([0]), np.array([starts.length]))])
 
     def __enter__(self) -> RemotePart:
@@ -251,6 +236,3 @@ def parts_in_name(name: str) -> tuple[int, int]:
     stem = name[: -len(PACK_SUFFIX)]
     unit, parts = stem[1:].split("-")
     return int(unit), int(parts)
-
-
-__all__ = ["PART_SUFFIX", "RemotePart", "open_pack", "pack_name", "pack_parts"]

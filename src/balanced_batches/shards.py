@@ -203,6 +203,41 @@ class Buffer:
     length: int
 
 
+@dataclass(frozen=True)
+class PartLayout:
+    """Where every buffer of a part lies, from its header (`start`: where its data begins)."""
+
+    length: int
+    unit_starts: Buffer
+    uses: dict[str, Buffer]
+    flat: dict[str, Buffer]
+    jagged: dict[str, tuple[Buffer, dict[str, Buffer]]]
+
+    @classmethod
+    def of(cls, header: dict[str, Any], start: int) -> PartLayout:
+        """The layout a part's JSON header describes."""
+
+        def buffer(entry: list[Any]) -> Buffer:
+            dtype, index, length = np.dtype(entry[0]), entry[1], entry[2]
+            if len(entry) > 3:  # a fixed-size array per row: numpy makes rows of this shape
+                dtype = np.dtype((dtype, tuple(entry[3])))
+            return Buffer(dtype, start + header["positions"][index], length)
+
+        return cls(
+            length=header["length"],
+            unit_starts=buffer(header["unit_starts"]),
+            uses={name: buffer(entry) for name, entry in header["uses"].items()},
+            flat={name: buffer(entry) for name, entry in header["flat"].items()},
+            jagged={
+                name: (
+                    buffer(entry["offsets"]),
+                    {column: buffer(e) for column, e in entry["contents"].items()},
+                )
+                for name, entry in header["jagged"].items()
+            },
+        )
+
+
 class Part:
     """A finished part, open for reading rows straight into their destination arrays.
 
@@ -238,25 +273,10 @@ class Part:
                 complete = False
         if header is None or not complete:
             raise BalancedBatchesError(f"{self.path}: intermediate part is incomplete")
-
-        def buffer(entry: list[Any]) -> Buffer:
-            dtype, index, length = np.dtype(entry[0]), entry[1], entry[2]
-            if len(entry) > 3:  # a fixed-size array per row: numpy makes rows of this shape
-                dtype = np.dtype((dtype, tuple(entry[3])))
-            return Buffer(dtype, start + header["positions"][index], length)
-
-        self.length: int = header["length"]
-        starts = buffer(header["unit_starts"])
-        self.unit_starts = self._read(starts, 0, starts.length)
-        self._uses = {name: buffer(entry) for name, entry in header["uses"].items()}
-        self._flat = {name: buffer(entry) for name, entry in header["flat"].items()}
-        self._jagged = {
-            name: (
-                buffer(entry["offsets"]),
-                {column: buffer(e) for column, e in entry["contents"].items()},
-            )
-            for name, entry in header["jagged"].items()
-        }
+        layout = PartLayout.of(header, start)
+        self.length: int = layout.length
+        self.unit_starts = self._read(layout.unit_starts, 0, layout.unit_starts.length)
+        self._uses, self._flat, self._jagged = layout.uses, layout.flat, layout.jagged
 
     def close(self) -> None:
         """Closes the file (and its mapping, once no array of `rows` is left)."""
