@@ -27,7 +27,7 @@ import numpy as np
 from .errors import BalancedBatchesError
 from .io.stores import TransferError, retrying, store_for
 from .rows import Jagged, RowBlock
-from .shards import MAGIC, PREFIX, Buffer, PartLayout, aligned
+from .shards import MAGIC, PREFIX, Buffer, PartLayout, RoutedPart, aligned
 
 PACK_SUFFIX = ".pack"
 PACK_MAGIC = b"BBPACK01"
@@ -97,7 +97,7 @@ def open_pack(url: str) -> list[RemotePart]:
     return [RemotePart(file, base, length) for base, length in json.loads(text)["parts"]]
 
 
-class RemotePart:
+class RemotePart(RoutedPart):
     """A part inside a remote pack, read by byte ranges (the interface of `shards.Part`)."""
 
     def __init__(self, file: RemoteFile, base: int, size: int) -> None:
@@ -124,15 +124,6 @@ class RemotePart:
 
     def close(self) -> None:
         """Nothing is held open."""
-
-    @property
-    def n_units(self) -> int:
-        """Write units the part was routed for."""
-        return len(self.unit_starts) - 1
-
-    def unit_range(self, unit: int) -> tuple[int, int]:
-        """[start, stop) of the uses of a write unit."""
-        return int(self.unit_starts[unit]), int(self.unit_starts[unit + 1])
 
     def uses(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Uses [start, stop): every column of the uses table, in one round."""

@@ -238,7 +238,22 @@ class PartLayout:
         )
 
 
-class Part:
+class RoutedPart:
+    """What every part says of the write units: where each one's uses start."""
+
+    unit_starts: np.ndarray  # first use of every write unit, then the number of uses
+
+    @property
+    def n_units(self) -> int:
+        """Write units the part was routed for."""
+        return len(self.unit_starts) - 1
+
+    def unit_range(self, unit: int) -> tuple[int, int]:
+        """[start, stop) of the uses of a write unit."""
+        return int(self.unit_starts[unit]), int(self.unit_starts[unit + 1])
+
+
+class Part(RoutedPart):
     """A finished part, open for reading rows straight into their destination arrays.
 
     Positioned reads (not a memory map): only what a write unit asks for is read, and it
@@ -339,15 +354,6 @@ class Part:
         position = buffer.offset + start * buffer.dtype.itemsize
         if os.preadv(self._fd, [out.data.cast("B")], position) != out.nbytes:
             raise BalancedBatchesError(f"{self.path}: intermediate part is incomplete")
-
-    @property
-    def n_units(self) -> int:
-        """Write units the part was routed for."""
-        return len(self.unit_starts) - 1
-
-    def unit_range(self, unit: int) -> tuple[int, int]:
-        """[start, stop) of the uses of a write unit."""
-        return int(self.unit_starts[unit]), int(self.unit_starts[unit + 1])
 
     def uses(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Uses [start, stop): every column of the uses table."""
