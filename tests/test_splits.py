@@ -325,3 +325,14 @@ def test_a_split_named_twice_is_refused_and_yaml_names_branches_as_the_cli() -> 
     config = PlanConfig(splits={"a": 0.5, "b": 0.5}, split_by="evt")
     assert config.split_by == ["evt"]
     assert PlanConfig(splits=["a", "b"], split_by="evt % 2 == 0").split_by == "evt % 2 == 0"
+
+
+def test_summary_shows_every_split_and_its_distinct_share(
+    split_production: tuple[Path, Any],
+) -> None:
+    workdir, _ = split_production
+    shown = cli("summary", "--workdir", workdir, "--distinct").stdout
+    for split in FRACTIONS:
+        assert f"split {split}" in shown
+        assert f"split {split}: {BATCHES} batches" in shown  # the plan's --batches, stored
+    assert "100%" in shown and "distinct candidates:" in shown

@@ -252,6 +252,9 @@ def summary(
     per_batch: Annotated[
         bool, typer.Option("--per-batch", help="Show candidates a batch takes, not counts.")
     ] = False,
+    distinct: Annotated[
+        bool, typer.Option("--distinct", help="Show the distinct candidates' share of the rows.")
+    ] = False,
     plots: Annotated[
         bool, typer.Option("--plots", help="Also write the report's input part to WORKDIR/report.")
     ] = False,
@@ -271,6 +274,7 @@ def summary(
         spectrum=spectrum,
     )
     shown = "per_batch" if per_batch else "reuse" if reuse else "counts"
+    shown = "distinct" if distinct else shown
     for line in summary_lines(wd.summary(options), shown):
         stdout.print(line, soft_wrap=True)
     stdout.print(f"summary: {escape(str(wd.path / 'summary.json'))}")

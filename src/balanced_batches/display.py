@@ -107,9 +107,9 @@ class RichReporter:
 
 
 def summary_lines(summary: Summary, shown: str = "counts") -> list[RenderableType]:
-    """What `summary` prints: the tables (cells: `counts`, `reuse` factors or candidates
-    `per_batch`), skipped and unmatched files, the batches line; with splits, each split's
-    tables and batches line."""
+    """What `summary` prints: the tables (cells: `counts`, `reuse` factors, candidates
+    `per_batch` or the `distinct` candidates' share of the rows), skipped and unmatched files,
+    the batches line; with splits, each split's tables and batches line."""
     lines: list[RenderableType] = []
     for part in summary.splits or (summary,):
         if part.table.split:
@@ -163,6 +163,7 @@ def summary_tables(summary: Summary, shown: str = "counts") -> list[Table]:
     table_data = summary.table
     space = table_data.space
     reuse = summary.reuse()
+    distinct = summary.unique_fraction()
     takes = summary.takes
     sparse_limit = summary.per_batch or 0
     tables = []
@@ -191,6 +192,8 @@ def summary_tables(summary: Summary, shown: str = "counts") -> list[Table]:
                         text = f"x{reuse[key_index, region]:.1f}"
                     if shown == "per_batch" and takes is not None:
                         text = str(int(takes[key_index, region]))
+                    if shown == "distinct" and active[region] and count:
+                        text = f"{distinct[key_index, region]:.0%}"
                     cells.append(
                         _cell(
                             text,
