@@ -1,4 +1,6 @@
-"""A real personal HTCondor pool runs the exported DAG and reproduces `run` byte for byte.
+"""A real personal HTCondor pool runs the exported DAG and reproduces `run` byte for byte: with
+a shared file system, and with jobs that cannot read the submit directory (they run as the slot
+user, not as their submitter) and keep everything on an XRootD server on the host's loopback.
 
 The pool lives in a Debian trixie chroot (`debootstrap --variant=minbase trixie`, then
 `apt-get install htcondor` inside it), cached under CHROOT so that only the first run pays for
@@ -32,7 +34,7 @@ from pathlib import Path
 import pytest
 
 import balanced_batches
-from conftest import Dataset, Production, cli, count_args, reference_plan_args
+from conftest import Dataset, Production, cli, count_args, project_yaml, reference_plan_args
 from services import impossible_here, unavailable
 
 pytestmark = pytest.mark.slow
@@ -59,6 +61,7 @@ PYTHON_LIBRARIES = (
     "libuuid1",
 )
 USER, UID = "bbcondor", 4242
+NOBODY = 65534  # the slot user the jobs run as
 STARTUP_SECONDS = 60
 JOBS_SECONDS = 300
 CHROOT_ENV = {
@@ -109,6 +112,9 @@ SCHEDD_INTERVAL = 2
 UPDATE_INTERVAL = 2
 STARTER_UPDATE_INTERVAL = 2
 DAGMAN_USER_LOG_SCAN_INTERVAL = 1
+# jobs run as the slot user (nobody), not as their submitter: they read nothing of the submit
+# directory but what HTCondor transfers, as on a grid worker node
+STARTER_ALLOW_RUNAS_OWNER = False
 """
 
 
@@ -515,11 +521,64 @@ def test_exported_dag_runs_on_a_personal_pool_and_reproduces_run(
     made = production.outputs()
     assert [p.name for p in made] == [p.name for p in reference.outputs()]
     assert made
-    # written by the pool's jobs, which ran as the unprivileged submitter
-    assert {path.stat().st_uid for path in made} == {UID}
+    # written by the pool's jobs, which ran as the slot user, not as their submitter
+    assert {path.stat().st_uid for path in made} == {NOBODY}
     for ours, theirs in zip(made, reference.outputs(), strict=True):
         assert ours.read_bytes() == theirs.read_bytes(), ours.name
     status = cli("status", "--workdir", workdir).stdout
     assert "batch-job records" in status, status
     assert "failed" not in status.split("jobs")[-1].split("\n", 3)[-1], status
     cli("check", "--workdir", workdir)
+
+
+def test_jobs_that_cannot_read_the_submit_directory_run_with_everything_on_xrootd(
+    pool: Pool,
+    tmp_path: Path,
+    dataset: Dataset,
+    reference: Production,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The DAG is submitted from a 0700 home of the submitter; the jobs run as another user,
+    with only the files HTCondor transfers, and keep their parts, records and outputs on an
+    XRootD server on the host's loopback: `status` folds the records in from the server,
+    `check` passes and the outputs are the reference's, byte for byte."""
+    from xrootd_server import XRootDServer, missing_requirement
+
+    missing = missing_requirement()
+    if missing is not None:
+        unavailable(missing)
+    server = XRootDServer()
+    server.start()
+    try:
+        workdir = tmp_path / "work"
+        cli(*count_args(workdir, dataset.file_list))
+        project = project_yaml(
+            tmp_path / "project.yaml", f"execution: {{scratch: '{server.url}/grid-scratch'}}"
+        )
+        outputs = f"{server.url}/grid-out"
+        cli(*reference_plan_args(workdir), "--config", project, "--output-directory", outputs)
+        home = Path(tempfile.mkdtemp(prefix="home-", dir=pool.scratch))
+        jobs = home / "jobs"
+        cli("export-jobs", "--workdir", workdir, "--system", "htcondor", "--directory", jobs)
+        run("chown", "-R", f"{UID}:{UID}", home)
+        home.chmod(0o700)  # the jobs, running as another user, cannot read the submit directory
+        run("chmod", "-R", "a+rX", Path(dataset.file_list).parent)
+        saved: dict[Path, int] = {}
+        basetemp = tmp_path_factory.getbasetemp().resolve()
+        open_for_others(Path(dataset.file_list).parent, basetemp, saved)
+
+        submitted = pool.submit("condor_submit_dag", "-force", "balanced-batches.dag", cwd=jobs)
+        assert submitted.returncode == 0, tail(submitted)
+        wait_until_done(pool, JOBS_SECONDS, jobs)
+        dagman_out = (jobs / "balanced-batches.dag.dagman.out").read_text(errors="replace")
+        assert "EXITING WITH STATUS 0" in dagman_out, f"{dagman_out[-3000:]}\n{job_logs(jobs)}"
+
+        made = sorted((server.export / "grid-out").glob("batch*.root"))
+        assert [p.name for p in made] == [p.name for p in reference.outputs()]
+        for ours, theirs in zip(made, reference.outputs(), strict=True):
+            assert ours.read_bytes() == theirs.read_bytes(), ours.name
+        status = cli("status", "--workdir", workdir).stdout
+        assert "batch-job records from root://" in status, status
+        cli("check", "--workdir", workdir)
+    finally:
+        server.close()
