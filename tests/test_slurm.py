@@ -330,3 +330,42 @@ def test_slurm_dask_workers_start_with_the_local_workers_environment(
         "OMP_NUM_THREADS": "1",
     }
     slurm.wait_until_idle(30, "the dask worker", scan=tmp_path)
+
+
+def test_slurm_workers_with_parts_on_an_xrootd_server(
+    slurm: Slurm, tmp_path: Path, dataset: Dataset, reference: Production
+) -> None:
+    """`run --cluster slurm` (dask-jobqueue workers as Slurm jobs) with the intermediate parts on
+    an XRootD server: the reference's outputs, and nothing left on the server."""
+    pytest.importorskip("dask_jobqueue")
+    from xrootd_server import XRootDServer, missing_requirement
+
+    missing = missing_requirement()
+    if missing is not None:
+        unavailable(missing)
+    server = XRootDServer()
+    server.start()
+    try:
+        project = tmp_path / "project.yaml"
+        project.write_text(
+            yaml.safe_dump(
+                {
+                    "processes": str(PROCESS_TYPES),
+                    "binning": str(BINNING),
+                    "inputs": {"file_list": str(dataset.file_list), "campaign": "prod_Phase2_v2"},
+                    "batch": {"cores": 1, "memory_mb": 1000, "walltime": "00:10:00"},
+                    "execution": {"scratch": f"{server.url}/slurm-scratch"},
+                }
+            )
+        )
+        workdir = tmp_path / "work"
+        cli("count", "--workdir", workdir, "--config", project, "--workers", 1)
+        cli(*reference_plan_args(workdir))
+        command = [EXECUTABLE, "run", "--workdir", workdir, "--cluster", "slurm", "--workers", 2]
+        finished = slurm.run(*map(str, command), cwd=tmp_path, timeout=JOBS_SECONDS)
+        assert finished.returncode == 0, f"{finished.stderr}\n{job_logs(tmp_path)}"
+        slurm.wait_until_idle(30, "dask workers after run", scan=tmp_path)
+        assert_reproduces(Production(workdir), reference)
+        assert list((server.export / "slurm-scratch").iterdir()) == []
+    finally:
+        server.close()
