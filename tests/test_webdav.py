@@ -148,3 +148,25 @@ def test_https_and_davs_urls_are_the_same_webdav_door() -> None:
         assert isinstance(store_for(url), WebDAVStore)
         assert _base_and_path(url) == ("https://door.example.org:2880", "/pnfs/x")
     assert _base_and_path("dav://127.0.0.1:8080/a/b") == ("http://127.0.0.1:8080", "/a/b")
+
+
+def test_the_bearer_token_is_read_anew_for_every_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token renewed while a job runs is the one the next request carries."""
+    import httpx
+
+    from balanced_batches.io.webdav import bearer_auth
+
+    token = tmp_path / "token"
+    monkeypatch.setenv("BEARER_TOKEN_FILE", str(token))
+    monkeypatch.delenv("BEARER_TOKEN", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    auth = bearer_auth()
+    for value in ("first", "renewed"):
+        token.write_text(value + "\n")
+        request = next(auth.auth_flow(httpx.Request("GET", "https://door.example.org/x")))
+        assert request.headers["Authorization"] == f"Bearer {value}"
+    token.unlink()
+    request = next(auth.auth_flow(httpx.Request("GET", "https://door.example.org/x")))
+    assert "Authorization" not in request.headers

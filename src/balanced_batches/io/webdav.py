@@ -3,7 +3,8 @@
 `davs://host:port/path` is `https://host:port/path` spoken WebDAV (`dav://`: plain http, for
 test servers); `https://` and `http://` URLs are taken as WebDAV too. Requests go through
 webdav4's client (httpx), with the grid's credentials when the environment has them: a WLCG
-bearer token (`BEARER_TOKEN_FILE`, else `$XDG_RUNTIME_DIR/bt_u<uid>`, or `BEARER_TOKEN`), an
+bearer token read anew for every request (`BEARER_TOKEN_FILE`, else
+`$XDG_RUNTIME_DIR/bt_u<uid>`, or `BEARER_TOKEN`), an
 X.509 proxy (`X509_USER_PROXY`) as client certificate, and `X509_CERT_DIR` as the certificate
 authorities.
 
@@ -75,19 +76,31 @@ def _byteranges(response: Any) -> dict[tuple[int, int], bytes] | None:
     return parts
 
 
+def bearer_auth() -> Any:
+    """An httpx authentication that reads the token anew for every request: tokens are short
+    lived, and whoever renews them rewrites the file while a long job runs."""
+    import httpx
+
+    class BearerFromEnvironment(httpx.Auth):
+        def auth_flow(self, request: httpx.Request) -> Any:
+            token = _token()
+            if token:
+                request.headers["Authorization"] = f"Bearer {token}"
+            yield request
+
+    return BearerFromEnvironment()
+
+
 @functools.cache
 def _client(base: str, timeout_s: float) -> Any:
     from webdav4.client import Client
 
     options: dict[str, Any] = {"timeout": timeout_s, "follow_redirects": True}
-    token = _token()
-    if token:
-        options["headers"] = {"Authorization": f"Bearer {token}"}
     if os.environ.get("X509_USER_PROXY"):
         options["cert"] = os.environ["X509_USER_PROXY"]
     if os.environ.get("X509_CERT_DIR"):
         options["verify"] = os.environ["X509_CERT_DIR"]
-    return Client(base, retry=False, **options)
+    return Client(base, auth=bearer_auth(), retry=False, **options)
 
 
 class WebDAVStore(Store):
@@ -207,10 +220,15 @@ class WebDAVStore(Store):
                 return parts
             self._multipart[server] = False  # one range per request from now on
         found = {}
+        whole: bytes | None = None  # a server that ignores Range sent the file once: enough
         for start, stop in ranges:
-            response = self._request("GET", url, headers={"Range": f"bytes={start}-{stop - 1}"})
-            data: bytes = response.content
-            found[(start, stop)] = data[start:stop] if response.status_code == 200 else data
+            if whole is None:
+                response = self._request("GET", url, headers={"Range": f"bytes={start}-{stop - 1}"})
+                if response.status_code != 200:
+                    found[(start, stop)] = response.content
+                    continue
+                whole = response.content
+            found[(start, stop)] = whole[start:stop]
         return found
 
     def reset(self) -> None:
