@@ -184,23 +184,22 @@ class RemoteScratch(Scratch):
 
     def _publish_pack(self, read_unit: int, pack: Path) -> None:
         target = self._url("parts", pack.name)
-        store = store_for(target)
-        directory = self._url("parts")
-        _retry(lambda: store.makedirs(directory), directory, "create the directory")
         for url in self._packs():
             unit, _ = parts_in_name(url.rsplit("/", 1)[-1])
             if unit == read_unit and url != target:  # an earlier attempt's
-                _retry(functools.partial(store.remove, url), url, "remove")
-        write_once(pack, target)
+                _unless_missing(functools.partial(store_for(url).remove, url), url, "remove")
+        self._upload(pack, "parts", pack.name)
+
+    def _upload(self, local: Path, *names: str) -> None:
+        """`write_once` of a local file to `<scratch>/<names...>`, its directory made first."""
+        target = self._url(*names)
+        parent = target.rsplit("/", 1)[0]
+        store = store_for(target)
+        _retry(lambda: store.makedirs(parent), parent, "create the directory")
+        write_once(local, target)
 
     def _packs(self) -> list[str]:
-        directory = self._url("parts")
-        store = store_for(directory)
-        try:
-            listed = _retry(lambda: store.listdir(directory), directory, "list")
-        except FileNotFoundError:
-            return []
-        return sorted(url for url in listed if is_pack(url.rsplit("/", 1)[-1]))
+        return [self._url("parts", name) for name in self.names("parts") if is_pack(name)]
 
     def open_parts(self) -> list[Any]:
         """The parts of every pack, read by byte ranges."""
@@ -220,41 +219,23 @@ class RemoteScratch(Scratch):
         with tempfile.TemporaryDirectory(prefix="balanced-batches-") as local:
             path = Path(local) / name.rsplit("/", 1)[-1]
             path.write_text(json.dumps(data, separators=(",", ":")))
-            target = self._url(*name.split("/"))
-            store = store_for(target)
-            parent = target.rsplit("/", 1)[0]
-            _retry(lambda: store.makedirs(parent), parent, "create the directory")
-            write_once(path, target)
+            self._upload(path, *name.split("/"))
 
     def get_json(self, name: str) -> Any | None:
         """Read from the server."""
         url = self._url(*name.split("/"))
-        store = store_for(url)
-        try:
-            return json.loads(_retry(lambda: store.read(url), url, "read"))
-        except OSError as err:
-            if is_missing(err):
-                return None
-            raise
+        data = _unless_missing(lambda: store_for(url).read(url), url, "read")
+        return None if data is None else json.loads(data)
 
     def remove_json(self, name: str) -> None:
         """Deleted on the server."""
         url = self._url(*name.split("/"))
-        store = store_for(url)
-        try:
-            _retry(lambda: store.remove(url), url, "remove")
-        except OSError as err:
-            if not is_missing(err):
-                raise
+        _unless_missing(lambda: store_for(url).remove(url), url, "remove")
 
     def names(self, directory: str) -> list[str]:
         """Files of the subdirectory on the server."""
         url = self._url(*directory.split("/"))
-        store = store_for(url)
-        try:
-            listed = _retry(lambda: store.listdir(url), url, "list")
-        except FileNotFoundError:
-            return []
+        listed = _unless_missing(lambda: store_for(url).listdir(url), url, "list") or []
         return sorted(u.rsplit("/", 1)[-1] for u in listed)
 
     def staging(self) -> Path:
@@ -278,16 +259,21 @@ class RemoteScratch(Scratch):
             self._remove_tree(self._url(name))
 
     def _remove_tree(self, url: str) -> None:
-        store = store_for(url)
-        try:
-            _retry(lambda: store.remove_tree(url), url, "remove")
-        except OSError as err:
-            if not is_missing(err):
-                raise
+        _unless_missing(lambda: store_for(url).remove_tree(url), url, "remove")
 
 
 def _retry(operation: Callable[[], T], location: str, what: str) -> T:
     return retrying(operation, location, what, TransferError)
+
+
+def _unless_missing(operation: Callable[[], T], location: str, what: str) -> T | None:
+    """`operation()` (retried), or None where the file or directory is not there."""
+    try:
+        return _retry(operation, location, what)
+    except OSError as err:
+        if is_missing(err):
+            return None
+        raise
 
 
 def write_once(local: Path, url: str) -> None:
@@ -295,10 +281,7 @@ def write_once(local: Path, url: str) -> None:
     file already there with the same size and adler32 counts as done; one that differs (an
     earlier attempt's) is deleted first."""
     store = store_for(url)
-    try:
-        info = _retry(lambda: store.info(url), url, "stat")
-    except FileNotFoundError:
-        info = None
+    info = _unless_missing(lambda: store.info(url), url, "stat")
     if info is not None:
         same_size = int(info.get("size") or 0) == local.stat().st_size
         if same_size and _retry(lambda: store.checksum(url), url, "checksum") == adler32_of(local):
