@@ -542,14 +542,9 @@ def test_jobs_that_cannot_read_the_submit_directory_run_with_everything_on_xroot
     with only the files HTCondor transfers, and keep their parts, records and outputs on an
     XRootD server on the host's loopback: `status` folds the records in from the server,
     `check` passes and the outputs are the reference's, byte for byte."""
-    from xrootd_server import XRootDServer, missing_requirement
+    from xrootd_server import running_server
 
-    missing = missing_requirement()
-    if missing is not None:
-        unavailable(missing)
-    server = XRootDServer()
-    server.start()
-    try:
+    with running_server() as server:
         workdir = tmp_path / "work"
         cli(*count_args(workdir, dataset.file_list))
         project = project_yaml(
@@ -580,5 +575,3 @@ def test_jobs_that_cannot_read_the_submit_directory_run_with_everything_on_xroot
         status = cli("status", "--workdir", workdir).stdout
         assert "batch-job records from root://" in status, status
         cli("check", "--workdir", workdir)
-    finally:
-        server.close()

@@ -253,24 +253,32 @@ def test_exported_arrays_run_on_slurm_and_reproduce_run(
     cli("check", "--workdir", workdir)
 
 
+def planned_for_slurm_workers(
+    tmp_path: Path, dataset: Dataset, execution: dict[str, str] | None = None
+) -> Path:
+    """A working directory counted and planned like the reference, whose Dask workers are
+    small Slurm jobs (`execution`: more of the project's execution settings)."""
+    project = tmp_path / "project.yaml"
+    settings: dict[str, object] = {
+        "processes": str(PROCESS_TYPES),
+        "binning": str(BINNING),
+        "inputs": {"file_list": str(dataset.file_list), "campaign": "prod_Phase2_v2"},
+        "batch": {"cores": 1, "memory_mb": 1000, "walltime": "00:10:00"},
+    }
+    if execution is not None:
+        settings["execution"] = execution
+    project.write_text(yaml.safe_dump(settings))
+    workdir = tmp_path / "work"
+    cli("count", "--workdir", workdir, "--config", project, "--workers", 1)
+    cli(*reference_plan_args(workdir))
+    return workdir
+
+
 def test_run_with_slurm_workers_reproduces_run(
     slurm: Slurm, tmp_path: Path, dataset: Dataset, reference: Production
 ) -> None:
     pytest.importorskip("dask_jobqueue")
-    project = tmp_path / "project.yaml"
-    project.write_text(
-        yaml.safe_dump(
-            {
-                "processes": str(PROCESS_TYPES),
-                "binning": str(BINNING),
-                "inputs": {"file_list": str(dataset.file_list), "campaign": "prod_Phase2_v2"},
-                "batch": {"cores": 1, "memory_mb": 1000, "walltime": "00:10:00"},
-            }
-        )
-    )
-    workdir = tmp_path / "work"
-    cli("count", "--workdir", workdir, "--config", project, "--workers", 1)
-    cli(*reference_plan_args(workdir))
+    workdir = planned_for_slurm_workers(tmp_path, dataset)
     command = [EXECUTABLE, "run", "--workdir", workdir, "--cluster", "slurm", "--workers", 2]
     try:
         finished = slurm.run(*map(str, command), cwd=tmp_path, timeout=JOBS_SECONDS)
@@ -338,34 +346,14 @@ def test_slurm_workers_with_parts_on_an_xrootd_server(
     """`run --cluster slurm` (dask-jobqueue workers as Slurm jobs) with the intermediate parts on
     an XRootD server: the reference's outputs, and nothing left on the server."""
     pytest.importorskip("dask_jobqueue")
-    from xrootd_server import XRootDServer, missing_requirement
+    from xrootd_server import running_server
 
-    missing = missing_requirement()
-    if missing is not None:
-        unavailable(missing)
-    server = XRootDServer()
-    server.start()
-    try:
-        project = tmp_path / "project.yaml"
-        project.write_text(
-            yaml.safe_dump(
-                {
-                    "processes": str(PROCESS_TYPES),
-                    "binning": str(BINNING),
-                    "inputs": {"file_list": str(dataset.file_list), "campaign": "prod_Phase2_v2"},
-                    "batch": {"cores": 1, "memory_mb": 1000, "walltime": "00:10:00"},
-                    "execution": {"scratch": f"{server.url}/slurm-scratch"},
-                }
-            )
-        )
-        workdir = tmp_path / "work"
-        cli("count", "--workdir", workdir, "--config", project, "--workers", 1)
-        cli(*reference_plan_args(workdir))
+    with running_server() as server:
+        scratch = {"scratch": f"{server.url}/slurm-scratch"}
+        workdir = planned_for_slurm_workers(tmp_path, dataset, execution=scratch)
         command = [EXECUTABLE, "run", "--workdir", workdir, "--cluster", "slurm", "--workers", 2]
         finished = slurm.run(*map(str, command), cwd=tmp_path, timeout=JOBS_SECONDS)
         assert finished.returncode == 0, f"{finished.stderr}\n{job_logs(tmp_path)}"
         slurm.wait_until_idle(30, "dask workers after run", scan=tmp_path)
         assert_reproduces(Production(workdir), reference)
         assert list((server.export / "slurm-scratch").iterdir()) == []
-    finally:
-        server.close()

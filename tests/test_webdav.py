@@ -25,7 +25,7 @@ import pytest
 from conftest import Production, cli, project_yaml, reference_plan_args
 from faults_util import copy_workdir, output_digests, run_exported_jobs
 from services import unavailable
-from xrootd_server import XRootDServer, free_port, http_plugin_installed, missing_requirement
+from xrootd_server import free_port, http_plugin_installed, missing_requirement, running_server
 
 
 @dataclass(frozen=True)
@@ -40,16 +40,11 @@ class DavServer:
 @pytest.fixture(scope="module")
 def xrdhttp() -> Iterator[DavServer]:
     """XRootD with its HTTP/WebDAV plugin."""
-    missing = missing_requirement()
-    if missing is None and not http_plugin_installed():
-        missing = "XRootD's HTTP plugin is missing (apt-get install xrootd-server-plugins)"
-    if missing is not None:
-        unavailable(missing)
-    server = XRootDServer()
-    server.start()
-    _wait_for(server.http_port)
-    yield DavServer(server.dav_url, server.export, checksums=True)
-    server.close()
+    if missing_requirement() is None and not http_plugin_installed():
+        unavailable("XRootD's HTTP plugin is missing (apt-get install xrootd-server-plugins)")
+    with running_server() as server:
+        _wait_for(server.http_port)
+        yield DavServer(server.dav_url, server.export, checksums=True)
 
 
 @pytest.fixture(scope="module")

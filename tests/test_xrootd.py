@@ -41,7 +41,7 @@ from conftest import (
 )
 from faults_util import copy_workdir, output_digests, plan_scratch, run_exported_jobs
 from services import unavailable
-from xrootd_server import XRootDServer, free_port, missing_requirement
+from xrootd_server import XRootDServer, free_port, running_server
 
 # a dead server must fail fast: one connection attempt, 2 s window (default: ~15 s and more)
 FAST_FAILURE = {
@@ -96,13 +96,8 @@ def outputs_of(directory: Path) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def server() -> Iterator[XRootDServer]:
     """A running server, stopped and deleted after the module."""
-    missing = missing_requirement()
-    if missing is not None:
-        unavailable(missing)
-    instance = XRootDServer()
-    instance.start()
-    yield instance
-    instance.close()
+    with running_server() as instance:
+        yield instance
 
 
 @pytest.fixture(scope="module")

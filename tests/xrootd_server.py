@@ -8,6 +8,7 @@ pytest's `tmp_path` (0700) is not. The export is `oss.localroot`: the URL path
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 USER = "xrootd"
@@ -127,3 +129,20 @@ class XRootDServer:
         """Stops the daemon and deletes its directories."""
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_server() -> Iterator[XRootDServer]:
+    """A started server, stopped and deleted at the end; where none can start, the test is
+    unavailable (skipped, or failed under BB_REQUIRE_SERVICES=1: `services.unavailable`)."""
+    from services import unavailable
+
+    missing = missing_requirement()
+    if missing is not None:
+        unavailable(missing)
+    server = XRootDServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
