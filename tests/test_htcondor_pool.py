@@ -301,8 +301,12 @@ class Pool:
             for path in sorted(directory.glob("*Log"))
         )
 
-    def submit(self, *args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
-        return in_chroot("sh", "-c", f'cd "{cwd}" && exec "$@"', "submit", *args, user=True)
+    def submit(
+        self, *args: object, cwd: Path, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return in_chroot(
+            "sh", "-c", f'cd "{cwd}" && exec "$@"', "submit", *args, user=True, timeout=timeout
+        )
 
     def queue(self) -> list[list[str]]:
         listed = in_chroot(
@@ -407,6 +411,9 @@ def running_pool(basetemp: Path) -> Iterator[Pool]:
     try:
         mounts.proc()
         mounts.bind(Path("/dev"), over_chroot=True)
+        # the tmpfs of POSIX semaphores and shared memory, which a bind of /dev leaves out: a
+        # Dask nanny's multiprocessing lock needs it, as on any worker node
+        mounts.bind(Path("/dev/shm"), over_chroot=True)
         for source in outermost([*python_sources(), basetemp, scratch]):
             open_for_others(source, source, saved_modes)
             mounts.bind(source)
@@ -574,4 +581,43 @@ def test_jobs_that_cannot_read_the_submit_directory_run_with_everything_on_xroot
             assert ours.read_bytes() == theirs.read_bytes(), ours.name
         status = cli("status", "--workdir", workdir).stdout
         assert "batch-job records from root://" in status, status
+        cli("check", "--workdir", workdir)
+
+
+def test_dask_jobqueue_workers_as_htcondor_jobs_with_parts_on_xrootd(
+    pool: Pool,
+    tmp_path: Path,
+    dataset: Dataset,
+    reference: Production,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """`run --cluster htcondor` from inside the pool, as the submitter: the Dask workers are
+    HTCondor jobs that run as the slot user and keep the parts and outputs on an XRootD server.
+    The outputs are the reference's, byte for byte, and nothing is left on the server."""
+    pytest.importorskip("dask_jobqueue")
+    from xrootd_server import running_server
+
+    with running_server() as server:
+        workdir = tmp_path / "work"
+        cli(*count_args(workdir, dataset.file_list))
+        project = project_yaml(
+            tmp_path / "project.yaml", f"execution: {{scratch: '{server.url}/dask-scratch'}}"
+        )
+        outputs = f"{server.url}/dask-out"
+        cli(*reference_plan_args(workdir), "--config", project, "--output-directory", outputs)
+        saved: dict[Path, int] = {}
+        basetemp = tmp_path_factory.getbasetemp().resolve()
+        open_for_others(Path(dataset.file_list).parent, basetemp, saved)
+        run("chmod", "-R", "a+rX", Path(dataset.file_list).parent)
+        writable_by_all(tmp_path)
+        executable = Path(sys.executable).parent / "balanced-batches"
+        command = [executable, "run", "--workdir", workdir, "--cluster", "htcondor", "--workers", 2]
+        finished = pool.submit(*command, cwd=tmp_path, timeout=JOBS_SECONDS)
+        assert finished.returncode == 0, f"{tail(finished)}\n{job_logs(tmp_path)}\n{pool.logs()}"
+
+        made = sorted((server.export / "dask-out").glob("batch*.root"))
+        assert [p.name for p in made] == [p.name for p in reference.outputs()]
+        for ours, theirs in zip(made, reference.outputs(), strict=True):
+            assert ours.read_bytes() == theirs.read_bytes(), ours.name
+        assert list((server.export / "dask-scratch").iterdir()) == []
         cli("check", "--workdir", workdir)
