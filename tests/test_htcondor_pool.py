@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -600,8 +601,17 @@ def test_dask_jobqueue_workers_as_htcondor_jobs_with_parts_on_xrootd(
     with running_server() as server:
         workdir = tmp_path / "work"
         cli(*count_args(workdir, dataset.file_list))
+        # a set-up line with the shell's quotes and ${...}, as the bearer-token line has: it
+        # reaches the worker's shell intact through HTCondor's quoting of the arguments
+        marker = tmp_path / "setup-ran"
+        setup = (
+            f'if [ -n "${{_CONDOR_SCRATCH_DIR:-}}" ] && [ -d "$_CONDOR_SCRATCH_DIR" ]; '
+            f'then touch "{marker}"; fi'
+        )
         project = project_yaml(
-            tmp_path / "project.yaml", f"execution: {{scratch: '{server.url}/dask-scratch'}}"
+            tmp_path / "project.yaml",
+            f"execution: {{scratch: '{server.url}/dask-scratch'}}\n"
+            f"batch: {{setup: [{json.dumps(setup)}]}}",
         )
         outputs = f"{server.url}/dask-out"
         cli(*reference_plan_args(workdir), "--config", project, "--output-directory", outputs)
@@ -620,4 +630,7 @@ def test_dask_jobqueue_workers_as_htcondor_jobs_with_parts_on_xrootd(
         for ours, theirs in zip(made, reference.outputs(), strict=True):
             assert ours.read_bytes() == theirs.read_bytes(), ours.name
         assert list((server.export / "dask-scratch").iterdir()) == []
+        assert marker.exists()
+        worker_logs = sorted(p.name for p in (workdir / "cluster-logs").iterdir())
+        assert [name for name in worker_logs if name.endswith(".err")], worker_logs
         cli("check", "--workdir", workdir)

@@ -5,6 +5,9 @@ dask-jobqueue writes its job scripts without a batch system; submitting them nee
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from balanced_batches.config import BatchConfig
@@ -59,3 +62,34 @@ def test_unknown_cluster_and_bad_submit_lines_are_config_errors() -> None:
         jobqueue_cluster("pbs", BATCH)
     with pytest.raises(ConfigError, match="key = value"):
         jobqueue_cluster("htcondor", BATCH.model_copy(update={"extra_lines": ["no equals"]}))
+
+
+def test_htcondor_jobs_carry_the_grid_credentials_and_write_their_logs_where_asked(
+    tmp_path: Path,
+) -> None:
+    batch = BATCH.model_copy(update={"x509_proxy": True, "oauth_services": ["wlcg", "cms"]})
+    cluster = jobqueue_cluster("htcondor", batch, host="127.0.0.1", logs=tmp_path / "logs")
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "use_x509userproxy = true" in script
+    assert "use_oauth_services = wlcg, cms" in script
+    assert "export BEARER_TOKEN_FILE=" in script and "/wlcg.use" in script
+    assert f"LogDirectory = {tmp_path / 'logs'}" in script
+    assert "Output = $(LogDirectory)/worker-" in script
+    assert (tmp_path / "logs").is_dir()
+    # Slurm has no credentials to ask for
+    slurm = job_script("slurm", batch)
+    assert "BEARER_TOKEN_FILE" not in slurm
+
+
+def test_a_machine_that_cannot_submit_jobs_gets_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from balanced_batches.engines import make_engine
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    for system, command in (("slurm", "sbatch"), ("htcondor", "condor_submit")):
+        with pytest.raises(ConfigError, match=f"--cluster {system}: {command} is not on PATH"):
+            make_engine(2, cluster=system, batch=BATCH)

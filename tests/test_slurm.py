@@ -291,8 +291,8 @@ def test_run_with_slurm_workers_reproduces_run(
         )
     assert finished.returncode == 0, f"{finished.stdout}\n{finished.stderr}\n{job_logs(tmp_path)}"
     slurm.wait_until_idle(30, "dask workers after run", scan=tmp_path)
-    # the work was done by Dask workers that ran as Slurm jobs (their logs land in the cwd)
-    worker_logs = list(tmp_path.glob("slurm-*.out"))
+    # the work was done by Dask workers that ran as Slurm jobs (their logs: cluster-logs/)
+    worker_logs = list((workdir / "cluster-logs").glob("*.err"))
     assert worker_logs, "no Slurm job ran a Dask worker"
     texts = [path.read_text(errors="replace") for path in worker_logs]
     assert any("Start worker" in text for text in texts), "\n".join(texts)
@@ -357,3 +357,34 @@ def test_slurm_workers_with_parts_on_an_xrootd_server(
         slurm.wait_until_idle(30, "dask workers after run", scan=tmp_path)
         assert_reproduces(Production(workdir), reference)
         assert list((server.export / "slurm-scratch").iterdir()) == []
+
+
+WARN_WITHOUT_WORKERS = """
+import logging, sys, time
+from pathlib import Path
+from balanced_batches.config import BatchConfig
+from balanced_batches.engines import dask, make_engine
+
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
+dask.WORKERS_AWAITED_S = 3.0
+batch = BatchConfig(cores=1, memory_mb=1000, walltime="00:05:00", setup=["exit 3"])
+engine = make_engine(1, cluster="slurm", batch=batch, cluster_logs=Path("logs"))
+time.sleep(8)
+engine.close()
+"""
+
+
+def test_slurm_worker_jobs_that_fail_at_their_start_get_a_warning_naming_their_logs(
+    slurm: Slurm, tmp_path: Path
+) -> None:
+    """A worker job whose set-up fails never joins: after a while a warning says so and
+    where its logs are, instead of a silent wait."""
+    pytest.importorskip("dask_jobqueue")
+    finished = slurm.run(
+        sys.executable, "-c", WARN_WITHOUT_WORKERS, cwd=tmp_path, timeout=JOBS_SECONDS
+    )
+    assert finished.returncode == 0, f"{finished.stdout}\n{finished.stderr}"
+    assert "no Dask worker has joined in 3 s" in finished.stdout, finished.stdout
+    assert "their logs: logs" in finished.stdout, finished.stdout
+    assert list((tmp_path / "logs").glob("*.err")), "the failed job left no log"
+    slurm.wait_until_idle(30, "the failed dask worker job", scan=tmp_path)

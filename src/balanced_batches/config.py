@@ -304,6 +304,24 @@ class BatchConfig(_Model):
         hours, minutes, seconds = (int(part) for part in self.walltime.split(":"))
         return hours * 3600 + minutes * 60 + seconds
 
+    def credential_submit_lines(self) -> list[str]:
+        """HTCondor submit lines that send the submitter's grid credentials with each job."""
+        lines = ["use_x509userproxy = true"] if self.x509_proxy else []
+        if self.oauth_services:
+            lines.append(f"use_oauth_services = {', '.join(self.oauth_services)}")
+        return lines
+
+    def token_setup(self) -> str | None:
+        """One shell line that points BEARER_TOKEN_FILE at the token HTCondor leaves in the
+        job's credentials directory for the first of `oauth_services` (None without them)."""
+        if not self.oauth_services:
+            return None
+        token = f'"$_CONDOR_CREDS/{self.oauth_services[0]}.use"'
+        return (
+            f'if [ -n "${{_CONDOR_CREDS:-}}" ] && [ -f {token} ]; '
+            f"then export BEARER_TOKEN_FILE={token}; fi"
+        )
+
 
 class ProjectConfig(_Model):
     """Everything a production needs; every stage reads the part it uses."""

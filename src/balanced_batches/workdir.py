@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # the stages import numpy, awkward, uproot: only when a metho
     from .stages.summary import Summary
 
 PathLike = str | os.PathLike[str]
+# where the Dask workers that `--cluster` starts as batch jobs write their output and errors
+CLUSTER_LOGS = "cluster-logs"
 
 
 class _Options(BaseModel):
@@ -501,7 +503,7 @@ class Workdir:
         return ProjectConfig.model_validate(kept) if kept else ProjectConfig()
 
     def _engine(self, command: Command, execution: Execution, config: ProjectConfig) -> _Engine:
-        return _Engine(command, execution, config)
+        return _Engine(command, execution, config, self.path / CLUSTER_LOGS)
 
 
 def run_exported_job(spec: PathLike, job: int) -> str:
@@ -582,10 +584,13 @@ class _Engine:
     """`with` block over the engine of a call: made as `Execution` says, closed after unless
     the caller passed it."""
 
-    def __init__(self, command: Command, execution: Execution, config: ProjectConfig) -> None:
+    def __init__(
+        self, command: Command, execution: Execution, config: ProjectConfig, cluster_logs: Path
+    ) -> None:
         self.command = command
         self.execution = execution
         self.config = config
+        self.cluster_logs = cluster_logs
 
     def __enter__(self) -> Engine:
         e = self.execution
@@ -603,6 +608,7 @@ class _Engine:
                 self.config.batch,
                 WORKER_MODULES[self.command],
                 run_main_script=False,  # the pipeline's functions only: any script may call us
+                cluster_logs=self.cluster_logs,
             )
         ready_for_work()
         return self.engine

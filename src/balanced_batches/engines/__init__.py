@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def make_engine(
     batch: BatchConfig | None = None,
     worker_modules: tuple[str, ...] = (),
     run_main_script: bool = True,
+    cluster_logs: Path | None = None,
 ) -> Engine:
     """An engine: an existing Dask cluster by address, workers as HTCondor/Slurm jobs
     (`cluster`, resources from `batch`), local worker processes for >1 worker, else
@@ -92,6 +94,7 @@ def make_engine(
 
     Local workers have `worker_modules` imported before they start (see `worker_server`);
     with `run_main_script=False` they do not run the main script again (see `ProcessEngine`).
+    The workers of a `cluster` write their logs to `cluster_logs`.
     """
     if scheduler is None and cluster is None:
         if (workers or 1) <= 1:
@@ -103,10 +106,13 @@ def make_engine(
 
     if cluster is not None:
         from ..config import BatchConfig
-        from .jobqueue import jobqueue_cluster
+        from .jobqueue import jobqueue_cluster, require_submit_command
 
-        jobs = jobqueue_cluster(cluster, batch or BatchConfig())
-        return DaskEngine(workers=workers, cluster=jobs, worker_modules=worker_modules)
+        require_submit_command(cluster)
+        jobs = jobqueue_cluster(cluster, batch or BatchConfig(), logs=cluster_logs)
+        return DaskEngine(
+            workers=workers, cluster=jobs, worker_modules=worker_modules, logs=cluster_logs
+        )
     return DaskEngine(workers=workers, scheduler=scheduler)
 
 

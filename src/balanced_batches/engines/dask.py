@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -44,6 +47,7 @@ class FrozenHeap(WorkerPlugin):
 
 
 CONNECT_TIMEOUT_S = 5.0
+WORKERS_AWAITED_S = 120.0
 
 
 def connect(address: str) -> Any:
@@ -72,6 +76,7 @@ class DaskEngine:
         scheduler: str | None = None,
         cluster: Any = None,
         worker_modules: tuple[str, ...] = (),
+        logs: Path | None = None,
     ) -> None:
         """Connects to `scheduler`, or scales `cluster` (dask-jobqueue) to `workers` jobs,
         or starts a local cluster of `workers` processes.
@@ -81,6 +86,9 @@ class DaskEngine:
         that imports `worker_modules` once (see `worker_server`). Workers of the clusters
         started here import `worker_modules` and freeze their long-lived objects
         (`FrozenHeap`); those of a cluster reached by address are left as they are.
+        When none of a cluster's jobs has joined after `WORKERS_AWAITED_S`, a warning says
+        where their `logs` are: a job that fails at its start would otherwise leave this
+        process waiting without a word.
         """
         self._cluster: Any = None
         self._client: Any = None
@@ -88,6 +96,7 @@ class DaskEngine:
         self._settings: Any = None
         self._worker_modules = worker_modules
         self._forked = False
+        self._awaiting: threading.Timer | None = None
         if scheduler is not None:
             self._client = connect(scheduler)
         elif cluster is not None:
@@ -95,10 +104,25 @@ class DaskEngine:
             cluster.scale(jobs=workers or 1)
             self._client = Client(cluster)
             self._client.register_plugin(FrozenHeap(worker_modules))
+            self._awaiting = threading.Timer(WORKERS_AWAITED_S, self._warn_without_workers, [logs])
+            self._awaiting.daemon = True
+            self._awaiting.start()
         else:
             self._forked = worker_server.acquire(("distributed", *worker_modules))
             self._starting = _STARTER.submit(
                 self._start_local, workers or os.cpu_count() or 1, self._forked
+            )
+
+    def _warn_without_workers(self, logs: Path | None) -> None:
+        with contextlib.suppress(Exception):  # a client closing meanwhile: nothing to say
+            if self._client.scheduler_info().get("workers"):
+                return
+            where = f"their logs: {logs}" if logs is not None else "see the batch system's logs"
+            log.warning(
+                "no Dask worker has joined in %.0f s: the jobs are queued, or they fail at "
+                "their start (%s)",
+                WORKERS_AWAITED_S,
+                where,
             )
 
     def _start_local(self, workers: int, forked: bool) -> None:
@@ -142,6 +166,8 @@ class DaskEngine:
     def close(self) -> None:
         """Closes the client and, if we started it, the local cluster, then the fork server
         its workers came from, and puts Dask's settings back."""
+        if self._awaiting is not None:
+            self._awaiting.cancel()
         if self._starting is not None:
             wait([self._starting])  # a cluster still starting is closed once it is up
         if self._client is not None:

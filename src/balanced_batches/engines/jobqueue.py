@@ -6,12 +6,16 @@ same one `export-jobs` uses. Imported only when `--cluster` is given.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 from ..config import BatchConfig
 from ..errors import ConfigError
 
 CLUSTERS = ("htcondor", "slurm")
+# what dask-jobqueue calls to start a worker job: without it the job fails in the background
+SUBMIT_COMMANDS = {"htcondor": "condor_submit", "slurm": "sbatch"}
 # Worker processes start without Dask's MALLOC_TRIM_THRESHOLD_, as local ones do (see
 # `worker_server.WORKER_ENVIRONMENT`): the job's nanny reads this before it starts its worker.
 KEEP_ALLOCATOR_ADAPTIVE = (
@@ -30,8 +34,25 @@ def _submit_lines(lines: list[str]) -> dict[str, str]:
     return pairs
 
 
-def jobqueue_cluster(system: str, batch: BatchConfig, host: str | None = None) -> Any:
-    """A dask-jobqueue cluster (not yet scaled) whose jobs request what `batch` says."""
+def require_submit_command(system: str) -> None:
+    """A ConfigError unless this machine can submit jobs to `system` (dask-jobqueue would
+    only log the failure and leave its caller waiting for workers)."""
+    command = SUBMIT_COMMANDS.get(system)
+    if command is not None and shutil.which(command) is None:
+        raise ConfigError(
+            f"--cluster {system}: {command} is not on PATH; run on a machine that submits "
+            f"jobs to the {system} cluster, or use export-jobs"
+        )
+
+
+def jobqueue_cluster(
+    system: str, batch: BatchConfig, host: str | None = None, logs: Path | None = None
+) -> Any:
+    """A dask-jobqueue cluster (not yet scaled) whose jobs request what `batch` says.
+
+    HTCondor jobs also carry the grid credentials `batch` asks for, as exported jobs do. The
+    workers' standard output and error go to `logs` (HTCondor brings them back there from
+    worker nodes that share no file system with this machine)."""
     if system not in CLUSTERS:
         raise ConfigError(f"--cluster = {system!r}: expected one of {', '.join(CLUSTERS)}")
     try:
@@ -41,16 +62,20 @@ def jobqueue_cluster(system: str, batch: BatchConfig, host: str | None = None) -
         raise ConfigError(
             "--cluster needs dask-jobqueue: pip install 'balanced-batches[batch]'"
         ) from err
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+    token = batch.token_setup() if system == "htcondor" else None
     common: dict[str, Any] = {
         "cores": batch.cores,
         "processes": 1,
         "memory": f"{batch.memory_mb}MB",
-        "job_script_prologue": [KEEP_ALLOCATOR_ADAPTIVE, *batch.setup],
+        "job_script_prologue": [KEEP_ALLOCATOR_ADAPTIVE, *([token] if token else []), *batch.setup],
         "scheduler_options": {"host": host} if host else {},
+        "log_directory": str(logs) if logs is not None else None,
     }
     if system == "slurm":
         directives = [line.removeprefix("#SBATCH").strip() for line in batch.extra_lines]
         return SLURMCluster(**common, walltime=batch.walltime, job_extra_directives=directives)
     extra = {"+MaxRuntime": str(batch.walltime_seconds)}
-    extra.update(_submit_lines(batch.extra_lines))
+    extra.update(_submit_lines(batch.credential_submit_lines() + batch.extra_lines))
     return HTCondorCluster(**common, disk=f"{batch.disk_mb}MB", job_extra_directives=extra)

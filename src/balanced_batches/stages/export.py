@@ -53,23 +53,16 @@ def default_command() -> str:
 def job_script(batch: BatchConfig) -> str:
     """The executable of every job: site set-up, then one unit of the plan."""
     command = batch.command or default_command()
-    setup = "\n".join(batch.setup)
-    token = ""
-    if batch.oauth_services:  # HTCondor leaves the tokens of use_oauth_services there
-        service = batch.oauth_services[0]
-        token = (
-            f'if [ -n "${{_CONDOR_CREDS:-}}" ] && [ -f "$_CONDOR_CREDS/{service}.use" ]; then\n'
-            f'  export BEARER_TOKEN_FILE="$_CONDOR_CREDS/{service}.use"\n'
-            "fi\n"
-        )
-    return (
-        "#!/bin/bash\n"
-        "# one unit of a balanced-batches plan: job.sh JOB_NUMBER\n"
-        "set -euo pipefail\n"
-        f"{token}"
-        f"{setup}\n"
-        f'exec {command} make --spec spec.json --job "$1"\n'
-    )
+    token = batch.token_setup()
+    lines = [
+        "#!/bin/bash",
+        "# one unit of a balanced-batches plan: job.sh JOB_NUMBER",
+        "set -euo pipefail",
+        *([token] if token else []),
+        *batch.setup,
+        f'exec {command} make --spec spec.json --job "$1"',
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def htcondor_submit(batch: BatchConfig, jobs_file: str, logs: Path) -> str:
@@ -89,12 +82,7 @@ def htcondor_submit(batch: BatchConfig, jobs_file: str, logs: Path) -> str:
         f"request_memory = {batch.memory_mb}",
         f"request_disk = {batch.disk_mb * 1024}",
         f"+MaxRuntime = {batch.walltime_seconds}",
-        *(["use_x509userproxy = true"] if batch.x509_proxy else []),
-        *(
-            [f"use_oauth_services = {', '.join(batch.oauth_services)}"]
-            if batch.oauth_services
-            else []
-        ),
+        *batch.credential_submit_lines(),
         *batch.extra_lines,
         f"queue job from {jobs_file}",
     ]
