@@ -492,6 +492,26 @@ def wait_until_done(pool: Pool, timeout: float, scan: Path) -> None:
     pytest.fail(f"jobs left after {timeout} s: {jobs}\n{job_logs(scan)}\n{pool.logs()}")
 
 
+def planned_on_xrootd(
+    tmp_path: Path, dataset: Dataset, server_url: str, name: str, extra: str = ""
+) -> Path:
+    """The reference production counted and planned with its parts in `<name>-scratch` and
+    its outputs in `<name>-out` on the XRootD server; `extra` goes into the project YAML."""
+    workdir = tmp_path / "work"
+    cli(*count_args(workdir, dataset.file_list))
+    scratch = f"execution: {{scratch: '{server_url}/{name}-scratch'}}"
+    project = project_yaml(tmp_path / "project.yaml", f"{scratch}\n{extra}")
+    outputs = f"{server_url}/{name}-out"
+    cli(*reference_plan_args(workdir), "--config", project, "--output-directory", outputs)
+    return workdir
+
+
+def readable_by_all(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The slot user, another user, reads the dataset's files."""
+    run("chmod", "-R", "a+rX", Path(dataset.file_list).parent)
+    open_for_others(Path(dataset.file_list).parent, tmp_path_factory.getbasetemp().resolve(), {})
+
+
 def test_exported_dag_runs_on_a_personal_pool_and_reproduces_run(
     pool: Pool,
     tmp_path: Path,
@@ -553,22 +573,13 @@ def test_jobs_that_cannot_read_the_submit_directory_run_with_everything_on_xroot
     from xrootd_server import running_server
 
     with running_server() as server:
-        workdir = tmp_path / "work"
-        cli(*count_args(workdir, dataset.file_list))
-        project = project_yaml(
-            tmp_path / "project.yaml", f"execution: {{scratch: '{server.url}/grid-scratch'}}"
-        )
-        outputs = f"{server.url}/grid-out"
-        cli(*reference_plan_args(workdir), "--config", project, "--output-directory", outputs)
+        workdir = planned_on_xrootd(tmp_path, dataset, server.url, "grid")
         home = Path(tempfile.mkdtemp(prefix="home-", dir=pool.scratch))
         jobs = home / "jobs"
         cli("export-jobs", "--workdir", workdir, "--system", "htcondor", "--directory", jobs)
         run("chown", "-R", f"{UID}:{UID}", home)
         home.chmod(0o700)  # the jobs, running as another user, cannot read the submit directory
-        run("chmod", "-R", "a+rX", Path(dataset.file_list).parent)
-        saved: dict[Path, int] = {}
-        basetemp = tmp_path_factory.getbasetemp().resolve()
-        open_for_others(Path(dataset.file_list).parent, basetemp, saved)
+        readable_by_all(dataset, tmp_path_factory)
 
         submitted = pool.submit("condor_submit_dag", "-force", "balanced-batches.dag", cwd=jobs)
         assert submitted.returncode == 0, tail(submitted)
@@ -599,8 +610,6 @@ def test_dask_jobqueue_workers_as_htcondor_jobs_with_parts_on_xrootd(
     from xrootd_server import running_server
 
     with running_server() as server:
-        workdir = tmp_path / "work"
-        cli(*count_args(workdir, dataset.file_list))
         # a set-up line with the shell's quotes and ${...}, as the bearer-token line has: it
         # reaches the worker's shell intact through HTCondor's quoting of the arguments
         marker = tmp_path / "setup-ran"
@@ -608,17 +617,9 @@ def test_dask_jobqueue_workers_as_htcondor_jobs_with_parts_on_xrootd(
             f'if [ -n "${{_CONDOR_SCRATCH_DIR:-}}" ] && [ -d "$_CONDOR_SCRATCH_DIR" ]; '
             f'then touch "{marker}"; fi'
         )
-        project = project_yaml(
-            tmp_path / "project.yaml",
-            f"execution: {{scratch: '{server.url}/dask-scratch'}}\n"
-            f"batch: {{setup: [{json.dumps(setup)}]}}",
-        )
-        outputs = f"{server.url}/dask-out"
-        cli(*reference_plan_args(workdir), "--config", project, "--output-directory", outputs)
-        saved: dict[Path, int] = {}
-        basetemp = tmp_path_factory.getbasetemp().resolve()
-        open_for_others(Path(dataset.file_list).parent, basetemp, saved)
-        run("chmod", "-R", "a+rX", Path(dataset.file_list).parent)
+        batch = f"batch: {{setup: [{json.dumps(setup)}]}}"
+        workdir = planned_on_xrootd(tmp_path, dataset, server.url, "dask", batch)
+        readable_by_all(dataset, tmp_path_factory)
         writable_by_all(tmp_path)
         executable = Path(sys.executable).parent / "balanced-batches"
         command = [executable, "run", "--workdir", workdir, "--cluster", "htcondor", "--workers", 2]
