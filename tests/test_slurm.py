@@ -253,6 +253,30 @@ def test_exported_arrays_run_on_slurm_and_reproduce_run(
     cli("check", "--workdir", workdir)
 
 
+def test_exported_arrays_with_parts_and_records_on_an_xrootd_server(
+    slurm: Slurm, tmp_path: Path, dataset: Dataset, reference: Production
+) -> None:
+    """Slurm exports with a remote scratch: the jobs keep their parts and write-once records
+    on the server, `status` folds the records in from there, and the outputs are the
+    reference's."""
+    from xrootd_server import running_server
+
+    with running_server() as server:
+        workdir = planned_for_slurm_workers(
+            tmp_path, dataset, execution={"scratch": f"{server.url}/slurm-export-scratch"}
+        )
+        jobs = tmp_path / "jobs"
+        cli("export-jobs", "--workdir", workdir, "--system", "slurm", "--directory", jobs)
+        submitted = slurm.run("bash", str(jobs / "submit.sh"), cwd=jobs)
+        assert submitted.returncode == 0, f"{submitted.stdout}\n{submitted.stderr}"
+        slurm.wait_until_idle(JOBS_SECONDS, "submit.sh", scan=tmp_path)
+        assert_reproduces(Production(workdir), reference)
+        status = cli("status", "--workdir", workdir).stdout
+        assert "batch-job records from root://" in status, status
+        assert "failed" not in status.split("jobs")[-1].split("\n", 3)[-1], status
+        cli("check", "--workdir", workdir)
+
+
 def planned_for_slurm_workers(
     tmp_path: Path, dataset: Dataset, execution: dict[str, str] | None = None
 ) -> Path:
