@@ -11,6 +11,7 @@ branch and both types. ROOT's `hadd` merges two outputs into a file C++ reads.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -345,6 +346,41 @@ def test_inputs_of_other_branch_types_stop_the_run_naming_file_branch_and_types(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {second}: {message}"]
     assert not list((workdir / "batches").glob("batch*.root"))
+
+
+def test_a_branch_of_other_types_that_the_outputs_drop_does_not_stop_the_run(
+    typed: TypedInputs, tmp_path: Path
+) -> None:
+    """Only the branches the outputs keep must agree: with the differing branch dropped, `run`,
+    exported jobs and `status` all go through, and the outputs have no such branch."""
+    first, second = (input_path(tmp_path, d, 1) for d in SAMPLES)
+    write_typed(first, typed_columns(0))
+    columns = typed_columns(1)
+    columns["tau_p3"] = list(columns["tau_p3"])
+    kinds, _ = MIXED["fixed array as vector"]
+    write_typed(second, columns, kinds)
+    file_list = tmp_path / "flist.txt"
+    file_list.write_text(f"{first}\n{second}\n")
+    for way in ("run", "jobs"):
+        workdir = tmp_path / way
+        cli(*count_args(workdir, file_list, typed.binning))
+        cli(*plan_args(workdir, "--batches", 1, "--drop-branches", "tau_p3"))
+        if way == "run":
+            cli("run", "--workdir", workdir, "--workers", 1)
+        else:
+            jobs = tmp_path / "exported"
+            exported = cli("export-jobs", "--workdir", workdir, "--directory", jobs)
+            for listed in ("read-jobs.txt", "write-jobs.txt"):
+                for job in (jobs / listed).read_text().split():
+                    cli("make", "--spec", jobs / "spec.json", "--job", job)
+            status = cli("status", "--workdir", workdir).stdout
+            assert re.search(r"read │\s+0 │\s+0 │\s+0 │\s+2 │\s+0 │", status), status
+            assert "failed read unit" not in status, exported.stdout
+        cli("check", "--workdir", workdir)
+        (output,) = (workdir / "batches").glob("batch*.root")
+        with uproot.open(output) as handle:
+            names = set(handle[TREE].keys())
+        assert "tau_p3" not in names and "tau_cov" in names
 
 
 def test_batch_jobs_refuse_an_input_of_other_types(typed: TypedInputs, tmp_path: Path) -> None:

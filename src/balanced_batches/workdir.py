@@ -433,7 +433,7 @@ class Workdir:
             folded, records = 0, None
             if exported is not None:
                 records = exported["records"]
-                folded = fold_records(catalog, records)
+                folded = fold_records(catalog, records, self._stored_config("plan_config"))
             files = catalog.files()
             states: dict[str, int] = {}
             for record in files:

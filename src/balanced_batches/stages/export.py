@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,11 @@ from ..config import BatchConfig, ProjectConfig
 from ..errors import CatalogError, ConfigError, InputFileError
 from ..io.files import is_url
 from ..io.trees import branch_layout, opened_tree
-from ..rows import layout_from_json, layout_to_json
+from ..rows import BranchLayout, layout_from_json, layout_to_json
 from ..scratch import records_at, scratch_at
 from .plan import load_plan
 from .run import PARTS_DELETED, claim_outputs, planned_outputs, reopen_lost_outputs
-from .units import JobSpec, merge_layout, spec_from_catalog, stored_layout
+from .units import JobSpec, merge_layout, output_layout, spec_from_catalog, stored_layout
 
 SYSTEMS = ("htcondor", "slurm")
 
@@ -159,9 +161,11 @@ def export_jobs(
     return ExportedJobs(directory, reads, writes, command)
 
 
-def fold_records(catalog: Catalog, records: str | Path) -> int:
+def fold_records(catalog: Catalog, records: str | Path, config: ProjectConfig) -> int:
     """Takes batch jobs' result records (a directory or a root:// URL) into the catalog;
-    returns how many were new."""
+    returns how many were new. A read job's input must have the stored layout's branches, as
+    far as the outputs of `config` keep them."""
+    kept = partial(output_layout, config=config)
     states = {kind: catalog.unit_states(kind) for kind in ("read", "write")}
     folded = 0
     where = records_at(str(records))
@@ -175,7 +179,7 @@ def fold_records(catalog: Catalog, records: str | Path) -> int:
         if states[kind].get(unit) == status == "done":
             continue
         if kind == "read" and status == "done":
-            error = _fold_layout(catalog, record)
+            error = _fold_layout(catalog, record, kept)
             if error is not None:  # an input unlike the others: its job counts as failed
                 status, record = "failed", {**record, "error": error}
         result = None
@@ -193,13 +197,15 @@ def fold_records(catalog: Catalog, records: str | Path) -> int:
     return folded
 
 
-def _fold_layout(catalog: Catalog, record: dict[str, Any]) -> str | None:
+def _fold_layout(
+    catalog: Catalog, record: dict[str, Any], kept: Callable[[BranchLayout], BranchLayout]
+) -> str | None:
     """Stores the branch layout a read job found (`merge_layout`); the reason it cannot be,
-    if the input's branches differ from the stored layout's."""
+    if the input's `kept` branches differ from the stored layout's."""
     stored = stored_layout(catalog)
     where = record.get("path", f"read job {record['job']}")  # older records name no file
     try:
-        merged = merge_layout(stored, layout_from_json(record["layout"]), where)
+        merged = merge_layout(stored, layout_from_json(record["layout"]), where, kept)
     except InputFileError as err:
         return str(err)
     if merged != stored:
@@ -230,7 +236,7 @@ def export_plan(
     remote = is_url(spec.scratch)
     records = f"{spec.scratch.rstrip('/')}/records" if remote else str(directory / "records")
     if only_missing:
-        fold_records(catalog, records)
+        fold_records(catalog, records, config)
         reopen_lost_outputs(catalog, scratch_at(spec.scratch))
         if any(state != "done" for state in catalog.unit_states("read").values()):
             records_at(records).remove_json(PARTS_DELETED)  # the read jobs must run again

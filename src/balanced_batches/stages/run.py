@@ -10,6 +10,7 @@ import logging
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -40,6 +41,7 @@ from .units import (
     WriteResult,
     build_jobs,
     merge_layout,
+    output_layout,
     spec_from_catalog,
     stored_layout,
 )
@@ -77,20 +79,21 @@ def provenance_record(spec: JobSpec, split: int = 0) -> dict[str, Any]:
     }
 
 
-def _store_layout(catalog: Catalog, layout: BranchLayout, path: str) -> None:
-    """Records the layout a read unit found; one unlike the stored one stops the run."""
+def _store_layout(catalog: Catalog, layout: BranchLayout, path: str, config: ProjectConfig) -> None:
+    """Records the layout a read unit found; one unlike the stored one in a branch the
+    outputs keep stops the run."""
     stored = stored_layout(catalog)
-    merged = merge_layout(stored, layout, path)
+    merged = merge_layout(stored, layout, path, partial(output_layout, config=config))
     if merged != stored:
         catalog.set_meta("layout", layout_to_json(merged))
 
 
-def _record_read(catalog: Catalog, result: ReadResult, path: str) -> None:
+def _record_read(catalog: Catalog, result: ReadResult, path: str, config: ProjectConfig) -> None:
     if result.error is not None:
         catalog.set_unit("read", result.unit, "failed", error=result.error)
         return
     assert result.layout is not None
-    _store_layout(catalog, result.layout, path)
+    _store_layout(catalog, result.layout, path, config)
     catalog.set_unit(
         "read", result.unit, "done", result={"rows": result.rows, "parts": result.parts}
     )
@@ -159,7 +162,7 @@ def run_plan(
     paths = [task.path for task in jobs.reads]
 
     def record_read(result: ReadResult) -> None:
-        _record_read(catalog, result, paths[result.unit])
+        _record_read(catalog, result, paths[result.unit], config)
 
     _run_units(catalog, "read", jobs.reads, read_input, record_read, engine, reporter, retries)
     if jobs.writes is None or stored_layout(catalog) != spec.layout:
@@ -336,7 +339,7 @@ def run_job(catalog: Catalog, plan: Plan, config: ProjectConfig, workdir: Path, 
     spec = spec_from_catalog(catalog, plan, config, workdir)
     kind, unit, result = _run_unit(spec, job)
     if isinstance(result, ReadResult):
-        _record_read(catalog, result, spec.files[int(plan.read_files[unit])].path)
+        _record_read(catalog, result, spec.files[int(plan.read_files[unit])].path, config)
     else:
         _record_write(catalog, result)
     _raise_failures(catalog, kind)

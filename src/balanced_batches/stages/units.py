@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,12 @@ class ReadTask:
     keep_branches: tuple[str, ...] | None = None  # output.branches
     drop_branches: tuple[str, ...] = ()  # output.drop_branches
     layout: BranchLayout | None = None  # the branches every input must have, when known
+
+    def kept(self, layout: BranchLayout) -> BranchLayout:
+        """The branches of `layout` the outputs keep (and the selection reads)."""
+        return select_branches(
+            layout, self.keep_branches, self.drop_branches, self.selection.branches
+        )
 
 
 @dataclass(frozen=True)
@@ -250,12 +257,7 @@ def write_task(
         type_names=tuple(config.types),
         regions_per_type=len(plan.region_names) // len(config.types),
         name=config.output.name,
-        layout=select_branches(
-            layout,
-            config.output.branches,
-            config.output.drop_branches,
-            build_selection(config).branches,
-        ),
+        layout=output_layout(layout, config),
         spec=OutputSpec(
             format=config.output.format,
             compression=config.output.compression,
@@ -359,14 +361,31 @@ def stored_layout(catalog: Catalog) -> BranchLayout | None:
     return None if stored is None else layout_from_json(stored)
 
 
-def merge_layout(known: BranchLayout | None, found: BranchLayout, path: str) -> BranchLayout:
+def output_layout(layout: BranchLayout, config: ProjectConfig) -> BranchLayout:
+    """The branches of `layout` the outputs keep (`output.branches`, `output.drop_branches`),
+    and those the selection reads."""
+    return select_branches(
+        layout,
+        config.output.branches,
+        config.output.drop_branches,
+        build_selection(config).branches,
+    )
+
+
+def merge_layout(
+    known: BranchLayout | None,
+    found: BranchLayout,
+    path: str,
+    kept: Callable[[BranchLayout], BranchLayout] | None = None,
+) -> BranchLayout:
     """The layout every input has, now that the input `path` showed `found`: an input whose
     branches or branch types differ from the `known` layout's is an InputFileError naming
-    the file, the branch and both types. A known layout that predates branch types gives
-    way to `found` (same branches, now with their types)."""
+    the file, the branch and both types. Only the branches `kept` keeps count: a branch the
+    outputs drop may differ. A known layout that predates branch types gives way to `found`
+    (same branches, now with their types)."""
     if known is None:
         return found
-    difference = layout_difference(known, found)
+    difference = layout_difference(*(map(kept, (known, found)) if kept else (known, found)))
     if difference is not None:
         raise InputFileError(f"{path}: {difference}")
     return found if found.types and not known.types else known
