@@ -1,4 +1,5 @@
-"""io._ttree_cascade: the entries of std::vector<T> baskets, against a plain per-entry loop.
+"""io._ttree_cascade: the entries of std::vector<T> baskets, against a plain per-entry loop, and
+the baskets compressed on threads, against the same file compressed in the calling thread.
 
 The bytes of whole files are compared with ROOT's in test_ttree_writer.py; here the vectorised
 framing meets a reference written entry by entry, for every element type a vector can hold
@@ -7,17 +8,25 @@ framing meets a reference written entry by entry, for every element type a vecto
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import struct
+import types
+import uuid
+from pathlib import Path
 from typing import Any
 
+import awkward as ak
 import numpy as np
 import numpy.typing as npt
+import pytest
+import uproot
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from balanced_batches.io import _ttree_cascade
 from balanced_batches.io._ttree_cascade import vector_entries
-from balanced_batches.io.ttree_writer import VECTOR_ELEMENTS
+from balanced_batches.io.ttree_writer import VECTOR_ELEMENTS, BranchType, mktree
 
 DTYPES = tuple(np.dtype(name).newbyteorder(">") for name in VECTOR_ELEMENTS)
 
@@ -72,3 +81,96 @@ def test_vector_entries_are_the_entries_framed_one_by_one(
     assert buffer.dtype == np.uint8
     assert buffer.tobytes() == expected
     assert starts.tolist() == expected_starts
+
+
+STAMP = datetime.datetime(2000, 1, 1)
+BRANCHES = [
+    BranchType("n", "scalar", np.int32),
+    BranchType("sv_mass", "counted", np.float32, counter="n"),
+    BranchType("pf_pt", "vector", np.float32),
+    BranchType("pf_valid", "vector", np.bool_),
+    BranchType("pf_id", "vector", np.int64),
+    BranchType("p4", "fixed", np.float32, shape=(4,)),
+    BranchType("weight", "scalar", np.float64),
+]
+# An empty extend, then baskets of uneven sizes; the 7 branches are more than the baskets that
+# wait for the threads (2 per thread), so that baskets are written while others are compressed.
+CHUNKS = [0, 0, 30, 31, 400, 1000, 1500, 2000]
+
+
+def random_rows(entries: int) -> dict[str, Any]:
+    """Values for BRANCHES: arrays, or (offsets, content) of the jagged ones."""
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 4, entries)
+    sizes = rng.integers(0, 40, entries)
+    counted, vectors = (np.concatenate([[0], np.cumsum(s)]) for s in (counts, sizes))
+    return {
+        "n": counts.astype(np.int32),
+        "sv_mass": (counted, rng.normal(size=counted[-1]).astype(np.float32)),
+        "pf_pt": (vectors, rng.normal(size=vectors[-1]).astype(np.float32)),
+        "pf_valid": (vectors, rng.integers(0, 2, vectors[-1]).astype(bool)),
+        "pf_id": (vectors, rng.integers(-5, 5, vectors[-1])),
+        "p4": rng.normal(size=(entries, 4)).astype(np.float32),
+        "weight": rng.exponential(size=entries),
+    }
+
+
+def write_tree(path: Path, rows: dict[str, Any], threads: int, monkeypatch: Any) -> bytes:
+    """The rows written in the extend calls of CHUNKS, compressed on `threads` threads (a pool
+    made for this write), with uproot's clock and UUIDs fixed as writers fixes them."""
+    with monkeypatch.context() as patch:
+        patch.setattr(_ttree_cascade, "compression_threads", lambda: threads)
+        patch.setattr(_ttree_cascade, "_pool", None)
+        fixed = types.SimpleNamespace(datetime=types.SimpleNamespace(now=lambda tz=None: STAMP))
+        for module in (
+            uproot.writing._cascade,
+            uproot.writing._cascadetree,
+            uproot.writing.writable,
+        ):
+            patch.setattr(module, "datetime", fixed)
+        with uproot.recreate(
+            path, compression=uproot.ZSTD(5), uuid_function=lambda: uuid.UUID(int=1)
+        ) as f:
+            tree = mktree(f, "taus", BRANCHES)
+            for start, stop in itertools.pairwise(CHUNKS):
+                tree.extend(
+                    {
+                        name: (v[0][start : stop + 1], v[1])
+                        if isinstance(v, tuple)
+                        else v[start:stop]
+                        for name, v in rows.items()
+                    }
+                )
+        pool = _ttree_cascade._pool
+        assert (pool is not None) == (threads > 1)  # threads were used, or not
+        if pool is not None:
+            pool.shutdown()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threads_write_the_bytes_of_one_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    rows = random_rows(CHUNKS[-1])
+    for directory in ("one", "many"):  # the same name: a ROOT file holds its own
+        (tmp_path / directory).mkdir()
+    one = write_tree(tmp_path / "one" / "taus.root", rows, 1, monkeypatch)
+    many = write_tree(tmp_path / "many" / "taus.root", rows, threads, monkeypatch)
+    assert many == one
+    with uproot.open(tmp_path / "many" / "taus.root") as handle:
+        tree = handle["taus"]
+        assert tree.num_entries == CHUNKS[-1]
+        assert tree["pf_pt"].num_baskets == len(CHUNKS) - 2  # none for the empty extend
+        for name, values in rows.items():
+            read = tree[name].array()
+            if isinstance(values, tuple):
+                assert ak.num(read).tolist() == np.diff(values[0]).tolist()
+                assert ak.flatten(read).tolist() == values[1].tolist()
+            else:
+                assert read.tolist() == values.tolist()
+        # every basket's key carries the fixed time (fDatime), as uproot's own keys do
+        branch = tree["pf_pt"]
+        for seek in branch.member("fBasketSeek")[: branch.num_baskets]:
+            datime = uproot.reading._key_format_big.unpack_from(many, int(seek))[3]
+            assert datime == uproot._util.datetime_to_code(STAMP)

@@ -20,14 +20,21 @@ byte as uproot writes them. A ``std::vector<T>`` branch is what ROOT 6.40 writes
 - each entry as TBufferFile streams a collection (`vector_entries`), and each TBasket ending with
   the entry offsets (fEntryOffset, relative to the start of the basket's key), as uproot's jagged
   baskets already do. See ROOT's io/doc/TFile/ttree.md and tree/tree/src/TBasket.cxx.
+
+The baskets of one `CascadeTree.write_entries` call are compressed on a few threads (zstd, zlib
+and lz4 release the GIL) and written in branch order, as uproot's ``write_jagged_basket`` and
+``write_np_basket`` would write them one after the other: the same bytes at the same places.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import struct
+from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -73,6 +80,10 @@ _TTREE_ATTRIBUTES = (
     b"@\x00\x00\x06\x00\x02\x00\x00\x03\xe9"
     b"@\x00\x00\n\x00\x02\x00\x01\x00\x01?\x80\x00\x00"
 )
+# Threads that compress baskets, per process: one per core this process may run on, up to this.
+MAX_COMPRESSION_THREADS = 4
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0  # the process that made _pool: a forked child inherits the object, not its threads
 
 
 def class_checksum(class_name: str) -> int:
@@ -234,49 +245,136 @@ class CascadeTree(cascadetree.Tree):  # type: ignore[misc]  # uproot has no type
         num_entries: int,
     ) -> None:
         """Writes one basket per branch: `columns` maps every branch to its big-endian values and,
-        for a jagged branch, its offsets (N + 1, from 0); uproot's basket writers compress and
-        place them, then ``write_updates`` records them in the tree's metadata."""
+        for a jagged branch, its offsets (N + 1, from 0); then ``write_updates`` records them in
+        the tree's metadata.
+
+        Each payload is handed to the compression threads as soon as it is built, and written
+        in branch order once compressed; at most two baskets per thread wait to be written, so
+        building, compressing and writing overlap and the payloads in memory stay few."""
         self._grow_basket_arrays(file, sink)
-        uncompressed = compressed = 0
+        threads = compression_threads()
+        pool = _compression_pool(threads)
+        window = 0 if pool is None else 2 * threads
+        compress = uproot.compression.compress
+        pending: deque[tuple[dict[str, Any], _Basket, Future[bytes] | bytes]] = deque()
+        written: list[tuple[int, int]] = []
         for datum in self._branch_data:
             name = datum["fName"]
             values, offsets = columns[name]
             if datum["kind"] == "vector":
                 assert offsets is not None
-                buffer, starts = vector_entries(offsets, values)
-                _check_basket_size(name, len(buffer) + 4 * len(starts))
-                totbytes, zipbytes, location = self.write_jagged_basket(
-                    sink, name, datum["compression"], buffer, starts.astype(">i4")
-                )
-            elif offsets is not None:
+                values, offsets = vector_entries(offsets, values)
+            if offsets is not None:
                 _check_basket_size(name, values.nbytes + 4 * len(offsets))
-                totbytes, zipbytes, location = self.write_jagged_basket(
-                    sink, name, datum["compression"], values, offsets.astype(">i4")
-                )
-            else:
-                totbytes, zipbytes, location = self.write_np_basket(
-                    sink, name, datum["compression"], values
-                )
-                if datum["kind"] == "counter" and len(values) > 0:
-                    datum["tleaf_maximum_value"] = max(
-                        int(values.max()), datum["tleaf_maximum_value"]
-                    )
-            if offsets is not None:  # as uproot: four bytes per entry offset
-                datum["fEntryOffsetLen"] = 4 * (len(offsets) - 1)
-            uncompressed += totbytes
-            compressed += zipbytes
-            datum["fTotBytes"] += totbytes
-            datum["fZipBytes"] += zipbytes
-            datum["fBasketBytes"][self._num_baskets] = zipbytes
-            datum["fBasketSeek"][self._num_baskets] = location
+                datum["fEntryOffsetLen"] = 4 * (len(offsets) - 1)  # as uproot: 4 bytes per entry
+            elif datum["kind"] == "counter" and len(values) > 0:
+                datum["tleaf_maximum_value"] = max(int(values.max()), datum["tleaf_maximum_value"])
+            basket, payload = self._basket(name, values, offsets)
+            level = datum["compression"]
+            job = (
+                compress(payload, level) if pool is None else pool.submit(compress, payload, level)
+            )
+            pending.append((datum, basket, job))
+            del payload  # kept by the pool only until compressed
+            while len(pending) > window:
+                written.append(self._write_basket(sink, *pending.popleft()))
+        written += [self._write_basket(sink, *waiting) for waiting in pending]
+        for datum in self._branch_data:
             entries = datum["fBasketEntry"]
             entries[self._num_baskets + 1] = entries[self._num_baskets] + num_entries
             datum["arrays_write_stop"] = self._num_baskets + 1
+        uncompressed = sum(totbytes for totbytes, _ in written)
+        compressed = sum(zipbytes for _, zipbytes in written)
         self._num_entries += num_entries
         self._num_baskets += 1
         self._metadata["fTotBytes"] += uncompressed
         self._metadata["fZipBytes"] += compressed
         self.write_updates(sink)
+
+    def _basket(
+        self, name: str, values: np.ndarray, offsets: npt.NDArray[np.int64] | None
+    ) -> tuple[_Basket, bytes]:
+        """A branch's basket and its uncompressed payload, as ``write_np_basket`` (`offsets`
+        None) or ``write_jagged_basket`` builds them: the values, then for a jagged branch the
+        number of entry offsets (u32) and the offsets (i32, in bytes from the key's start)."""
+        string = uproot.serialization.string
+        key_length = (
+            uproot.reading._key_format_big.size
+            + len(string("TBasket"))
+            + len(string(name))
+            + len(string(self._name))
+            + uproot.models.TBasket._tbasket_format2.size
+            + 1  # the byte after the TBasket header, part of the key
+        )
+        itemsize = values.dtype.itemsize * math.prod(values.shape[1:])
+        if offsets is None:
+            payload = values.tobytes()
+            last = key_length + len(payload)
+            return _Basket(key_length, len(payload), itemsize, len(values), last), payload
+        positions = (offsets * itemsize + key_length).astype(">i4")  # _check_basket_size: fits
+        count = struct.pack(">I", len(positions))
+        payload = b"".join((np.ascontiguousarray(values).data, count, positions.data))
+        # uproot then zeroes the last offset of its array, after it was copied into the payload
+        basket = _Basket(
+            key_length, len(payload), len(positions) + 1, len(positions) - 1, int(positions[-1])
+        )
+        return basket, payload
+
+    def _write_basket(
+        self, sink: Any, datum: dict[str, Any], basket: _Basket, compressed: Future[bytes] | bytes
+    ) -> tuple[int, int]:
+        """Places a compressed basket in the file and records it in its branch, as uproot's
+        basket writers do: the TKey, the TBasket v3 header, the data. Returns the basket's
+        uncompressed and compressed bytes (with the key)."""
+        name = datum["fName"]
+        data = compressed if isinstance(compressed, bytes) else compressed.result()
+        nbytes = basket.key_length + len(data)
+        if max(basket.objlen, nbytes) > uproot.const.kMaxTBasketBytes:
+            raise ValueError(
+                f"branch {name!r}: {basket.objlen} bytes in one basket ({nbytes} compressed), "
+                "more than a TBasket holds (2 GiB); extend with fewer entries at a time"
+            )
+        location = self._freesegments.allocate(nbytes, dry_run=False)
+        # the clock through uproot's module, so that writers._reproducible_root_file fixes it
+        now = cascadetree.datetime.datetime.now()
+        header = uproot.reading._key_format_big.pack(
+            nbytes,
+            1004,  # fVersion
+            basket.objlen,
+            uproot._util.datetime_to_code(now),  # fDatime
+            basket.key_length,
+            0,  # fCycle
+            location,  # fSeekKey
+            self._directory.key.location,  # fSeekPdir, as uproot
+        )
+        string = uproot.serialization.string
+        sink.write(
+            location,
+            b"".join(
+                (
+                    header,
+                    string("TBasket") + string(name) + string(self._name),
+                    uproot.models.TBasket._tbasket_format2.pack(
+                        3,  # fVersion
+                        32000,  # fBufferSize
+                        basket.nevbufsize,
+                        basket.nevbuf,
+                        basket.last,
+                    ),
+                    b"\x00",
+                    data,
+                )
+            ),
+        )
+        self._freesegments.write(sink)
+        sink.set_file_length(self._freesegments.fileheader.end)
+        sink.flush()
+        totbytes = basket.key_length + basket.objlen
+        datum["fTotBytes"] += totbytes
+        datum["fZipBytes"] += nbytes
+        datum["fBasketBytes"][self._num_baskets] = nbytes
+        datum["fBasketSeek"][self._num_baskets] = location
+        return totbytes, nbytes
 
     def trim_basket_arrays(self, file: Any, sink: Any) -> None:
         """Shrinks fBasketBytes/fBasketEntry/fBasketSeek to what ROOT writes: fMaxBaskets =
@@ -497,3 +595,35 @@ def _check_basket_size(name: str, size: int) -> None:
             f"branch {name!r}: {size} bytes in one basket, more than a TBasket holds (2 GiB); "
             "extend with fewer entries at a time"
         )
+
+
+class _Basket(NamedTuple):
+    """What the key and TBasket header of one basket say about its uncompressed payload."""
+
+    key_length: int  # fKeylen
+    objlen: int  # fObjlen: the payload's bytes
+    nevbufsize: int  # fNevBufSize: a flat branch's bytes per entry; entries + 2 if jagged
+    nevbuf: int  # fNevBuf: the entries
+    last: int  # fLast: where the entries end (the offsets begin), from the key's start
+
+
+def compression_threads() -> int:
+    """Threads that compress baskets: the cores this process may run on, at most
+    `MAX_COMPRESSION_THREADS`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(cores, MAX_COMPRESSION_THREADS)
+
+
+def _compression_pool(threads: int) -> ThreadPoolExecutor | None:
+    """This process's compression threads (`threads` of them when first used), started on first
+    use; None for one thread (the calling thread compresses)."""
+    global _pool, _pool_pid
+    if threads < 2:
+        return None
+    if _pool is None or _pool_pid != os.getpid():
+        _pool = ThreadPoolExecutor(threads, thread_name_prefix="basket-compression")
+        _pool_pid = os.getpid()
+    return _pool
