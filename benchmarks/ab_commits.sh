@@ -5,12 +5,13 @@
 # the other arm is this checkout. Each repetition counts, plans and runs in a fresh working
 # directory per arm (2 workers), prints the wall seconds of each command, and the output files
 # of both arms are compared byte for byte. Needs the medium dataset of benchmarks.harness
-# (bench-data/datasets/sall-f2-e4000-seed1-zstd).
+# (bench-data/datasets/sall-f2-e4000-seed1-zstd), or the dataset directory in BB_AB_DATA (e.g.
+# its std::vector twin, sall-f2-e4000-seed1-zstd-vector).
 set -euo pipefail
 OLD=${1:?usage: $0 OLD_COMMIT [REPEATS]}
 REPEATS=${2:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DATA=$ROOT/bench-data/datasets/sall-f2-e4000-seed1-zstd
+DATA=${BB_AB_DATA:-$ROOT/bench-data/datasets/sall-f2-e4000-seed1-zstd}
 EXAMPLE=$ROOT/examples/prod_Phase2_v2
 BB=$ROOT/.venv/bin/balanced-batches
 WORK=$(mktemp -d)

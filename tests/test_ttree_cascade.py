@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import os
 import struct
 import types
 import uuid
@@ -24,7 +25,7 @@ import uproot
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from balanced_batches.io import _ttree_cascade
+from balanced_batches.io import _baskets
 from balanced_batches.io._ttree_cascade import vector_entries
 from balanced_batches.io.ttree_writer import VECTOR_ELEMENTS, BranchType, mktree
 
@@ -119,8 +120,8 @@ def write_tree(path: Path, rows: dict[str, Any], threads: int, monkeypatch: Any)
     """The rows written in the extend calls of CHUNKS, compressed on `threads` threads (a pool
     made for this write), with uproot's clock and UUIDs fixed as writers fixes them."""
     with monkeypatch.context() as patch:
-        patch.setattr(_ttree_cascade, "compression_threads", lambda: threads)
-        patch.setattr(_ttree_cascade, "_pool", None)
+        patch.setattr(_baskets, "compression_threads", lambda: threads)
+        patch.setattr(_baskets, "_pool", None)
         fixed = types.SimpleNamespace(datetime=types.SimpleNamespace(now=lambda tz=None: STAMP))
         for module in (
             uproot.writing._cascade,
@@ -141,7 +142,7 @@ def write_tree(path: Path, rows: dict[str, Any], threads: int, monkeypatch: Any)
                         for name, v in rows.items()
                     }
                 )
-        pool = _ttree_cascade._pool
+        pool = _baskets._pool
         assert (pool is not None) == (threads > 1)  # threads were used, or not
         if pool is not None:
             pool.shutdown()
@@ -174,3 +175,18 @@ def test_threads_write_the_bytes_of_one_thread(
         for seek in branch.member("fBasketSeek")[: branch.num_baskets]:
             datime = uproot.reading._key_format_big.unpack_from(many, int(seek))[3]
             assert datime == uproot._util.datetime_to_code(STAMP)
+
+
+@pytest.mark.parametrize(
+    ("told", "threads"), [("1", 1), ("2", 2), ("64", _baskets.MAX_COMPRESSION_THREADS)]
+)
+def test_omp_num_threads_says_how_many_threads_compress(
+    monkeypatch: pytest.MonkeyPatch, told: str, threads: int
+) -> None:
+    """Worker processes run one per core with OMP_NUM_THREADS=1: their writers compress in the
+    calling thread, not on threads that would compete for the other workers' cores."""
+    monkeypatch.setenv("OMP_NUM_THREADS", told)
+    assert _baskets.compression_threads() == threads
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    cores = len(os.sched_getaffinity(0))
+    assert _baskets.compression_threads() == min(cores, _baskets.MAX_COMPRESSION_THREADS)

@@ -21,25 +21,26 @@ byte as uproot writes them. A ``std::vector<T>`` branch is what ROOT 6.40 writes
   the entry offsets (fEntryOffset, relative to the start of the basket's key), as uproot's jagged
   baskets already do. See ROOT's io/doc/TFile/ttree.md and tree/tree/src/TBasket.cxx.
 
-The baskets of one `CascadeTree.write_entries` call are compressed on a few threads (zstd, zlib
-and lz4 release the GIL) and written in branch order, as uproot's ``write_jagged_basket`` and
-``write_np_basket`` would write them one after the other: the same bytes at the same places.
+The baskets of one `CascadeTree.write_entries` call are compressed on a few threads and written
+in branch order (`_baskets`), as uproot's ``write_jagged_basket`` and ``write_np_basket`` would
+write them one after the other: the same bytes at the same places.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import struct
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, NamedTuple
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import uproot
 import uproot.writing._cascadetree as cascadetree
+
+from . import _baskets
 
 if TYPE_CHECKING:
     from balanced_batches.io.ttree_writer import BranchType
@@ -80,10 +81,6 @@ _TTREE_ATTRIBUTES = (
     b"@\x00\x00\x06\x00\x02\x00\x00\x03\xe9"
     b"@\x00\x00\n\x00\x02\x00\x01\x00\x01?\x80\x00\x00"
 )
-# Threads that compress baskets, per process: one per core this process may run on, up to this.
-MAX_COMPRESSION_THREADS = 4
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0  # the process that made _pool: a forked child inherits the object, not its threads
 
 
 def class_checksum(class_name: str) -> int:
@@ -252,11 +249,8 @@ class CascadeTree(cascadetree.Tree):  # type: ignore[misc]  # uproot has no type
         in branch order once compressed; at most two baskets per thread wait to be written, so
         building, compressing and writing overlap and the payloads in memory stay few."""
         self._grow_basket_arrays(file, sink)
-        threads = compression_threads()
-        pool = _compression_pool(threads)
-        window = 0 if pool is None else 2 * threads
-        compress = uproot.compression.compress
-        pending: deque[tuple[dict[str, Any], _Basket, Future[bytes] | bytes]] = deque()
+        compressor = _baskets.Compressor()
+        pending: deque[tuple[dict[str, Any], _baskets.Basket, Future[bytes] | bytes]] = deque()
         written: list[tuple[int, int]] = []
         for datum in self._branch_data:
             name = datum["fName"]
@@ -269,14 +263,10 @@ class CascadeTree(cascadetree.Tree):  # type: ignore[misc]  # uproot has no type
                 datum["fEntryOffsetLen"] = 4 * (len(offsets) - 1)  # as uproot: 4 bytes per entry
             elif datum["kind"] == "counter" and len(values) > 0:
                 datum["tleaf_maximum_value"] = max(int(values.max()), datum["tleaf_maximum_value"])
-            basket, payload = self._basket(name, values, offsets)
-            level = datum["compression"]
-            job = (
-                compress(payload, level) if pool is None else pool.submit(compress, payload, level)
-            )
-            pending.append((datum, basket, job))
-            del payload  # kept by the pool only until compressed
-            while len(pending) > window:
+            basket, payload = _baskets.basket(self._name, name, values, offsets)
+            pending.append((datum, basket, compressor.compress(payload, datum["compression"])))
+            del payload  # kept by the compressor only until compressed
+            while len(pending) > compressor.window:
                 written.append(self._write_basket(sink, *pending.popleft()))
         written += [self._write_basket(sink, *waiting) for waiting in pending]
         for datum in self._branch_data:
@@ -291,85 +281,19 @@ class CascadeTree(cascadetree.Tree):  # type: ignore[misc]  # uproot has no type
         self._metadata["fZipBytes"] += compressed
         self.write_updates(sink)
 
-    def _basket(
-        self, name: str, values: np.ndarray, offsets: npt.NDArray[np.int64] | None
-    ) -> tuple[_Basket, bytes]:
-        """A branch's basket and its uncompressed payload, as ``write_np_basket`` (`offsets`
-        None) or ``write_jagged_basket`` builds them: the values, then for a jagged branch the
-        number of entry offsets (u32) and the offsets (i32, in bytes from the key's start)."""
-        string = uproot.serialization.string
-        key_length = (
-            uproot.reading._key_format_big.size
-            + len(string("TBasket"))
-            + len(string(name))
-            + len(string(self._name))
-            + uproot.models.TBasket._tbasket_format2.size
-            + 1  # the byte after the TBasket header, part of the key
-        )
-        itemsize = values.dtype.itemsize * math.prod(values.shape[1:])
-        if offsets is None:
-            payload = values.tobytes()
-            last = key_length + len(payload)
-            return _Basket(key_length, len(payload), itemsize, len(values), last), payload
-        positions = (offsets * itemsize + key_length).astype(">i4")  # _check_basket_size: fits
-        count = struct.pack(">I", len(positions))
-        payload = b"".join((np.ascontiguousarray(values).data, count, positions.data))
-        # uproot then zeroes the last offset of its array, after it was copied into the payload
-        basket = _Basket(
-            key_length, len(payload), len(positions) + 1, len(positions) - 1, int(positions[-1])
-        )
-        return basket, payload
-
     def _write_basket(
-        self, sink: Any, datum: dict[str, Any], basket: _Basket, compressed: Future[bytes] | bytes
+        self,
+        sink: Any,
+        datum: dict[str, Any],
+        basket: _baskets.Basket,
+        compressed: Future[bytes] | bytes,
     ) -> tuple[int, int]:
-        """Places a compressed basket in the file and records it in its branch, as uproot's
-        basket writers do: the TKey, the TBasket v3 header, the data. Returns the basket's
+        """Places a compressed basket in the file and records it in its branch; returns its
         uncompressed and compressed bytes (with the key)."""
-        name = datum["fName"]
         data = compressed if isinstance(compressed, bytes) else compressed.result()
-        nbytes = basket.key_length + len(data)
-        if max(basket.objlen, nbytes) > uproot.const.kMaxTBasketBytes:
-            raise ValueError(
-                f"branch {name!r}: {basket.objlen} bytes in one basket ({nbytes} compressed), "
-                "more than a TBasket holds (2 GiB); extend with fewer entries at a time"
-            )
-        location = self._freesegments.allocate(nbytes, dry_run=False)
-        # the clock through uproot's module, so that writers._reproducible_root_file fixes it
-        now = cascadetree.datetime.datetime.now()
-        header = uproot.reading._key_format_big.pack(
-            nbytes,
-            1004,  # fVersion
-            basket.objlen,
-            uproot._util.datetime_to_code(now),  # fDatime
-            basket.key_length,
-            0,  # fCycle
-            location,  # fSeekKey
-            self._directory.key.location,  # fSeekPdir, as uproot
+        location, totbytes, nbytes = _baskets.write_basket(
+            sink, self._freesegments, self._directory.key.location, basket, data
         )
-        string = uproot.serialization.string
-        sink.write(
-            location,
-            b"".join(
-                (
-                    header,
-                    string("TBasket") + string(name) + string(self._name),
-                    uproot.models.TBasket._tbasket_format2.pack(
-                        3,  # fVersion
-                        32000,  # fBufferSize
-                        basket.nevbufsize,
-                        basket.nevbuf,
-                        basket.last,
-                    ),
-                    b"\x00",
-                    data,
-                )
-            ),
-        )
-        self._freesegments.write(sink)
-        sink.set_file_length(self._freesegments.fileheader.end)
-        sink.flush()
-        totbytes = basket.key_length + basket.objlen
         datum["fTotBytes"] += totbytes
         datum["fZipBytes"] += nbytes
         datum["fBasketBytes"][self._num_baskets] = nbytes
@@ -595,35 +519,3 @@ def _check_basket_size(name: str, size: int) -> None:
             f"branch {name!r}: {size} bytes in one basket, more than a TBasket holds (2 GiB); "
             "extend with fewer entries at a time"
         )
-
-
-class _Basket(NamedTuple):
-    """What the key and TBasket header of one basket say about its uncompressed payload."""
-
-    key_length: int  # fKeylen
-    objlen: int  # fObjlen: the payload's bytes
-    nevbufsize: int  # fNevBufSize: a flat branch's bytes per entry; entries + 2 if jagged
-    nevbuf: int  # fNevBuf: the entries
-    last: int  # fLast: where the entries end (the offsets begin), from the key's start
-
-
-def compression_threads() -> int:
-    """Threads that compress baskets: the cores this process may run on, at most
-    `MAX_COMPRESSION_THREADS`."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return min(cores, MAX_COMPRESSION_THREADS)
-
-
-def _compression_pool(threads: int) -> ThreadPoolExecutor | None:
-    """This process's compression threads (`threads` of them when first used), started on first
-    use; None for one thread (the calling thread compresses)."""
-    global _pool, _pool_pid
-    if threads < 2:
-        return None
-    if _pool is None or _pool_pid != os.getpid():
-        _pool = ThreadPoolExecutor(threads, thread_name_prefix="basket-compression")
-        _pool_pid = os.getpid()
-    return _pool
