@@ -324,21 +324,20 @@ MIXED = {  # what the second file changes -> the message's branch, its type ther
 }  # fmt: skip
 
 
+def mixed_inputs(tmp_path: Path, change: str) -> tuple[Path, Path, str]:
+    """Two inputs whose second has the branch types of MIXED[change]: their file list, the
+    second file, and the message that names it."""
+    file_list, second, message = mixed_inputs(tmp_path, change)
+    return file_list, second, message
+
+
 @pytest.mark.parametrize("change", list(MIXED))
 def test_inputs_of_other_branch_types_stop_the_run_naming_file_branch_and_types(
     typed: TypedInputs, tmp_path: Path, change: str
 ) -> None:
     """Two inputs in one project, the second holding a branch with another type: `run`
     stops with one line naming that file, the branch and both types, and writes nothing."""
-    kinds, message = MIXED[change]
-    first, second = (input_path(tmp_path, d, 1) for d in SAMPLES)
-    write_typed(first, typed_columns(0))
-    columns = typed_columns(1)
-    if "tau_p3" in kinds.vectors:  # three values per entry, now in a std::vector
-        columns["tau_p3"] = list(columns["tau_p3"])
-    write_typed(second, columns, kinds)
-    file_list = tmp_path / "flist.txt"
-    file_list.write_text(f"{first}\n{second}\n")
+    file_list, second, message = mixed_inputs(tmp_path, change)
     workdir = tmp_path / "work"
     cli(*count_args(workdir, file_list, typed.binning))
     cli(*plan_args(workdir, "--batches", 1))
@@ -353,14 +352,7 @@ def test_a_branch_of_other_types_that_the_outputs_drop_does_not_stop_the_run(
 ) -> None:
     """Only the branches the outputs keep must agree: with the differing branch dropped, `run`,
     exported jobs and `status` all go through, and the outputs have no such branch."""
-    first, second = (input_path(tmp_path, d, 1) for d in SAMPLES)
-    write_typed(first, typed_columns(0))
-    columns = typed_columns(1)
-    columns["tau_p3"] = list(columns["tau_p3"])
-    kinds, _ = MIXED["fixed array as vector"]
-    write_typed(second, columns, kinds)
-    file_list = tmp_path / "flist.txt"
-    file_list.write_text(f"{first}\n{second}\n")
+    file_list, _, _ = mixed_inputs(tmp_path, "fixed array as vector")
     for way in ("run", "jobs"):
         workdir = tmp_path / way
         cli(*count_args(workdir, file_list, typed.binning))
@@ -390,14 +382,7 @@ def test_batch_jobs_refuse_an_input_of_other_types(typed: TypedInputs, tmp_path:
     from balanced_batches.io.trees import branch_layout
     from balanced_batches.rows import layout_to_json
 
-    first, second = (input_path(tmp_path, d, 1) for d in SAMPLES)
-    write_typed(first, typed_columns(0))
-    columns = typed_columns(1)
-    columns["tau_p3"] = list(columns["tau_p3"])
-    kinds, message = MIXED["fixed array as vector"]
-    write_typed(second, columns, kinds)
-    file_list = tmp_path / "flist.txt"
-    file_list.write_text(f"{first}\n{second}\n")
+    file_list, second, message = mixed_inputs(tmp_path, "fixed array as vector")
     workdir, jobs = tmp_path / "work", tmp_path / "jobs"
     cli(*count_args(workdir, file_list, typed.binning))
     cli(*plan_args(workdir, "--batches", 1))
@@ -406,7 +391,8 @@ def test_batch_jobs_refuse_an_input_of_other_types(typed: TypedInputs, tmp_path:
     cli("make", "--spec", spec, "--job", 0)
     failed = cli("make", "--spec", spec, "--job", 1, expect=2)
     assert f"error: {second}: {message}" in failed.stderr.splitlines()
-    assert json.loads((jobs / "records" / "job-0.json").read_text())["path"] == str(first)
+    first = file_list.read_text().split()[0]
+    assert json.loads((jobs / "records" / "job-0.json").read_text())["path"] == first
     record = json.loads((jobs / "records" / "job-1.json").read_text())
     assert (record["status"], record["error"]) == ("failed", f"{second}: {message}")
 

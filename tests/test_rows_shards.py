@@ -75,8 +75,12 @@ def blocks(draw: st.DrawFn, max_rows: int = 10, padded: bool = True) -> RowBlock
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     flat = {name: values(rng, dtype, n, FIXED.get(name, ())) for name, dtype in FLAT.items()}
     jagged = {}
+    # as std::vector branches of one object: equal sizes, each collection its own offsets
+    equal_sizes = draw(st.booleans())
+    counts: list[int] | None = None
     for name, columns in JAGGED.items():
-        counts = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
+        if counts is None or not equal_sizes:
+            counts = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         size = int(offsets[-1]) + (draw(st.integers(0, 3)) if padded else 0)

@@ -209,11 +209,29 @@ class RowBlock:
         index = np.asarray(index, dtype=np.int64)
         flat = {name: np.take(values, index, axis=0) for name, values in self.flat.items()}
         jagged = {}
+        # std::vector branches are collections of their own, but most share their sizes with
+        # others (all pfCand_* of an entry): their item positions are computed once
+        done: list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = []
         for name, collection in self.jagged.items():
-            offsets, items = _take_items(collection.offsets, index)
+            offsets, items = _take_items_once(collection.offsets, index, done)
             contents = {column: np.take(c, items) for column, c in collection.contents.items()}
             jagged[name] = Jagged(offsets, contents)
         return RowBlock(len(index), flat, jagged)
+
+
+def _take_items_once(
+    offsets: np.ndarray,
+    index: np.ndarray,
+    done: list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_take_items`, or what it gave for equal offsets already in `done` (comparing offsets
+    costs a pass over the rows; the items are a pass over every item)."""
+    for known, taken in done:
+        if known is offsets or (len(known) == len(offsets) and np.array_equal(known, offsets)):
+            return taken
+    taken = _take_items(offsets, index)
+    done.append((offsets, taken))
+    return taken
 
 
 def _take_items(offsets: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

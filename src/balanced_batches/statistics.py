@@ -20,6 +20,7 @@ of ~20 items per row (32 M elements, ~40 ns each, ~85 % of it numpy's sort; one 
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -73,20 +74,33 @@ class QuantileSketch:
         return estimates
 
     def to_json(self) -> dict[str, Any]:
-        """The sketch as plain JSON data (floats round-trip exactly through `json`)."""
+        """The sketch as plain JSON data: its points as base64 of their little-endian bytes,
+        exact, and ~10 times faster to write and read than lists of numbers (a write unit's
+        partial holds ~150 sketches of 1,024 points)."""
         return {
-            "values": self.values.tolist(),
-            "weights": self.weights.tolist(),
+            "values": _packed(self.values, "<f8"),
+            "weights": _packed(self.weights, "<i8"),
             "rank_error": self.rank_error,
             "size": self.size,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> QuantileSketch:
-        """Inverse of `to_json`."""
-        values = np.array(data["values"], dtype=np.float64)
-        weights = np.array(data["weights"], dtype=np.int64)
+        """Inverse of `to_json` (lists of numbers, as partials of earlier versions hold them,
+        too)."""
+        values = _unpacked(data["values"], "<f8").astype(np.float64)
+        weights = _unpacked(data["weights"], "<i8").astype(np.int64)
         return cls(values, weights, float(data["rank_error"]), int(data["size"]))
+
+
+def _packed(array: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
+
+
+def _unpacked(data: str | list[float], dtype: str) -> np.ndarray:
+    if isinstance(data, list):
+        return np.array(data, dtype=dtype)
+    return np.frombuffer(base64.b64decode(data), dtype=dtype)
 
 
 @dataclass(frozen=True, eq=False)
