@@ -5,7 +5,6 @@ dask-jobqueue writes its job scripts without a batch system; submitting them nee
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
