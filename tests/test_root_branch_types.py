@@ -327,7 +327,15 @@ MIXED = {  # what the second file changes -> the message's branch, its type ther
 def mixed_inputs(tmp_path: Path, change: str) -> tuple[Path, Path, str]:
     """Two inputs whose second has the branch types of MIXED[change]: their file list, the
     second file, and the message that names it."""
-    file_list, second, message = mixed_inputs(tmp_path, change)
+    kinds, message = MIXED[change]
+    first, second = (input_path(tmp_path, d, 1) for d in SAMPLES)
+    write_typed(first, typed_columns(0))
+    columns = typed_columns(1)
+    if "tau_p3" in kinds.vectors:  # three values per entry, now in a std::vector
+        columns["tau_p3"] = list(columns["tau_p3"])
+    write_typed(second, columns, kinds)
+    file_list = tmp_path / "flist.txt"
+    file_list.write_text(f"{first}\n{second}\n")
     return file_list, second, message
 
 

@@ -290,7 +290,7 @@ class CascadeTree(cascadetree.Tree):  # type: ignore[misc]  # uproot has no type
     ) -> tuple[int, int]:
         """Places a compressed basket in the file and records it in its branch; returns its
         uncompressed and compressed bytes (with the key)."""
-        data = compressed if isinstance(compressed, bytes) else compressed.result()
+        data = compressed.result() if isinstance(compressed, Future) else compressed
         location, totbytes, nbytes = _baskets.write_basket(
             sink, self._freesegments, self._directory.key.location, basket, data
         )
