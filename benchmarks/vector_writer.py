@@ -12,7 +12,7 @@ The same rows are written two ways, each through `writers.write_ttree`, as a wri
 
 - **vector**: the rows as a `std::vector<T>` input gives them (every jagged branch its own
   collection, `BranchLayout.vectors` naming them all), so `write_ttree` hands them to
-  `io.ttree_writer` (`writers._write_ttree_with_vectors`): every jagged branch a
+  `io.ttree_writer` (`writers._write_ttree_own`): every jagged branch a
   `std::vector<T>` branch, no counters;
 - **counted**: the rows as a counted-array input gives them (the members of `pfCand_*`,
   `ele_*`, `muon_*` share one counter each), written by uproot's `mktree` + `extend`:

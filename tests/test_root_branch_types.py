@@ -14,7 +14,7 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ class Kinds:
     vectors: dict[str, str]
     fixed: dict[str, tuple[str, tuple[int, ...]]]
     counted: dict[str, str]
+    counter_codes: dict[str, str] = field(default_factory=dict)  # leaf code; I by default
 
 
 TYPED = Kinds(VECTOR_TYPES, {n: (code, shape) for n, (code, _, shape) in FIXED.items()}, {})
@@ -89,8 +90,10 @@ def write_typed(path: Path, columns: dict[str, Any], kinds: Kinds = TYPED) -> No
         buffers[name] = np.zeros(shape, dtype=FIXED[name][1])
         tree.Branch(name, buffers[name], f"{name}{''.join(f'[{n}]' for n in shape)}/{code}")
     for name, counter in kinds.counted.items():
-        buffers[counter] = np.zeros(1, dtype=np.int32)
-        tree.Branch(counter, buffers[counter], f"{counter}/I")
+        if counter not in buffers:  # one counter for every array it counts
+            code = kinds.counter_codes.get(counter, "I")
+            buffers[counter] = np.zeros(1, dtype={"I": np.int32, "i": np.uint32}[code])
+            tree.Branch(counter, buffers[counter], f"{counter}/{code}")
         buffers[name] = np.zeros(64, dtype=np.float32)
         tree.Branch(name, buffers[name], f"{name}[{counter}]/F")
     vectors = {name: ROOT.std.vector[kind]() for name, kind in kinds.vectors.items()}
@@ -381,6 +384,48 @@ def test_a_branch_of_other_types_that_the_outputs_drop_does_not_stop_the_run(
         with uproot.open(output) as handle:
             names = set(handle[TREE].keys())
         assert "tau_p3" not in names and "tau_cov" in names
+
+
+@pytest.mark.parametrize("vectors", [VECTOR_TYPES, {}], ids=["with vectors", "counted only"])
+def test_counters_keep_their_names_and_types(
+    typed: TypedInputs, tmp_path: Path, vectors: dict[str, str]
+) -> None:
+    """NanoAOD-style unsigned counters (`nMuon/i` of `Muon_pt`) and a counter whose name does
+    not follow its arrays' (`nJets/i` of `jet_pt` and `jet_eta`) come out as they went in, with
+    or without std::vector branches beside them: C++ that binds `unsigned int` to them reads
+    the outputs, and every value is its source's."""
+    kinds = Kinds(
+        vectors,
+        TYPED.fixed,
+        {"Muon_pt": "nMuon", "jet_pt": "nJets", "jet_eta": "nJets"},
+        {"nMuon": "i", "nJets": "i"},
+    )
+    paths = [input_path(tmp_path, d, 1) for d in SAMPLES]
+    for seed, path in enumerate(paths):
+        columns = typed_columns(seed)
+        columns["jet_pt"] = [np.asarray(pt, np.float32) for pt in columns["pf_pt"]]
+        columns["jet_eta"] = [np.asarray(pt, np.float32) / 7 for pt in columns["pf_pt"]]
+        columns["Muon_pt"] = [np.asarray(dz[:2], np.float32) for dz in columns["pf_dz"]]
+        write_typed(path, columns, kinds)
+    file_list = tmp_path / "flist.txt"
+    file_list.write_text("".join(f"{path}\n" for path in paths))
+    workdir = tmp_path / "work"
+    cli(*count_args(workdir, file_list, typed.binning))
+    cli(*plan_args(workdir, "--batches", 1))
+    cli("run", "--workdir", workdir, "--workers", 1)
+    cli("check", "--workdir", workdir)
+    (output,) = (workdir / "batches").glob("batch*.root")
+    with uproot.open(output) as handle:
+        tree = handle[TREE]
+        assert {tree[n].typename for n in ("nMuon", "nJets")} == {"uint32_t"}
+        assert tree["jet_pt"].typename == "float[]" and tree["jet_eta"].count_branch.name == "nJets"
+        assert "njet_pt" not in tree and "njet_eta" not in tree
+        rows = tree.arrays()
+    provenance = json.loads((workdir / "batches" / "provenance.json").read_text())
+    assert_rows_equal_sources(rows, read_sources(provenance), output.name)
+    frame = ROOT.RDataFrame(TREE, str(output))
+    counts = frame.Take["unsigned int"]("nJets").GetValue()
+    assert [int(n) for n in counts] == ak.num(rows["jet_pt"]).tolist()
 
 
 def test_batch_jobs_refuse_an_input_of_other_types(typed: TypedInputs, tmp_path: Path) -> None:

@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # awkward is imported where arrays are made: `count`'s proces
     import awkward as ak
 
 
+# the integer types ROOT counters have (uproot's type names without `_t`)
+_COUNTER_TYPES = frozenset(f"{sign}int{bits}" for sign in ("", "u") for bits in (8, 16, 32, 64))
+
+
 @dataclass(frozen=True)
 class BranchGroup:
     """Counted-array branches sharing one counter, written back as one record (`outer_inner`)."""
@@ -57,6 +61,21 @@ class BranchLayout:
         members = tuple(name for group in self.groups for name in group.members)
         return self.scalars + members + self.singles
 
+    def counter_of(self, name: str) -> str | None:
+        """The input's counter of a lone counted array (`nJets` of `jet_pt` typed
+        `float[nJets]`, a counter whose name does not make `jet_pt` a group member), or None
+        if the layout does not say."""
+        spelled = dict(self.types).get(name, "")
+        counter = spelled.partition("[")[2].removesuffix("]")
+        return counter if counter in self.counters else None
+
+    def counter_dtype(self, counter: str) -> np.dtype[Any]:
+        """A counter's number type in the input (`uint32_t`, as NanoAOD's `nMuon/i`), int32
+        where the layout does not say."""
+        spelled = dict(self.types).get(counter, "int32_t")
+        name = spelled.removesuffix("_t")
+        return np.dtype(name) if name in _COUNTER_TYPES else np.dtype(np.int32)
+
     def vector_element(self, name: str) -> str | None:
         """How the input spells the element type of a `std::vector` branch (`long` of
         `std::vector<long>`), or None if the layout does not say."""
@@ -89,6 +108,10 @@ def select_branches(
         if members:
             groups.append(BranchGroup(group.outer, group.counter, members))
     counters = {group.counter for group in groups}
+    for name in layout.singles:
+        counter = layout.counter_of(name) if chosen(name) else None
+        if counter is not None:
+            counters.add(counter)
     kept = BranchLayout(
         scalars=tuple(name for name in layout.scalars if chosen(name)),
         groups=tuple(groups),

@@ -18,7 +18,7 @@ import uproot
 from .io.files import atomic_path
 from .rows import BranchLayout, RowBlock, column_arrays, to_arrays
 
-if TYPE_CHECKING:  # uproot's own writer serves inputs without std::vector branches
+if TYPE_CHECKING:  # uproot's own writer serves the inputs whose branches it can write back
     from .io.ttree_writer import BranchData, BranchType
 
 EXTENSIONS = {"root": ".root", "rntuple": ".root", "parquet": ".parquet"}
@@ -53,8 +53,8 @@ def write_ttree(
     vectors spelled as the input spells them (what C++ binding `std::vector<T>*` reads),
     counted arrays stay counted arrays with their counters (`x_pt[nx]`), fixed-size arrays
     keep their shape (`x[3]/F`, `y[2][2]/I`), scalars keep their leaf types."""
-    if layout.vectors:
-        _write_ttree_with_vectors(path, rows, layout, extra, spec)
+    if layout.vectors or not _uproot_keeps_counters(layout):
+        _write_ttree_own(path, rows, layout, extra, spec)
         return
     branches = to_arrays(rows, layout) | {name: rows.column(name) for name in extra}
     counters = {group.outer: group.counter for group in layout.groups}
@@ -72,12 +72,21 @@ def write_ttree(
         output[PROVENANCE_OBJECT] = spec.provenance
 
 
-def _write_ttree_with_vectors(
+def _uproot_keeps_counters(layout: BranchLayout) -> bool:
+    """Whether uproot's writer gives the counted arrays their input counters: it names a
+    counter `n<outer>` of members `<outer>_*` and makes it int32."""
+    return not any(layout.counter_of(name) for name in layout.singles) and all(
+        layout.counter_dtype(group.counter) == np.int32 for group in layout.groups
+    )
+
+
+def _write_ttree_own(
     path: Path, rows: RowBlock, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
 ) -> None:
-    """`write_ttree` for inputs with `std::vector<T>` branches, which uproot cannot write:
-    every branch goes through `io.ttree_writer`, counted arrays with their counters. The rows'
-    numpy buffers go in as they are, flat columns sliced per `extend` and jagged ones as
+    """`write_ttree` for what uproot cannot write: `std::vector<T>` branches, and counters
+    that are not int32 or count arrays of other names (`nJets` of `jet_pt`). Every branch
+    goes through `io.ttree_writer`, counted arrays with their input counters. The rows' numpy
+    buffers go in as they are, flat columns sliced per `extend` and jagged ones as
     `(offsets, content)` with their offsets sliced: no awkward arrays in between."""
     from .io.ttree_writer import BranchType, mktree
 
@@ -88,10 +97,14 @@ def _write_ttree_with_vectors(
     }
     vectors = set(layout.vectors)
     counter_of = {m: g.counter for g in layout.groups for m in g.members}
-    counter_of |= {name: "n" + name for name in layout.singles if name not in vectors}
+    counter_of |= {
+        name: layout.counter_of(name) or "n" + name  # "n" + name: a layout without types
+        for name in layout.singles
+        if name not in vectors
+    }
     types = [_flat_branch(name, rows.column(name)) for name in layout.scalars]
-    counters = dict.fromkeys(counter_of.values())  # uproot's counters are int32 too
-    types += [BranchType(c, "scalar", np.dtype(np.int32)) for c in counters]
+    counters = dict.fromkeys(counter_of.values())
+    types += [BranchType(c, "scalar", layout.counter_dtype(c)) for c in counters]
     lists = (*(m for g in layout.groups for m in g.members), *layout.singles)
     for name in lists:
         dtype = jagged[name][1].dtype
