@@ -6,12 +6,14 @@
 # directory per arm (2 workers), prints the wall seconds of each command, and the output files
 # of both arms are compared byte for byte. Needs the medium dataset of benchmarks.harness
 # (bench-data/datasets/sall-f2-e4000-seed1-zstd), or the dataset directory in BB_AB_DATA (e.g.
-# its std::vector twin, sall-f2-e4000-seed1-zstd-vector).
+# its std::vector twin, sall-f2-e4000-seed1-zstd-vector), planned with the options in BB_AB_PLAN
+# (default: --pileup PU200 --events-per-batch-type 15 --batches 10).
 set -euo pipefail
 OLD=${1:?usage: $0 OLD_COMMIT [REPEATS]}
 REPEATS=${2:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DATA=${BB_AB_DATA:-$ROOT/bench-data/datasets/sall-f2-e4000-seed1-zstd}
+PLAN=${BB_AB_PLAN:---pileup PU200 --events-per-batch-type 15 --batches 10}
 EXAMPLE=$ROOT/examples/prod_Phase2_v2
 BB=$ROOT/.venv/bin/balanced-batches
 WORK=$(mktemp -d)
@@ -27,8 +29,7 @@ for rep in $(seq 1 "$REPEATS"); do
       --process-types "$EXAMPLE/process_types.yaml" --pt-abseta-bins "$EXAMPLE/binning.yaml" \
       --input-file-list "$DATA/flist.txt" --workers 2 >/dev/null 2>&1
     count=$(seconds "$start"); start=$(date +%s.%N)
-    "$BB" plan --workdir "$W" --pileup PU200 --events-per-batch-type 15 --batches 10 \
-      --output-directory "$W/out" --seed 1 >/dev/null 2>&1
+    "$BB" plan --workdir "$W" $PLAN --output-directory "$W/out" --seed 1 >/dev/null 2>&1
     plan=$(seconds "$start"); start=$(date +%s.%N)
     "$BB" run --workdir "$W" --workers 2 >/dev/null 2>&1
     run=$(seconds "$start")

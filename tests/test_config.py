@@ -392,3 +392,14 @@ def test_bad_override_is_one_line_naming_source_key_and_value(key: str, value: o
     assert message.startswith("--command-line")
     assert key in message
     assert repr(value) in message
+
+
+def test_an_oauth_service_name_that_a_job_script_cannot_hold_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    """Service names go into submit files and shell lines as they are: quotes, `$` or spaces
+    are refused where the configuration is read, naming the key and the value."""
+    path = write(tmp_path / "project.yaml", "batch:\n  oauth_services: [wlcg, 'cms $HOME']\n")
+    config_error(load_project, path, "batch.oauth_services", "cms $HOME")
+    fine = write(tmp_path / "fine.yaml", "batch:\n  oauth_services: [wlcg, cms.analysis_1]\n")
+    assert load_project(fine).batch.oauth_services == ["wlcg", "cms.analysis_1"]

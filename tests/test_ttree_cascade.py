@@ -178,15 +178,18 @@ def test_threads_write_the_bytes_of_one_thread(
 
 
 @pytest.mark.parametrize(
-    ("told", "threads"), [("1", 1), ("2", 2), ("64", _baskets.MAX_COMPRESSION_THREADS)]
+    ("told", "threads"),
+    [("1", 1), ("2", 2), ("64", _baskets.MAX_COMPRESSION_THREADS), ("2,1", 2)]
+    + [(junk, None) for junk in ("", "0", "-3", "abc", "²")],
 )
 def test_omp_num_threads_says_how_many_threads_compress(
-    monkeypatch: pytest.MonkeyPatch, told: str, threads: int
+    monkeypatch: pytest.MonkeyPatch, told: str, threads: int | None
 ) -> None:
     """Worker processes run one per core with OMP_NUM_THREADS=1: their writers compress in the
-    calling thread, not on threads that would compete for the other workers' cores."""
+    calling thread, not on threads that would compete for the other workers' cores. A value
+    that is no positive number counts as unset: the cores this process may use."""
+    cores = min(len(os.sched_getaffinity(0)), _baskets.MAX_COMPRESSION_THREADS)
     monkeypatch.setenv("OMP_NUM_THREADS", told)
-    assert _baskets.compression_threads() == threads
+    assert _baskets.compression_threads() == (cores if threads is None else threads)
     monkeypatch.delenv("OMP_NUM_THREADS")
-    cores = len(os.sched_getaffinity(0))
-    assert _baskets.compression_threads() == min(cores, _baskets.MAX_COMPRESSION_THREADS)
+    assert _baskets.compression_threads() == cores

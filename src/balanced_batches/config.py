@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
@@ -296,7 +296,10 @@ class BatchConfig(_Model):
     # proxy (HTCondor's use_x509userproxy, X509_USER_PROXY in the job), WLCG tokens
     # (use_oauth_services; the first service's token becomes BEARER_TOKEN_FILE)
     x509_proxy: bool = False
-    oauth_services: list[str] = Field(default_factory=list)
+    # names go into submit files and job scripts as they are
+    oauth_services: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]] = Field(
+        default_factory=list
+    )
 
     @property
     def walltime_seconds(self) -> int:

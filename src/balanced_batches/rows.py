@@ -66,7 +66,7 @@ class BranchLayout:
         `float[nJets]`, a counter whose name does not make `jet_pt` a group member), or None
         if the layout does not say."""
         spelled = dict(self.types).get(name, "")
-        counter = spelled.partition("[")[2].removesuffix("]")
+        counter = spelled.rpartition("[")[2].removesuffix("]")
         return counter if counter in self.counters else None
 
     def counter_dtype(self, counter: str) -> np.dtype[Any]:
@@ -234,7 +234,7 @@ class RowBlock:
         jagged = {}
         # std::vector branches are collections of their own, but most share their sizes with
         # others (all pfCand_* of an entry): their item positions are computed once
-        done: list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = []
+        done: dict[tuple[int, int], list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]] = {}
         for name, collection in self.jagged.items():
             offsets, items = _take_items_once(collection.offsets, index, done)
             contents = {column: np.take(c, items) for column, c in collection.contents.items()}
@@ -245,15 +245,17 @@ class RowBlock:
 def _take_items_once(
     offsets: np.ndarray,
     index: np.ndarray,
-    done: list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]],
+    done: dict[tuple[int, int], list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`_take_items`, or what it gave for equal offsets already in `done` (comparing offsets
-    costs a pass over the rows; the items are a pass over every item)."""
-    for known, taken in done:
-        if known is offsets or (len(known) == len(offsets) and np.array_equal(known, offsets)):
+    """`_take_items`, or what it gave for equal offsets already in `done`, where offsets are
+    filed by their length and total (comparing offsets costs a pass over the rows; the items
+    are a pass over every item)."""
+    candidates = done.setdefault((len(offsets), int(offsets[-1])), [])
+    for known, taken in candidates:
+        if known is offsets or np.array_equal(known, offsets):
             return taken
     taken = _take_items(offsets, index)
-    done.append((offsets, taken))
+    candidates.append((offsets, taken))
     return taken
 
 

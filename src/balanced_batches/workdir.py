@@ -428,12 +428,13 @@ class Workdir:
         """Input files by state, the plan's units, and result records of batch jobs."""
         from .stages.export import fold_records
 
+        config = self.planned_config()
         with self._catalog() as catalog:
             exported = catalog.get_meta("export")
             folded, records = 0, None
             if exported is not None:
                 records = exported["records"]
-                folded = fold_records(catalog, records, self._stored_config("plan_config"))
+                folded = fold_records(catalog, records, config)
             files = catalog.files()
             states: dict[str, int] = {}
             for record in files:

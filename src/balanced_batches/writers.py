@@ -73,8 +73,8 @@ def write_ttree(
 
 
 def _uproot_keeps_counters(layout: BranchLayout) -> bool:
-    """Whether uproot's writer gives the counted arrays their input counters: it names a
-    counter `n<outer>` of members `<outer>_*` and makes it int32."""
+    """Whether uproot's writer gives the counted arrays their input counters: it writes int32
+    counters only, and a counter only for a group (members `<outer>_*` of one record)."""
     return not any(layout.counter_of(name) for name in layout.singles) and all(
         layout.counter_dtype(group.counter) == np.int32 for group in layout.groups
     )

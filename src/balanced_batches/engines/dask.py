@@ -115,7 +115,9 @@ class DaskEngine:
 
     def _warn_without_workers(self, logs: Path | None) -> None:
         with contextlib.suppress(Exception):  # a client closing meanwhile: nothing to say
-            if self._client.scheduler_info().get("workers"):
+            if self._client.status != "running":
+                return
+            if self._client.scheduler_info(n_workers=1).get("workers"):
                 return
             where = f"their logs: {logs}" if logs is not None else "see the batch system's logs"
             log.warning(

@@ -51,8 +51,9 @@ def jobqueue_cluster(
     """A dask-jobqueue cluster (not yet scaled) whose jobs request what `batch` says.
 
     HTCondor jobs also carry the grid credentials `batch` asks for, as exported jobs do. The
-    workers' standard output and error go to `logs` (HTCondor brings them back there from
-    worker nodes that share no file system with this machine)."""
+    workers' standard output and error go to `logs`: HTCondor brings them back there from
+    worker nodes that share no file system with this machine; Slurm writes them there from
+    the node, which must see it (as it must see the directory of its default `slurm-*.out`)."""
     if system not in CLUSTERS:
         raise ConfigError(f"--cluster = {system!r}: expected one of {', '.join(CLUSTERS)}")
     try:
@@ -62,8 +63,6 @@ def jobqueue_cluster(
         raise ConfigError(
             "--cluster needs dask-jobqueue: pip install 'balanced-batches[batch]'"
         ) from err
-    if logs is not None:
-        logs.mkdir(parents=True, exist_ok=True)
     token = batch.token_setup() if system == "htcondor" else None
     common: dict[str, Any] = {
         "cores": batch.cores,

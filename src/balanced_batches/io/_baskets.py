@@ -9,8 +9,10 @@ still placed in branch order: the file's bytes are those uproot writes (uproot 5
 How many threads: the ``OMP_NUM_THREADS`` of the process when set, the convention by which Dask's
 and our own worker processes (one per core, 1) and HTCondor jobs (the slot's cores) are told how
 many threads they may run; else the cores the process may run on; at most
-`MAX_COMPRESSION_THREADS`. Two writers on a 2-core machine that each compressed on 2 threads were
-5-7 % slower than with one thread each (BENCHMARKS.md).
+`MAX_COMPRESSION_THREADS`. A value the user set before starting `run` wins in its workers
+too (`engines.worker_server`): `OMP_NUM_THREADS` = the cores, with a worker per core, would
+have every worker compress on several threads. Two writers on a 2-core machine that each
+compressed on 2 threads were 5-7 % slower than with one thread each (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -63,13 +65,23 @@ def basket(
         payload = values.tobytes()
         last = key_length + len(payload)
         return Basket(tree, branch, key_length, len(payload), itemsize, len(values), last), payload
-    positions = (offsets * itemsize + key_length).astype(">i4")  # the caller checked the size
+    _check_basket_size(branch, values.nbytes + 4 * len(offsets))
+    positions = (offsets * itemsize + key_length).astype(">i4")
     count = struct.pack(">I", len(positions))
     payload = b"".join((np.ascontiguousarray(values).data, count, positions.data))
     # uproot then zeroes the last offset of its array, after it was copied into the payload
     entries = len(positions) - 1
     made = Basket(tree, branch, key_length, len(payload), entries + 2, entries, int(positions[-1]))
     return made, payload
+
+
+def _check_basket_size(name: str, size: int) -> None:
+    """Refuses a basket whose entry offsets (32-bit, from the key's start) would overflow."""
+    if size >= uproot.const.kMaxTBasketBytes - 65536:
+        raise ValueError(
+            f"branch {name!r}: {size} bytes in one basket, more than a TBasket holds (2 GiB); "
+            "extend with fewer entries at a time"
+        )
 
 
 def write_basket(
@@ -131,16 +143,19 @@ class Compressor:
 
 
 def compression_threads() -> int:
-    """Threads that compress baskets: OMP_NUM_THREADS if set, else the cores this process may
-    run on, at most `MAX_COMPRESSION_THREADS`."""
-    told = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if told.isdigit() and int(told) > 0:
-        return min(int(told), MAX_COMPRESSION_THREADS)
+    """Threads that compress baskets: OMP_NUM_THREADS if set (its first level, `4,2` -> 4),
+    else the cores this process may run on, at most `MAX_COMPRESSION_THREADS`. A value that
+    is not a positive number counts as unset."""
     try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return min(cores, MAX_COMPRESSION_THREADS)
+        threads = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            threads = os.cpu_count() or 1
+    return min(threads, MAX_COMPRESSION_THREADS)
 
 
 def _compression_pool(threads: int) -> ThreadPoolExecutor | None:

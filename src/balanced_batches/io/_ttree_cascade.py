@@ -259,7 +259,6 @@ class CascadeTree(cascadetree.Tree):  # type: ignore[misc]  # uproot has no type
                 assert offsets is not None
                 values, offsets = vector_entries(offsets, values)
             if offsets is not None:
-                _check_basket_size(name, values.nbytes + 4 * len(offsets))
                 datum["fEntryOffsetLen"] = 4 * (len(offsets) - 1)  # as uproot: 4 bytes per entry
             elif datum["kind"] == "counter" and len(values) > 0:
                 datum["tleaf_maximum_value"] = max(int(values.max()), datum["tleaf_maximum_value"])
@@ -510,12 +509,3 @@ _TTREE_METADATA = (
     "fAutoFlush",
     "fEstimate",
 )
-
-
-def _check_basket_size(name: str, size: int) -> None:
-    """Refuses a basket whose entry offsets (32-bit, from the key's start) would overflow."""
-    if size >= uproot.const.kMaxTBasketBytes - 65536:
-        raise ValueError(
-            f"branch {name!r}: {size} bytes in one basket, more than a TBasket holds (2 GiB); "
-            "extend with fewer entries at a time"
-        )

@@ -17,7 +17,6 @@ import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from ..rows import BranchLayout, layout_from_json, layout_to_json
 from ..scratch import records_at, scratch_at
 from .plan import load_plan
 from .run import PARTS_DELETED, claim_outputs, planned_outputs, reopen_lost_outputs
-from .units import JobSpec, merge_layout, output_layout, spec_from_catalog, stored_layout
+from .units import JobSpec, merge_layout, output_branches, spec_from_catalog, stored_layout
 
 SYSTEMS = ("htcondor", "slurm")
 
@@ -165,7 +164,7 @@ def fold_records(catalog: Catalog, records: str | Path, config: ProjectConfig) -
     """Takes batch jobs' result records (a directory or a root:// URL) into the catalog;
     returns how many were new. A read job's input must have the stored layout's branches, as
     far as the outputs of `config` keep them."""
-    kept = partial(output_layout, config=config)
+    kept = output_branches(config)
     states = {kind: catalog.unit_states(kind) for kind in ("read", "write")}
     folded = 0
     where = records_at(str(records))

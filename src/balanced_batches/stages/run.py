@@ -10,7 +10,6 @@ import logging
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -41,13 +40,14 @@ from .units import (
     WriteResult,
     build_jobs,
     merge_layout,
-    output_layout,
+    output_branches,
     spec_from_catalog,
     stored_layout,
 )
 from .write_units import write_outputs
 
 log = logging.getLogger(__name__)
+Branches = Callable[[BranchLayout], BranchLayout]  # what the outputs keep of a layout
 
 
 class UnitOutcome(Protocol):
@@ -79,21 +79,21 @@ def provenance_record(spec: JobSpec, split: int = 0) -> dict[str, Any]:
     }
 
 
-def _store_layout(catalog: Catalog, layout: BranchLayout, path: str, config: ProjectConfig) -> None:
+def _store_layout(catalog: Catalog, layout: BranchLayout, path: str, kept: Branches) -> None:
     """Records the layout a read unit found; one unlike the stored one in a branch the
-    outputs keep stops the run."""
+    outputs keep (`kept`) stops the run."""
     stored = stored_layout(catalog)
-    merged = merge_layout(stored, layout, path, partial(output_layout, config=config))
+    merged = merge_layout(stored, layout, path, kept)
     if merged != stored:
         catalog.set_meta("layout", layout_to_json(merged))
 
 
-def _record_read(catalog: Catalog, result: ReadResult, path: str, config: ProjectConfig) -> None:
+def _record_read(catalog: Catalog, result: ReadResult, path: str, kept: Branches) -> None:
     if result.error is not None:
         catalog.set_unit("read", result.unit, "failed", error=result.error)
         return
     assert result.layout is not None
-    _store_layout(catalog, result.layout, path, config)
+    _store_layout(catalog, result.layout, path, kept)
     catalog.set_unit(
         "read", result.unit, "done", result={"rows": result.rows, "parts": result.parts}
     )
@@ -160,9 +160,10 @@ def run_plan(
     scratch.clean_temporaries()
     retries = config.execution.retries
     paths = [task.path for task in jobs.reads]
+    kept = output_branches(config)
 
     def record_read(result: ReadResult) -> None:
-        _record_read(catalog, result, paths[result.unit], config)
+        _record_read(catalog, result, paths[result.unit], kept)
 
     _run_units(catalog, "read", jobs.reads, read_input, record_read, engine, reporter, retries)
     if jobs.writes is None or stored_layout(catalog) != spec.layout:
@@ -339,7 +340,8 @@ def run_job(catalog: Catalog, plan: Plan, config: ProjectConfig, workdir: Path, 
     spec = spec_from_catalog(catalog, plan, config, workdir)
     kind, unit, result = _run_unit(spec, job)
     if isinstance(result, ReadResult):
-        _record_read(catalog, result, spec.files[int(plan.read_files[unit])].path, config)
+        path = spec.files[int(plan.read_files[unit])].path
+        _record_read(catalog, result, path, output_branches(config))
     else:
         _record_write(catalog, result)
     _raise_failures(catalog, kind)

@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +258,7 @@ def write_task(
         type_names=tuple(config.types),
         regions_per_type=len(plan.region_names) // len(config.types),
         name=config.output.name,
-        layout=output_layout(layout, config),
+        layout=output_branches(config)(layout),
         spec=OutputSpec(
             format=config.output.format,
             compression=config.output.compression,
@@ -361,14 +362,15 @@ def stored_layout(catalog: Catalog) -> BranchLayout | None:
     return None if stored is None else layout_from_json(stored)
 
 
-def output_layout(layout: BranchLayout, config: ProjectConfig) -> BranchLayout:
-    """The branches of `layout` the outputs keep (`output.branches`, `output.drop_branches`),
-    and those the selection reads."""
-    return select_branches(
-        layout,
-        config.output.branches,
-        config.output.drop_branches,
-        build_selection(config).branches,
+def output_branches(config: ProjectConfig) -> Callable[[BranchLayout], BranchLayout]:
+    """What the outputs keep of a layout (`output.branches`, `output.drop_branches`, and the
+    branches the selection reads), as a function of the layout: the selection's expressions
+    are parsed once, here."""
+    return partial(
+        select_branches,
+        keep=config.output.branches,
+        drop=config.output.drop_branches,
+        always=build_selection(config).branches,
     )
 
 
