@@ -134,11 +134,11 @@ def _write_file(task: WriteTask) -> tuple[int, float, int, int]:
     if task.output is not None:
         tree = uproot.open(task.output)[task.tree]
         rows = tree.arrays(library="ak")
-        layout = _grouped(rows, branch_layout(tree, task.output))
+        layout = _grouped(rows, branch_layout(tree))
         branches = _branches(rows, layout, with_provenance=False)
     else:
         rows = _source_rows(task)
-        layout = branch_layout(uproot.open(task.paths[0])[task.tree], task.paths[0])
+        layout = branch_layout(uproot.open(task.paths[0])[task.tree])
         layout = _grouped(rows, layout)
         branches = _branches(rows, layout, with_provenance=True)
     counters = {group.outer: group.counter for group in layout.groups}

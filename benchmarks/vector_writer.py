@@ -89,7 +89,7 @@ def load_rows(paths: Sequence[str], rows: int, seed: int) -> tuple[Any, Any, dic
         if remaining <= 0:
             break
         with opened_tree(path, "taus") as tree:
-            layout = layout or branch_layout(tree, path)
+            layout = layout or branch_layout(tree)
             stop = min(remaining, int(tree.num_entries))
             arrays = tree.arrays(library="ak", entry_stop=stop)
             blocks.append(from_arrays({name: arrays[name] for name in arrays.fields}, layout))

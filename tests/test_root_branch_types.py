@@ -428,6 +428,53 @@ def test_counters_keep_their_names_and_types(
     assert [int(n) for n in counts] == ak.num(rows["jet_pt"]).tolist()
 
 
+def write_with_rows_of_three(path: Path, columns: dict[str, Any]) -> None:
+    """The scalars of `columns` and `x[n][3]/F`, a counted array of fixed-size items, which
+    uproot reads but no writer here copies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = ROOT.TFile(str(path), "RECREATE")
+    tree = ROOT.TTree(TREE, TREE)
+    buffers = {name: np.zeros(1, dtype=dtype) for name, (_, dtype) in SCALARS.items()}
+    for name, (code, _) in SCALARS.items():
+        tree.Branch(name, buffers[name], f"{name}/{code}")
+    count, rows = np.zeros(1, np.int32), np.zeros((8, 3), np.float32)
+    tree.Branch("n", count, "n/I")
+    tree.Branch("x", rows, "x[n][3]/F")
+    for entry in range(ENTRIES):
+        for name in SCALARS:
+            buffers[name][...] = columns[name][entry]
+        count[0] = entry % 4
+        rows[...] = entry
+        tree.Fill()
+    handle.Write()
+    handle.Close()
+
+
+def test_a_branch_that_cannot_be_copied_is_refused_at_plan_and_can_be_dropped(
+    typed: TypedInputs, tmp_path: Path
+) -> None:
+    """`x[n][3]` cannot be copied: `plan` says so in one line naming the branch, its type and
+    the option that leaves it out; with `--drop-branches x` the production goes through."""
+    paths = [input_path(tmp_path, d, 1) for d in SAMPLES]
+    for seed, path in enumerate(paths):
+        write_with_rows_of_three(path, typed_columns(seed))
+    file_list = tmp_path / "flist.txt"
+    file_list.write_text("".join(f"{path}\n" for path in paths))
+    workdir = tmp_path / "work"
+    cli(*count_args(workdir, file_list, typed.binning))
+    refused = cli(*plan_args(workdir, "--batches", 1), expect=2)
+    assert refused.stderr.strip().splitlines() == [
+        "error: the input files: branch 'x' has type 'float[][3]', which cannot be copied; "
+        "leave it out of the outputs with --drop-branches 'x'"
+    ]
+    cli(*plan_args(workdir, "--batches", 1, "--drop-branches", "x"))
+    cli("run", "--workdir", workdir, "--workers", 1)
+    cli("check", "--workdir", workdir)
+    (output,) = (workdir / "batches").glob("batch*.root")
+    with uproot.open(output) as handle:
+        assert "x" not in handle[TREE] and "tau_pt" in handle[TREE]
+
+
 def test_batch_jobs_refuse_an_input_of_other_types(typed: TypedInputs, tmp_path: Path) -> None:
     """An exported read job checks its input against the layout in spec.json and fails naming
     file, branch and types; a record of a read job that did not check (as older versions left
@@ -450,7 +497,7 @@ def test_batch_jobs_refuse_an_input_of_other_types(typed: TypedInputs, tmp_path:
     assert (record["status"], record["error"]) == ("failed", f"{second}: {message}")
 
     with uproot.open(second) as handle:
-        layout = layout_to_json(branch_layout(handle[TREE], str(second)))
+        layout = layout_to_json(branch_layout(handle[TREE]))
     unchecked = {"job": 1, "kind": "read", "unit": 1, "status": "done", "rows": 1, "parts": 1}
     (jobs / "records" / "job-1.json").write_text(json.dumps({**unchecked, "layout": layout}))
     status = cli("status", "--workdir", workdir).stdout

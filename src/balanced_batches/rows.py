@@ -45,7 +45,9 @@ class BranchLayout:
 
     `types` gives every branch's type as the input spells it (`float`, `float[3]`,
     `int32_t[2][2]`, `double[nc]` for a counted array, `std::vector<long>`); layouts stored
-    before it was recorded have none.
+    before it was recorded have none. `uncopyable` names the branches whose type cannot be
+    copied (strings, objects, a counted array of fixed-size items `x[n][3]`), with that type:
+    they hold no data here, and outputs must leave them out (`refuse_uncopyable`).
     """
 
     scalars: tuple[str, ...]
@@ -54,6 +56,7 @@ class BranchLayout:
     counters: tuple[str, ...]
     vectors: tuple[str, ...] = ()
     types: tuple[tuple[str, str], ...] = ()
+    uncopyable: tuple[tuple[str, str], ...] = ()
 
     @property
     def data_branches(self) -> tuple[str, ...]:
@@ -120,12 +123,27 @@ def select_branches(
         vectors=tuple(name for name in layout.vectors if chosen(name)),
     )
     names = {*kept.data_branches, *kept.counters}
-    return replace(kept, types=tuple((n, t) for n, t in layout.types if n in names))
+    return replace(
+        kept,
+        types=tuple((n, t) for n, t in layout.types if n in names),
+        uncopyable=tuple((n, t) for n, t in layout.uncopyable if chosen(n)),
+    )
+
+
+def refuse_uncopyable(layout: BranchLayout, where: str, error: type[Exception]) -> None:
+    """`error` naming the first branch of `layout` (as the outputs keep it) whose type cannot
+    be copied, and how to leave it out."""
+    if layout.uncopyable:
+        name, typename = layout.uncopyable[0]
+        raise error(
+            f"{where}: branch {name!r} has type {typename!r}, which cannot be copied; leave it "
+            f"out of the outputs with --drop-branches '{name}'"
+        )
 
 
 def unmatched_patterns(layout: BranchLayout, patterns: Sequence[str]) -> list[str]:
-    """The patterns that match none of the layout's data branches."""
-    names = layout.data_branches
+    """The patterns that match none of the layout's data branches (or uncopyable ones)."""
+    names = (*layout.data_branches, *(name for name, _ in layout.uncopyable))
     return [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
 
 
@@ -141,6 +159,7 @@ def layout_to_json(layout: BranchLayout) -> dict[str, Any]:
         "counters": list(layout.counters),
         "vectors": list(layout.vectors),
         "types": dict(layout.types),
+        "uncopyable": dict(layout.uncopyable),
     }
 
 
@@ -155,6 +174,7 @@ def layout_from_json(data: dict[str, Any]) -> BranchLayout:
         counters=tuple(data["counters"]),
         vectors=tuple(data.get("vectors", ())),  # absent from layouts stored before
         types=tuple(data.get("types", {}).items()),  # likewise
+        uncopyable=tuple(data.get("uncopyable", {}).items()),  # likewise
     )
 
 

@@ -131,9 +131,9 @@ def error_summary(err: BaseException) -> str:
     return f"{type(err).__name__}: {short(err)}"
 
 
-def branch_layout(tree: Any, path: str) -> BranchLayout:
-    """Classifies the branches of a tree, with the type each has (`BranchLayout.types`);
-    rejects types that cannot be copied."""
+def branch_layout(tree: Any) -> BranchLayout:
+    """Classifies the branches of a tree, with the type each has (`BranchLayout.types`), and
+    those whose type cannot be copied (`BranchLayout.uncopyable`)."""
     import uproot
 
     scalars: list[str] = []
@@ -141,14 +141,17 @@ def branch_layout(tree: Any, path: str) -> BranchLayout:
     singles: list[str] = []
     vectors: list[str] = []
     types: dict[str, str] = {}
+    uncopyable: dict[str, str] = {}
     for branch in tree.values():
         interpretation = branch.interpretation
         if isinstance(interpretation, uproot.AsDtype):  # one value, or a fixed-size array
             scalars.append(branch.name)
             types[branch.name] = branch.typename  # float, float[3], int32_t[2][2]
             continue
-        if isinstance(interpretation, uproot.AsJagged) and isinstance(
-            interpretation.content, uproot.AsDtype
+        if (
+            isinstance(interpretation, uproot.AsJagged)
+            and isinstance(interpretation.content, uproot.AsDtype)
+            and interpretation.content.from_dtype.shape == ()  # not x[n][3]
         ):
             leaves = branch.member("fLeaves")
             leaf_count = leaves[0].member("fLeafCount") if leaves else None
@@ -167,9 +170,7 @@ def branch_layout(tree: Any, path: str) -> BranchLayout:
                     if class_name:
                         types[branch.name] = f"std::{str(class_name).removeprefix('std::')}"
             continue
-        raise InputFileError(
-            f"{path}: branch {branch.name!r} has type {branch.typename!r}, which cannot be copied"
-        )
+        uncopyable[branch.name] = branch.typename
     groups: list[BranchGroup] = []
     counters = [name for name in counted if name in scalars]
     for counter, members in counted.items():
@@ -186,4 +187,5 @@ def branch_layout(tree: Any, path: str) -> BranchLayout:
         tuple(counters),
         tuple(vectors),
         tuple(types.items()),
+        tuple(uncopyable.items()),
     )

@@ -7,7 +7,6 @@ or the catalog (the command keeps those; see `count`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -145,19 +144,11 @@ def probe_tree(task: ProbeTask) -> TreeProbe | None:
                 wanted = sorted(n for n in task.selection.branches if branches.get(n))
                 stop = min(n_entries, PROBE_ENTRIES)
                 sample = tree.arrays(wanted, entry_stop=stop, library="np") if wanted else {}
-                layout = _layout_or_none(tree, path)
+                layout = branch_layout(tree)
         except Exception:  # unreadable: counting reports it, with its reason
             continue
         return TreeProbe(path, branches, dict(sample), layout)
     return None
-
-
-def _layout_or_none(tree: Any, path: str) -> BranchLayout | None:
-    """The tree's branch layout, or None where it has none (read units then say why)."""
-    try:
-        return branch_layout(tree, path)
-    except InputFileError:
-        return None
 
 
 def count_files(tasks: list[CountTask]) -> list[CountResult]:

@@ -242,7 +242,7 @@ def export_plan(
     if spec.layout is None:
         first = spec.files[int(plan.read_files[0])].path
         with opened_tree(first, config.inputs.tree) as tree:
-            spec = dataclasses.replace(spec, layout=branch_layout(tree, first))
+            spec = dataclasses.replace(spec, layout=branch_layout(tree))
     spec = dataclasses.replace(spec, records=records, keep_scratch=keep_scratch)
     claim_outputs(catalog, planned_outputs(spec), config, overwrite)
     pending = None

@@ -24,12 +24,12 @@ from ..io.files import is_url, write_json
 from ..io.outputs import output_directory
 from ..plan_model import Plan
 from ..regions import RegionSpace, build_selection
-from ..rows import unmatched_patterns
+from ..rows import refuse_uncopyable, unmatched_patterns
 from ..scratch import scratch_at
 from ..shards import plan_scratch
 from .count import selection_fingerprint
 from .output_files import foreign_outputs, output_sets, refuse_foreign_outputs
-from .units import stored_layout
+from .units import output_branches, stored_layout
 
 log = logging.getLogger(__name__)
 
@@ -450,6 +450,7 @@ def _check_branch_patterns(catalog: Catalog, config: ProjectConfig) -> None:
         unmatched = unmatched_patterns(layout, patterns)
         if unmatched:
             raise ConfigError(f"{key}: {unmatched[0]!r} matches no branch of the input files")
+    refuse_uncopyable(output_branches(config)(layout), "the input files", ConfigError)
 
 
 def _remove_old_scratch(catalog: Catalog, workdir: Path) -> None:

@@ -19,7 +19,7 @@ from ..errors import BalancedBatchesError, InputFileError
 from ..io.stores import retry_may_help
 from ..io.trees import branch_layout, file_stat, opened_tree, unreadable
 from ..plan_model import members_uses
-from ..rows import RowBlock, concatenate, from_arrays
+from ..rows import RowBlock, concatenate, from_arrays, refuse_uncopyable
 from ..scratch import scratch_at
 from ..shards import ROW_COLUMN, part_path, write_part
 from .count_units import read_selection_arrays
@@ -133,7 +133,7 @@ def _read_input(task: ReadTask) -> ReadResult:
 
 
 def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
-    layout = branch_layout(tree, task.path)
+    layout = branch_layout(tree)
     merge_layout(task.layout, layout, task.path, task.kept)  # one unlike the others stops here
     n_entries = int(tree.num_entries)
     selection_values = read_selection_arrays(tree, task.path, task.selection, 0, n_entries)
@@ -142,6 +142,7 @@ def _read_tree(task: ReadTask, tree: Any, scratch: Path) -> ReadResult:
     # the file's whole layout goes back to the run (every input must agree); only the branches
     # the outputs keep are read
     kept = task.kept(layout)
+    refuse_uncopyable(kept, task.path, InputFileError)
     others = [name for name in kept.data_branches if name not in selection_values]
     bytes_per_entry = max(
         sum(tree[name].uncompressed_bytes for name in others) / max(n_entries, 1), 1.0
