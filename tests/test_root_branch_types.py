@@ -78,14 +78,20 @@ class Kinds:
 TYPED = Kinds(VECTOR_TYPES, {n: (code, shape) for n, (code, _, shape) in FIXED.items()}, {})
 
 
-def write_typed(path: Path, columns: dict[str, Any], kinds: Kinds = TYPED) -> None:
-    """A `taus` TTree filled entry by entry through PyROOT, each branch of the kind given."""
+def tree_of_scalars(path: Path) -> tuple[Any, Any, dict[str, np.ndarray]]:
+    """A new ROOT file at `path` with a `taus` TTree of SCALARS' branches, and their buffers."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = ROOT.TFile(str(path), "RECREATE")
     tree = ROOT.TTree(TREE, TREE)
     buffers = {name: np.zeros(1, dtype=dtype) for name, (_, dtype) in SCALARS.items()}
     for name, (code, _) in SCALARS.items():
         tree.Branch(name, buffers[name], f"{name}/{code}")
+    return handle, tree, buffers
+
+
+def write_typed(path: Path, columns: dict[str, Any], kinds: Kinds = TYPED) -> None:
+    """A `taus` TTree filled entry by entry through PyROOT, each branch of the kind given."""
+    handle, tree, buffers = tree_of_scalars(path)
     for name, (code, shape) in kinds.fixed.items():
         buffers[name] = np.zeros(shape, dtype=FIXED[name][1])
         tree.Branch(name, buffers[name], f"{name}{''.join(f'[{n}]' for n in shape)}/{code}")
@@ -431,12 +437,7 @@ def test_counters_keep_their_names_and_types(
 def write_with_rows_of_three(path: Path, columns: dict[str, Any]) -> None:
     """The scalars of `columns` and `x[n][3]/F`, a counted array of fixed-size items, which
     uproot reads but no writer here copies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = ROOT.TFile(str(path), "RECREATE")
-    tree = ROOT.TTree(TREE, TREE)
-    buffers = {name: np.zeros(1, dtype=dtype) for name, (_, dtype) in SCALARS.items()}
-    for name, (code, _) in SCALARS.items():
-        tree.Branch(name, buffers[name], f"{name}/{code}")
+    handle, tree, buffers = tree_of_scalars(path)
     count, rows = np.zeros(1, np.int32), np.zeros((8, 3), np.float32)
     tree.Branch("n", count, "n/I")
     tree.Branch("x", rows, "x[n][3]/F")
