@@ -349,3 +349,28 @@ def test_vector_branches_hold_the_same_values_and_go_through_the_pipeline(tmp_pa
     assert results["vectors"][0] == results["counted"][0]
     for field in ("tau_pt", "pfCand_pt", "ele_pt", "bb_source_entry"):
         assert ak.array_equal(results["vectors"][1][field], results["counted"][1][field]), field
+
+
+def test_generate_never_replaces_files_it_did_not_write(tmp_path: Path) -> None:
+    """A file at a planned name that generate did not write (a real TauTuple, with
+    `--like-file-list` naming files as the real production does) stops generate before it
+    writes anything; its own earlier files are replaced; `--overwrite` replaces the others."""
+    from conftest import cli
+
+    args = ["--max-samples", 2, "--entries-per-file", 100, "--workers", 1]
+    cli("generate", tmp_path / "data", *args)
+    planned = sorted((tmp_path / "data").rglob("*.root"))
+    cli("generate", tmp_path / "data", *args)  # its own files: made again
+    real = planned[-1]
+    real.write_bytes(b"someone's data")
+    before = {path: path.stat().st_mtime_ns for path in planned}
+    refused = cli("generate", tmp_path / "data", *args, expect=2)
+    assert refused.stderr.strip() == (
+        f"error: {real} exists and was not written by generate; choose another directory, "
+        "or pass --overwrite to replace it"
+    )
+    assert real.read_bytes() == b"someone's data"
+    assert {path: path.stat().st_mtime_ns for path in planned} == before  # nothing written
+    cli("generate", tmp_path / "data", *args, "--overwrite")
+    with uproot.open(real) as handle:
+        assert handle["taus"].num_entries == 100

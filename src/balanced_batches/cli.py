@@ -112,6 +112,10 @@ def generate(
             "--vector-branches", help="Jagged branches as std::vector<T>, as CMS TauTuples."
         ),
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace files at the same names that it did not write."),
+    ] = False,
     workers: Annotated[int, typer.Option(min=1)] = os.cpu_count() or 1,
     verbose: VerboseOption = False,
 ) -> None:
@@ -128,6 +132,7 @@ def generate(
         max_samples=max_samples,
         like_file_list=like_file_list,
         vector_branches=vector_branches,
+        overwrite=overwrite,
     )
     file_list = generate_dataset(options, workers=workers, reporter=RichReporter())
     typer.echo(f"file list: {file_list}")

@@ -68,6 +68,7 @@ class GenerateOptions:
     max_samples: int | None = None  # first K samples of the spread over physics kinds
     like_file_list: Path | None = None  # make exactly the files of a CMS file list instead
     vector_branches: bool = False  # jagged branches as std::vector<T>, as CMS TauTuples hold them
+    overwrite: bool = False  # replace files at the planned names that generate did not write
 
     def __post_init__(self) -> None:
         compression_codec(self.compression)
@@ -200,6 +201,8 @@ def generate_dataset(
     if workers < 1:
         raise GenerateOptionsError(f"workers must be >= 1, got {workers}")
     tasks = plan_files(options)
+    if not options.overwrite:
+        _refuse_foreign_files([task.path for task in tasks])
     log.info(
         "generating %d files x %d entries into %s with %d worker(s)",
         len(tasks),
@@ -223,6 +226,35 @@ def generate_dataset(
     tmp.write_text("".join(f"{task.path}\n" for task in tasks))
     os.replace(tmp, flist)
     return flist
+
+
+# a string every generated file holds: a file without it at a planned name is someone else's
+GENERATED_MARK = "bb_generated"
+
+
+def _refuse_foreign_files(paths: list[Path]) -> None:
+    """GenerateOptionsError naming the planned files that exist and were not written by
+    generate: `--like-file-list` names files as a real production does, and an output
+    directory that holds the real ones must not lose them."""
+    import uproot
+
+    foreign = []
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            with uproot.open(path) as handle:
+                ours = GENERATED_MARK in handle.keys(cycle=False)
+        except Exception:  # unreadable, or not ROOT: not one of ours
+            ours = False
+        if not ours:
+            foreign.append(path)
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise GenerateOptionsError(
+            f"{foreign[0]}{more} exists and was not written by generate; choose another "
+            "directory, or pass --overwrite to replace it"
+        )
 
 
 def _run_task(task: FileTask) -> None:
@@ -264,6 +296,7 @@ def generate_file(
     )
     try:
         with uproot.recreate(tmp, compression=codec) as out:
+            out[GENERATED_MARK] = "balanced-batches generate: synthetic data"
             if vector_branches:
                 _write_vectors(out, chunks)
             else:
