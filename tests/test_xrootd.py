@@ -209,7 +209,7 @@ def test_server_stopped_mid_run(
     assert sorted(made) == sorted(expected)
     for name, path in made.items():
         assert_same_arrays(read_output(path), read_output(expected[name]), name)
-    assert not list((server.export / "stopped").glob("*.part"))
+    assert not list((server.export / "stopped").glob("*.part*"))
 
 
 def test_unreachable_server_and_missing_file_are_one_line_errors(
@@ -269,7 +269,9 @@ def test_copy_verified_retries_a_corrupted_copy_and_never_shows_a_partial_one(
     url = f"{server.url}/verified/batch9.root"
     published = outputs.copy_verified(local, url)
     # the corrupted first copy is retried (a transient error on a loaded machine may add one)
-    assert len(uploads) >= 2 and set(uploads) == {url + ".part"}
+    # every attempt of one copy to the same partial name of its own
+    assert len(uploads) >= 2 and len(set(uploads)) == 1
+    assert uploads[0].startswith(url + ".part-")
     assert published == outputs.Published(url, local.stat().st_size, adler32(local))
     assert server_adler32(server, "/verified/batch9.root") == adler32(local)
 
@@ -282,6 +284,32 @@ def test_copy_verified_retries_a_corrupted_copy_and_never_shows_a_partial_one(
             local, f"{server.url}/verified/batch10.root", stores.RemoteSettings(retries=1)
         )
     assert sorted(p.name for p in (server.export / "verified").iterdir()) == ["batch9.root"]
+
+
+def test_two_jobs_that_publish_the_same_file_at_once_both_succeed(
+    server: XRootDServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every write job publishes `provenance.json`: a second copy that runs whole while the
+    first one is between its upload and its rename must not take the first one's partial copy
+    away (they once shared `NAME.part`, and the first copy's check found nothing there)."""
+    url = f"{server.url}/shared/provenance.json"
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text('{"job": 1}')
+    second.write_text('{"job": 2}')
+    upload = stores.XRootDStore.upload
+    interleaved: list[str] = []
+
+    def the_other_job_meanwhile(self: stores.XRootDStore, source: Path, target: str) -> None:
+        upload(self, source, target)
+        if not interleaved:
+            interleaved.append(target)
+            outputs.copy_verified(second, url)  # the other job, start to end
+
+    monkeypatch.setattr(stores.XRootDStore, "upload", the_other_job_meanwhile)
+    assert outputs.copy_verified(first, url).path == url
+    assert interleaved
+    assert (server.export / "shared" / "provenance.json").read_text() == '{"job": 1}'
+    assert sorted(p.name for p in (server.export / "shared").iterdir()) == ["provenance.json"]
 
 
 def test_any_fsspec_url_is_a_remote_output_directory(tmp_path: Path) -> None:

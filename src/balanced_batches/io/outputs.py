@@ -1,15 +1,16 @@
 """Output directories: where finished output files go, local or remote.
 
 Local outputs land by atomic rename (`files.atomic_path`). Remote ones are written locally
-first, then copied with `copy_verified`: to `<name>.part` on the server, compared in size and
-adler32 with the local file, renamed to the final name. A partial copy never carries the
-final name.
+first, then copied with `copy_verified`: to `<name>.part-<token>` on the server, compared in
+size and adler32 with the local file, renamed to the final name. A partial copy never carries
+the final name, and two jobs that publish the same file (`provenance.json`) never share one.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -47,7 +48,7 @@ class Published:
 
 
 def copy_verified(local: Path, url: str, config: RemoteSettings | None = None) -> Published:
-    """Copies a local file to `url` through `<url>.part`, verified, then renamed.
+    """Copies a local file to `url` through `<url>.part-<token>`, verified, then renamed.
 
     The copy is checked against the local file's size and adler32 (the server's
     checksum for XRootD); a transient failure or a mismatch is retried with
@@ -56,7 +57,9 @@ def copy_verified(local: Path, url: str, config: RemoteSettings | None = None) -
     config = config or settings()
     store = store_for(url)
     size, checksum = local.stat().st_size, adler32_of(local)
-    partial = url + TEMPORARY_SUFFIX
+    # a name of this copy's own: concurrent jobs publish the same provenance.json, and one's
+    # rename must not take away the other's partial copy
+    partial = f"{url}{TEMPORARY_SUFFIX}-{secrets.token_hex(6)}"
     pauses = config.pauses()
     attempts = 0
     while True:
@@ -245,15 +248,20 @@ class RemoteOutputs(OutputDirectory):
         store.remove(probe)
 
     def prepare(self, names: Collection[str]) -> int:
-        """makedirs, and removal of the `NAME.part` files that interrupted copies of `names`
-        left."""
+        """makedirs, and removal of the `NAME.part-<token>` (and, of earlier versions,
+        `NAME.part`) files that interrupted copies of `names` left."""
         store = store_for(self.directory)
-        partial_names = {name + TEMPORARY_SUFFIX for name in names}
+        names = set(names)
+
+        def copy_of(base: str) -> str | None:
+            """NAME of a partial copy's file name, else None."""
+            name, suffix, token = base.rpartition(TEMPORARY_SUFFIX)
+            return name if suffix and (token == "" or token.startswith("-")) else None
 
         def clean() -> int:
             store.makedirs(self.directory)
             listed = store.listdir(self.directory)
-            partial = [u for u in listed if u.rsplit("/", 1)[-1] in partial_names]
+            partial = [u for u in listed if copy_of(u.rsplit("/", 1)[-1]) in names]
             for url in partial:
                 store.remove(url)
             return len(partial)
