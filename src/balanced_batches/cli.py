@@ -278,8 +278,7 @@ def summary(
         process_ratios=_ratios(process_ratios, "--process-ratios"),
         spectrum=spectrum,
     )
-    shown = "per_batch" if per_batch else "reuse" if reuse else "counts"
-    shown = "distinct" if distinct else shown
+    shown = "distinct" if distinct else "per_batch" if per_batch else "reuse" if reuse else "counts"
     for line in summary_lines(wd.summary(options), shown):
         stdout.print(line, soft_wrap=True)
     stdout.print(f"summary: {escape(str(wd.path / 'summary.json'))}")

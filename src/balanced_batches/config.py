@@ -314,16 +314,16 @@ class BatchConfig(_Model):
             lines.append(f"use_oauth_services = {', '.join(self.oauth_services)}")
         return lines
 
-    def token_setup(self) -> str | None:
-        """One shell line that points BEARER_TOKEN_FILE at the token HTCondor leaves in the
-        job's credentials directory for the first of `oauth_services` (None without them)."""
+    def token_setup(self) -> list[str]:
+        """The shell line that points BEARER_TOKEN_FILE at the token HTCondor leaves in the
+        job's credentials directory for the first of `oauth_services` (none without them)."""
         if not self.oauth_services:
-            return None
+            return []
         token = f'"$_CONDOR_CREDS/{self.oauth_services[0]}.use"'
-        return (
+        return [
             f'if [ -n "${{_CONDOR_CREDS:-}}" ] && [ -f {token} ]; '
             f"then export BEARER_TOKEN_FILE={token}; fi"
-        )
+        ]
 
 
 class ProjectConfig(_Model):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,25 +65,30 @@ class BranchLayout:
         members = tuple(name for group in self.groups for name in group.members)
         return self.scalars + members + self.singles
 
+    @cached_property
+    def type_of(self) -> dict[str, str]:
+        """`types` as a mapping, made once: writers ask it branch by branch."""
+        return dict(self.types)
+
     def counter_of(self, name: str) -> str | None:
         """The input's counter of a lone counted array (`nJets` of `jet_pt` typed
         `float[nJets]`, a counter whose name does not make `jet_pt` a group member), or None
         if the layout does not say."""
-        spelled = dict(self.types).get(name, "")
+        spelled = self.type_of.get(name, "")
         counter = spelled.rpartition("[")[2].removesuffix("]")
         return counter if counter in self.counters else None
 
     def counter_dtype(self, counter: str) -> np.dtype[Any]:
         """A counter's number type in the input (`uint32_t`, as NanoAOD's `nMuon/i`), int32
         where the layout does not say."""
-        spelled = dict(self.types).get(counter, "int32_t")
+        spelled = self.type_of.get(counter, "int32_t")
         name = spelled.removesuffix("_t")
         return np.dtype(name) if name in _COUNTER_TYPES else np.dtype(np.int32)
 
     def vector_element(self, name: str) -> str | None:
         """How the input spells the element type of a `std::vector` branch (`long` of
         `std::vector<long>`), or None if the layout does not say."""
-        spelled = dict(self.types).get(name, "")
+        spelled = self.type_of.get(name, "")
         prefix = "std::vector<"
         return spelled[len(prefix) : -1] if spelled.startswith(prefix) else None
 

@@ -63,12 +63,12 @@ def jobqueue_cluster(
         raise ConfigError(
             "--cluster needs dask-jobqueue: pip install 'balanced-batches[batch]'"
         ) from err
-    token = batch.token_setup() if system == "htcondor" else None
+    token = batch.token_setup() if system == "htcondor" else []
     common: dict[str, Any] = {
         "cores": batch.cores,
         "processes": 1,
         "memory": f"{batch.memory_mb}MB",
-        "job_script_prologue": [KEEP_ALLOCATOR_ADAPTIVE, *([token] if token else []), *batch.setup],
+        "job_script_prologue": [KEEP_ALLOCATOR_ADAPTIVE, *token, *batch.setup],
         "scheduler_options": {"host": host} if host else {},
         "log_directory": str(logs) if logs is not None else None,
     }

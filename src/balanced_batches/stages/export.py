@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,18 @@ from ..config import BatchConfig, ProjectConfig
 from ..errors import CatalogError, ConfigError, InputFileError
 from ..io.files import is_url
 from ..io.trees import branch_layout, opened_tree
-from ..rows import BranchLayout, layout_from_json, layout_to_json
+from ..rows import layout_from_json, layout_to_json
 from ..scratch import records_at, scratch_at
 from .plan import load_plan
 from .run import PARTS_DELETED, claim_outputs, planned_outputs, reopen_lost_outputs
-from .units import JobSpec, merge_layout, output_branches, spec_from_catalog, stored_layout
+from .units import (
+    Branches,
+    JobSpec,
+    merge_layout,
+    output_branches,
+    spec_from_catalog,
+    stored_layout,
+)
 
 SYSTEMS = ("htcondor", "slurm")
 
@@ -54,12 +60,11 @@ def default_command() -> str:
 def job_script(batch: BatchConfig) -> str:
     """The executable of every job: site set-up, then one unit of the plan."""
     command = batch.command or default_command()
-    token = batch.token_setup()
     lines = [
         "#!/bin/bash",
         "# one unit of a balanced-batches plan: job.sh JOB_NUMBER",
         "set -euo pipefail",
-        *([token] if token else []),
+        *batch.token_setup(),
         *batch.setup,
         f'exec {command} make --spec spec.json --job "$1"',
     ]
@@ -196,9 +201,7 @@ def fold_records(catalog: Catalog, records: str | Path, config: ProjectConfig) -
     return folded
 
 
-def _fold_layout(
-    catalog: Catalog, record: dict[str, Any], kept: Callable[[BranchLayout], BranchLayout]
-) -> str | None:
+def _fold_layout(catalog: Catalog, record: dict[str, Any], kept: Branches) -> str | None:
     """Stores the branch layout a read job found (`merge_layout`); the reason it cannot be,
     if the input's `kept` branches differ from the stored layout's."""
     stored = stored_layout(catalog)

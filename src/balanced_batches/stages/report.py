@@ -138,9 +138,9 @@ def planning_section(
         return Section(
             "planning", title, missing="Pass --events-per-batch-type (or run 'plan') to see these."
         )
-    shown = None if plan is None else training_split(plan)
+    split = 0 if plan is None else training_split(plan)  # the split the section details
     if plan is not None:
-        stream_totals = plan.stream_total[plan.streams_of_split(shown or 0)]
+        stream_totals = plan.stream_total[plan.streams_of_split(split)]
     else:
         streams = table.streams
         stream_totals = table.totals[streams[:, 0], streams[:, 1]]
@@ -151,7 +151,7 @@ def planning_section(
                 out_dir / figure_name("batches", "by-rule"),
                 [label for label, _ in rules],
                 [count for _, count in rules],
-                None if plan is None else int(plan.batches_of_split[shown or 0]),
+                None if plan is None else int(plan.batches_of_split[split]),
                 per_batch,
             ),
             "Batches under the original rule int(largest region / N) and under --max-reuse R",
@@ -166,7 +166,6 @@ def planning_section(
             table=rows,
             missing=no_plan,
         )
-    split = shown or 0
     streams = plan.streams_of_split(split)
     images.extend(_reuse_maps(plan, streams, table.space, out_dir, plots))
     reuse = plan.reuse()[streams]
@@ -455,7 +454,7 @@ def totals_rows(
             TotalRow(
                 "batch_size",
                 "candidates per batch" + (" (training split)" if plan.split_names[0] else ""),
-                int(plan.takes[plan.streams_of_split(training_split(plan))].sum()),
+                int(plan.rows_per_batch[training_split(plan)]),
             ),
             TotalRow("input_files_read", "input files the plan reads", len(plan.read_files)),
             TotalRow("output_files_planned", "output files planned", plan.n_output_files),

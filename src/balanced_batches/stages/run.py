@@ -35,6 +35,7 @@ from .output_statistics import publish_statistics
 from .plan import human_bytes, plan_size
 from .read_units import read_input
 from .units import (
+    Branches,
     JobSpec,
     ReadResult,
     WriteResult,
@@ -47,7 +48,6 @@ from .units import (
 from .write_units import write_outputs
 
 log = logging.getLogger(__name__)
-Branches = Callable[[BranchLayout], BranchLayout]  # what the outputs keep of a layout
 
 
 class UnitOutcome(Protocol):

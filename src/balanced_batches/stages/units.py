@@ -362,7 +362,11 @@ def stored_layout(catalog: Catalog) -> BranchLayout | None:
     return None if stored is None else layout_from_json(stored)
 
 
-def output_branches(config: ProjectConfig) -> Callable[[BranchLayout], BranchLayout]:
+# what the outputs keep of a layout (`output_branches`, `ReadTask.kept`)
+Branches = Callable[[BranchLayout], BranchLayout]
+
+
+def output_branches(config: ProjectConfig) -> Branches:
     """What the outputs keep of a layout (`output.branches`, `output.drop_branches`, and the
     branches the selection reads), as a function of the layout: the selection's expressions
     are parsed once, here."""
@@ -378,7 +382,7 @@ def merge_layout(
     known: BranchLayout | None,
     found: BranchLayout,
     path: str,
-    kept: Callable[[BranchLayout], BranchLayout] | None = None,
+    kept: Branches | None = None,
 ) -> BranchLayout:
     """The layout every input has, now that the input `path` showed `found`: an input whose
     branches or branch types differ from the `known` layout's is an InputFileError naming
@@ -387,7 +391,8 @@ def merge_layout(
     (same branches, now with their types)."""
     if known is None:
         return found
-    difference = layout_difference(*(map(kept, (known, found)) if kept else (known, found)))
+    compared = (known, found) if kept is None else (kept(known), kept(found))
+    difference = layout_difference(*compared)
     if difference is not None:
         raise InputFileError(f"{path}: {difference}")
     return found if found.types and not known.types else known
