@@ -18,7 +18,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,15 @@ class Production:
         """Output files by index: batch0, batch1, ..."""
         paths = self.outdir.glob(f"batch*{extension}")
         return sorted(paths, key=lambda p: int(re.fullmatch(r"batch(\d+)\..*", p.name)[1]))  # type: ignore[index]
+
+
+def assert_same_bytes(made: Sequence[Path], reference: Production) -> None:
+    """`made` are the reference's output files, name for name and byte for byte."""
+    expected = reference.outputs()
+    assert [p.name for p in made] == [p.name for p in expected]
+    assert made
+    for ours, theirs in zip(made, expected, strict=True):
+        assert ours.read_bytes() == theirs.read_bytes(), ours.name
 
 
 def produce(

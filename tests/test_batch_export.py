@@ -21,6 +21,7 @@ from conftest import (
     PROCESS_TYPES,
     Dataset,
     Production,
+    assert_same_bytes,
     cli,
     count_args,
     reference_plan_args,
@@ -107,9 +108,7 @@ def test_jobs_in_sandboxes_reproduce_run_byte_for_byte(
         finished = run_in_sandbox(jobs, job, sandboxes)
         assert finished.returncode == 0, finished.stderr
     made = production.outputs()
-    assert [p.name for p in made] == [p.name for p in reference.outputs()]
-    for ours, theirs in zip(made, reference.outputs(), strict=True):
-        assert ours.read_bytes() == theirs.read_bytes(), ours.name
+    assert_same_bytes(made, reference)
     # a rerun of a finished job changes nothing
     before = {p: p.stat().st_mtime_ns for p in made}
     again = run_in_sandbox(jobs, job_numbers(jobs / "write-jobs.txt")[0], sandboxes)
@@ -152,8 +151,7 @@ def test_slurm_arrays_reproduce_run(
                 ["bash", str(script)], env=env, capture_output=True, text=True, check=False
             )
             assert finished.returncode == 0, finished.stderr
-    for ours, theirs in zip(production.outputs(), reference.outputs(), strict=True):
-        assert ours.read_bytes() == theirs.read_bytes(), ours.name
+    assert_same_bytes(production.outputs(), reference)
 
 
 def test_export_rejects_an_unknown_system(tmp_path: Path, dataset: Dataset) -> None:

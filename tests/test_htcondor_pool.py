@@ -35,7 +35,15 @@ from pathlib import Path
 import pytest
 
 import balanced_batches
-from conftest import Dataset, Production, cli, count_args, project_yaml, reference_plan_args
+from conftest import (
+    Dataset,
+    Production,
+    assert_same_bytes,
+    cli,
+    count_args,
+    project_yaml,
+    reference_plan_args,
+)
 from services import impossible_here, unavailable
 
 pytestmark = pytest.mark.slow
@@ -547,12 +555,9 @@ def test_exported_dag_runs_on_a_personal_pool_and_reproduces_run(
     print(f"DAG finished on the pool in {elapsed:.1f} s")
 
     made = production.outputs()
-    assert [p.name for p in made] == [p.name for p in reference.outputs()]
-    assert made
+    assert_same_bytes(made, reference)
     # written by the pool's jobs, which ran as the slot user, not as their submitter
     assert {path.stat().st_uid for path in made} == {NOBODY}
-    for ours, theirs in zip(made, reference.outputs(), strict=True):
-        assert ours.read_bytes() == theirs.read_bytes(), ours.name
     status = cli("status", "--workdir", workdir).stdout
     assert "batch-job records" in status, status
     assert "failed" not in status.split("jobs")[-1].split("\n", 3)[-1], status
@@ -587,10 +592,7 @@ def test_jobs_that_cannot_read_the_submit_directory_run_with_everything_on_xroot
         dagman_out = (jobs / "balanced-batches.dag.dagman.out").read_text(errors="replace")
         assert "EXITING WITH STATUS 0" in dagman_out, f"{dagman_out[-3000:]}\n{job_logs(jobs)}"
 
-        made = sorted((server.export / "grid-out").glob("batch*.root"))
-        assert [p.name for p in made] == [p.name for p in reference.outputs()]
-        for ours, theirs in zip(made, reference.outputs(), strict=True):
-            assert ours.read_bytes() == theirs.read_bytes(), ours.name
+        assert_same_bytes(sorted((server.export / "grid-out").glob("batch*.root")), reference)
         status = cli("status", "--workdir", workdir).stdout
         assert "batch-job records from root://" in status, status
         cli("check", "--workdir", workdir)
@@ -626,10 +628,7 @@ def test_dask_jobqueue_workers_as_htcondor_jobs_with_parts_on_xrootd(
         finished = pool.submit(*command, cwd=tmp_path, timeout=JOBS_SECONDS)
         assert finished.returncode == 0, f"{tail(finished)}\n{job_logs(tmp_path)}\n{pool.logs()}"
 
-        made = sorted((server.export / "dask-out").glob("batch*.root"))
-        assert [p.name for p in made] == [p.name for p in reference.outputs()]
-        for ours, theirs in zip(made, reference.outputs(), strict=True):
-            assert ours.read_bytes() == theirs.read_bytes(), ours.name
+        assert_same_bytes(sorted((server.export / "dask-out").glob("batch*.root")), reference)
         assert list((server.export / "dask-scratch").iterdir()) == []
         assert marker.exists()
         worker_logs = sorted(p.name for p in (workdir / "cluster-logs").iterdir())

@@ -32,6 +32,7 @@ from conftest import (
     PROCESS_TYPES,
     Dataset,
     Production,
+    assert_same_bytes,
     cli,
     count_args,
     reference_plan_args,
@@ -226,14 +227,6 @@ def slurm() -> Iterator[Slurm]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def assert_reproduces(production: Production, reference: Production) -> None:
-    made = production.outputs()
-    assert [p.name for p in made] == [p.name for p in reference.outputs()]
-    assert made
-    for ours, theirs in zip(made, reference.outputs(), strict=True):
-        assert ours.read_bytes() == theirs.read_bytes(), ours.name
-
-
 def test_exported_arrays_run_on_slurm_and_reproduce_run(
     slurm: Slurm, tmp_path: Path, dataset: Dataset, reference: Production
 ) -> None:
@@ -246,7 +239,7 @@ def test_exported_arrays_run_on_slurm_and_reproduce_run(
     submitted = slurm.run("bash", str(jobs / "submit.sh"), cwd=jobs)
     assert submitted.returncode == 0, f"{submitted.stdout}\n{submitted.stderr}"
     slurm.wait_until_idle(JOBS_SECONDS, "submit.sh", scan=tmp_path)
-    assert_reproduces(production, reference)
+    assert_same_bytes(production.outputs(), reference)
     status = cli("status", "--workdir", workdir).stdout
     assert "batch-job records" in status, status
     assert "failed" not in status.split("jobs")[-1].split("\n", 3)[-1], status
@@ -270,7 +263,7 @@ def test_exported_arrays_with_parts_and_records_on_an_xrootd_server(
         submitted = slurm.run("bash", str(jobs / "submit.sh"), cwd=jobs)
         assert submitted.returncode == 0, f"{submitted.stdout}\n{submitted.stderr}"
         slurm.wait_until_idle(JOBS_SECONDS, "submit.sh", scan=tmp_path)
-        assert_reproduces(Production(workdir), reference)
+        assert_same_bytes(Production(workdir).outputs(), reference)
         status = cli("status", "--workdir", workdir).stdout
         assert "batch-job records from root://" in status, status
         assert "failed" not in status.split("jobs")[-1].split("\n", 3)[-1], status
@@ -320,7 +313,7 @@ def test_run_with_slurm_workers_reproduces_run(
     assert worker_logs, "no Slurm job ran a Dask worker"
     texts = [path.read_text(errors="replace") for path in worker_logs]
     assert any("Start worker" in text for text in texts), "\n".join(texts)
-    assert_reproduces(Production(workdir), reference)
+    assert_same_bytes(Production(workdir).outputs(), reference)
 
 
 PRINT_JOB_WORKER_ENVIRONMENT = """
@@ -379,7 +372,7 @@ def test_slurm_workers_with_parts_on_an_xrootd_server(
         finished = slurm.run(*map(str, command), cwd=tmp_path, timeout=JOBS_SECONDS)
         assert finished.returncode == 0, f"{finished.stderr}\n{job_logs(tmp_path)}"
         slurm.wait_until_idle(30, "dask workers after run", scan=tmp_path)
-        assert_reproduces(Production(workdir), reference)
+        assert_same_bytes(Production(workdir).outputs(), reference)
         assert list((server.export / "slurm-scratch").iterdir()) == []
 
 
