@@ -10,9 +10,9 @@ Two ways to run `count` and `run` with 2 local workers through the public API
 - **A, processes**: `wd.count(workers=2)` / `wd.run(workers=2)`: the package's `ProcessEngine`
   (`make_engine`), whose fork server preloads `stages.WORKER_MODULES[command]`. The server
   is started first (`engines.local_workers_ahead`, timed), as the CLI's `count` and `run`
-  do, so that both arms start their server at the same point; `--arms processes-api,executor` measures the
-  bare API call instead, whose server starts only once the engine is made (for `run`, after
-  the plan is loaded);
+  do, so that both arms start their server at the same point; `--arms
+  processes-api,executor` measures the bare API call instead, whose server starts only once
+  the engine is made (for `run`, after the plan is loaded);
 - **B, executor**: `wd.count(executor=pool)` / `wd.run(executor=pool)` with
   `concurrent.futures.ProcessPoolExecutor(2, mp_context=forkserver, initializer=...)`. The
   fork server preloads the same modules and is started (explicitly, as ProcessEngine does

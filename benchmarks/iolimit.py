@@ -12,6 +12,11 @@ rows from a counted-array input are. With ``--outputs LIST`` the rows are exactl
 ``run``'s output files listed (read back, then written again): the same values, so the same
 compression ratio. Without it they are taken from the input files in list order (cycling),
 shuffled. Getting the rows is not timed; only ``recreate`` + ``mktree`` + ``extend`` + close is.
+``rewrite``: ``run``'s output files (``--outputs``) written again in their own format, every
+branch with its type (``std::vector<T>`` stays ``std::vector<T>``), through ``io.ttree_writer``,
+the one writer of that format here, at the same compression, one ``extend`` per file: the write
+any tool must do for those outputs, so the limit for ``std::vector`` outputs. Its processes
+compress in one thread each (``OMP_NUM_THREADS=1``), as ``run``'s workers, one per core, do.
 
 Times are measured inside the worker processes, after the process pool has started, and
 written as JSON to ``--result``; the harness also measures the whole command from outside.
@@ -36,6 +41,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from balanced_batches.io import ttree_writer
 from balanced_batches.io.trees import branch_layout, local_reading
 from balanced_batches.rows import BranchGroup, BranchLayout
 from balanced_batches.writers import branch_type, root_compression
@@ -157,6 +163,27 @@ def _write_file(task: WriteTask) -> tuple[int, float, int, int]:
     return os.getpid(), seconds, len(next(iter(branches.values()))), size
 
 
+def _rewrite_file(task: WriteTask) -> tuple[int, float, int, int]:
+    """(pid, seconds, rows, bytes) to write output file `task.output` again in its own format;
+    reading it is not timed."""
+    assert task.output is not None
+    tree = uproot.open(task.output)[task.tree]
+    types = ttree_writer.branch_types(tree)
+    rows = tree.arrays(library="ak")
+    branches = {branch.name: rows[branch.name] for branch in types}
+    path = Path(task.directory) / f"rewrite{task.index}.root"
+    start = time.perf_counter()
+    with (
+        uproot.recreate(path, compression=root_compression(task.compression)) as output,
+        ttree_writer.mktree(output, task.tree, types) as writer,
+    ):
+        writer.extend(branches)
+    seconds = time.perf_counter() - start
+    size = path.stat().st_size
+    path.unlink()
+    return os.getpid(), seconds, len(rows), size
+
+
 def _warm(_: int) -> int:
     time.sleep(0.05)  # long enough for every worker process to take one
     return os.getpid()
@@ -206,9 +233,15 @@ def write_limit(
     compression: str,
     directory: Path,
     outputs: list[str] | None = None,
+    same_format: bool = False,
 ) -> dict[str, Any]:
-    """Writes `rows` rows into `n_files` files (or rewrites `outputs`); slowest worker's time."""
+    """Writes `rows` rows into `n_files` files (or rewrites `outputs`, in their own format if
+    `same_format`); slowest worker's time."""
     directory.mkdir(parents=True, exist_ok=True)
+    if same_format and not outputs:
+        raise ValueError("rewrite needs the output files (--outputs)")
+    if same_format:
+        os.environ["OMP_NUM_THREADS"] = "1"  # one compression thread a process, as run's workers
     if outputs:
         tasks = [
             WriteTask(i, 0, 0, (), (), tree, str(directory), compression, 1, output)
@@ -224,7 +257,7 @@ def write_limit(
             if n > 0
         ]
     start = time.perf_counter()
-    results = run_pool(_write_file, tasks, workers)
+    results = run_pool(_rewrite_file if same_format else _write_file, tasks, workers)
     wall = time.perf_counter() - start
     return {
         "seconds": _critical_path(results),
@@ -235,6 +268,7 @@ def write_limit(
         "workers": workers,
         "compression": compression,
         "source": "outputs" if outputs else "inputs",
+        "writer": "io.ttree_writer, branch types kept" if same_format else "uproot, counted arrays",
     }
 
 
@@ -243,9 +277,9 @@ def _lines(path: Path) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `read`, `select` or `write`; the result goes to --result as JSON."""
+    """Command line: `read`, `select`, `write` or `rewrite`; the result goes to --result as JSON."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.iolimit", description=__doc__)
-    parser.add_argument("mode", choices=("read", "select", "write"))
+    parser.add_argument("mode", choices=("read", "select", "write", "rewrite"))
     parser.add_argument("--files", type=Path, required=True, help="text file, one path a line")
     parser.add_argument("--tree", default="taus")
     parser.add_argument("--workers", type=int, default=2)
@@ -276,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.compression,
             args.directory,
             None if args.outputs is None else _lines(args.outputs),
+            same_format=args.mode == "rewrite",
         )
     args.result.write_text(json.dumps(result, indent=2))
 

@@ -180,24 +180,26 @@ def io_stage(
     compression: str = "zstd:5",
     outputs: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One I/O-limit command (`read`, `select` or `write`); `seconds` is the limit itself."""
+    """One I/O-limit command (`read`, `select`, `write` or `rewrite`); `seconds` is the limit
+    itself."""
+    writes = mode in ("write", "rewrite")
     scratch.mkdir(parents=True, exist_ok=True)
     files = _write_list(scratch / f"{mode}-files.txt", paths)
     result = scratch / f"{mode}-result.json"
     arguments: list[object] = [mode, "--files", files, "--workers", workers, "--result", result]
     if branches:
         arguments += ["--branches", ",".join(branches)]
-    if mode == "write":
+    if writes:
         arguments += ["--rows", rows, "--output-files", output_files]
         arguments += ["--compression", compression, "--directory", scratch / "write-out"]
         if outputs:
             arguments += ["--outputs", _write_list(scratch / "outputs.txt", outputs)]
     measurement = measure(python_command("benchmarks.iolimit", *arguments))
-    record = _summary(measurement, paths if mode != "write" else None)
+    record = _summary(measurement, None if writes else paths)
     inner = json.loads(result.read_text())
     record["seconds"] = inner.pop("seconds")
     record["detail"] = inner
-    if mode != "write":
+    if not writes:
         record["entries_per_s"] = inner["entries"] / record["seconds"]
         record["mb_per_s"] = record["input_bytes"] / MB / record["seconds"]
     return record

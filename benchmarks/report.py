@@ -14,6 +14,8 @@ STAGE_LABELS = {
     "io_read": "I/O: read all branches (run's files)",
     "io_write": "I/O: write run's rows once",
     "io_limit": "I/O limit = read all + write",
+    "io_rewrite": "I/O: write run's rows once in their own format (std::vector)",
+    "io_limit_format": "I/O limit, outputs' format = read all + write in it",
     "cli_startup": "baseline: start Python, import the library",
     "engine_startup": "baseline: local engine start + stop",
 }
@@ -52,6 +54,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     plan = results.get("scaling", {}).get("plan")
     checks: list[tuple[str, float | None, float, str]] = [
         ("run / I/O limit", ratios.get("run_vs_io_limit"), 1.5, "x"),
+        (
+            "run / I/O limit in the outputs' format (std::vector)",
+            ratios.get("run_vs_io_limit_format"),
+            1.5,
+            "x",
+        ),
         ("count / selection-branch read", ratios.get("count_vs_select_read"), 1.2, "x"),
         ("bytes read by run / input size", stages.get("run", {}).get("bytes_read_ratio"), 1.1, "x"),
         (

@@ -50,3 +50,23 @@ def test_harness_tiny(tmp_path: Path) -> None:
         assert _positive(written["ratios"][key]), key
     assert {t["target"] for t in written["targets"]} >= {"run / I/O limit"}
     assert (tmp_path / "bench" / "results" / "tiny.md").read_text().startswith("# balanced")
+
+
+def test_harness_tiny_vector_outputs_get_a_limit_in_their_format(tmp_path: Path) -> None:
+    """With std::vector inputs the limit is also measured writing run's rows as std::vector
+    (io.ttree_writer), the outputs' format: every row, and a ratio of run to that limit."""
+    results = harness.main(
+        ["--size", "tiny", "--vector-branches", "--stages", "run,io", "--repeat", "1",
+         "--workers", "1", "--scaling", "none", "--out", str(tmp_path / "bench")]
+    )  # fmt: skip
+    repetition = results["repetitions"][0]
+    rewrite = repetition["io_rewrite"]["detail"]
+    assert rewrite["writer"].startswith("io.ttree_writer")
+    assert rewrite["rows"] == repetition["io_write"]["detail"]["rows"] > 0
+    assert _positive(repetition["io_rewrite"]["seconds"])
+    assert repetition["io_limit_format"]["wall_s"] == (
+        repetition["io_read"]["seconds"] + repetition["io_rewrite"]["seconds"]
+    )
+    assert _positive(results["ratios"]["run_vs_io_limit_format"])
+    targets = {t["target"]: t for t in results["targets"]}
+    assert _positive(targets["run / I/O limit in the outputs' format (std::vector)"]["measured"])
