@@ -254,11 +254,9 @@ class RoutedPart:
 
 
 class Part(RoutedPart):
-    """A finished part, open for reading rows straight into their destination arrays.
-
-    Positioned reads (not a memory map): only what a write unit asks for is read, and it
-    is copied once, from the page cache into the output block.
-    """
+    """A finished part, open for reading: its uses table and flat columns by positioned
+    reads, its rows (`take`) from a read-only map of the file. Only what a write unit asks
+    for is read."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
