@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import Production, cli, project_yaml, reference_plan_args
@@ -133,6 +134,30 @@ def test_batch_jobs_in_sandboxes_with_everything_on_a_webdav_server(
     assert "all outputs match the plan" in cli("check", "--workdir", workdir).stdout
     for path in out.glob("batch*.root"):
         assert adler32(path) == adler32(reference.outdir / path.name)
+
+
+def test_a_server_without_checksums_has_files_read_back_a_chunk_at_a_time(
+    wsgidav: DavServer,
+) -> None:
+    """wsgidav answers no `Want-Digest`: the adler32 is that of the bytes read back, and
+    reading back a 32 MB file holds a few chunks in memory, not the file."""
+    import tracemalloc
+
+    from balanced_batches.io.stores import store_for
+
+    content = np.random.default_rng(7).integers(0, 256, 32 << 20, dtype=np.uint8).tobytes()
+    (wsgidav.root / "big.bin").write_bytes(content)
+    url = f"{wsgidav.url}/big.bin"
+    store = store_for(url)
+    store.info(url)  # the client and its connection made before measuring
+    tracemalloc.start()
+    try:
+        checksum = store.checksum(url)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert checksum == f"{zlib.adler32(content) & 0xFFFFFFFF:08x}"
+    assert peak < 8 << 20, f"{peak / 2**20:.1f} MB held while reading back 32 MB"
 
 
 def test_https_and_davs_urls_are_the_same_webdav_door() -> None:

@@ -11,7 +11,7 @@ authorities.
 What the common servers do, and how this store copes:
 - a rename (`MOVE`) replaces its target, and XrdHttp has no `COPY`: renames are one `MOVE`;
 - the checksum is asked with `Want-Digest: adler32` (`Digest: adler32=<hex>`); a server that
-  answers none has the file read back;
+  answers none has the file read back, streamed (a chunk in memory at a time);
 - byte ranges are `GET` requests with a `Range` header, many ranges per request where the
   server answers `multipart/byteranges` (XrdHttp announces no range support, which
   fsspec-style readers then refuse);
@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from .stores import RemoteSettings, Store
 
 SCHEMES = {"davs": "https", "dav": "http", "https": "https", "http": "http"}
+READ_BACK_CHUNK = 1 << 20  # bytes in memory at a time while a file is read back to check it
 
 
 def _base_and_path(url: str) -> tuple[str, str]:
@@ -54,6 +55,16 @@ def _token() -> str | None:
 
 
 RANGES_PER_GET = 128  # a Range header of up to ~4 kB, which servers accept
+
+
+def _checked(response: Any, url: str) -> Any:
+    """The response, or its 404 as FileNotFoundError and other failures as OSError."""
+    if response.status_code == 404:
+        raise FileNotFoundError(f"{url}: not found")
+    if response.status_code >= 400:
+        method = response.request.method
+        raise OSError(f"{method} {url}: HTTP {response.status_code} {response.reason_phrase}")
+    return response
 
 
 def _byteranges(response: Any) -> dict[tuple[int, int], bytes] | None:
@@ -118,12 +129,7 @@ class WebDAVStore(Store):
     def _request(self, method: str, url: str, **kwargs: Any) -> Any:
         """A request whose 404 is FileNotFoundError and other failures OSError."""
         client, path = self._client(url)
-        response = client.http.request(method, client.join_url(path), **kwargs)
-        if response.status_code == 404:
-            raise FileNotFoundError(f"{url}: not found")
-        if response.status_code >= 400:
-            raise OSError(f"{method} {url}: HTTP {response.status_code} {response.reason_phrase}")
-        return response
+        return _checked(client.http.request(method, client.join_url(path), **kwargs), url)
 
     def open_options(self) -> dict[str, Any]:
         """None: uproot does not read these URLs here."""
@@ -141,7 +147,17 @@ class WebDAVStore(Store):
             algorithm, _, value = digest.strip().partition("=")
             if algorithm.lower() == "adler32" and value:
                 return str(value).strip().lower().rjust(8, "0")
-        return f"{zlib.adler32(self.read(url)) & 0xFFFFFFFF:08x}"
+        return self._adler32_read_back(url)
+
+    def _adler32_read_back(self, url: str) -> str:
+        """adler32 of the file's bytes as they come (`GET`, streamed): an output of any size
+        costs a chunk of memory, not its size."""
+        client, path = self._client(url)
+        value = 1
+        with client.http.stream("GET", client.join_url(path)) as response:
+            for chunk in _checked(response, url).iter_bytes(READ_BACK_CHUNK):
+                value = zlib.adler32(chunk, value)
+        return f"{value & 0xFFFFFFFF:08x}"
 
     def upload(self, local: Path, url: str) -> None:
         """`PUT` of the file, streamed."""
