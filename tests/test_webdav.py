@@ -160,6 +160,41 @@ def test_a_server_without_checksums_has_files_read_back_a_chunk_at_a_time(
     assert peak < 8 << 20, f"{peak / 2**20:.1f} MB held while reading back 32 MB"
 
 
+def test_report_reads_the_branches_it_needs_by_byte_ranges(wsgidav: DavServer) -> None:
+    """`report` reads an output on a WebDAV server by byte ranges: the branch it asks for is
+    read right, without the file's 14 MB of other branches in memory."""
+    import tracemalloc
+
+    import uproot
+
+    from balanced_batches.stages.report_outputs import output_chunks
+
+    entries = 2_000_000
+    small = (np.arange(entries) % 7).astype(np.int8)
+    with uproot.recreate(wsgidav.root / "wide.root") as output:
+        output.mktree("taus", {"big": np.float64, "small": np.int8})
+        output["taus"].extend({"big": np.random.default_rng(3).random(entries), "small": small})
+    url = f"{wsgidav.url}/wide.root"
+    assert (wsgidav.root / "wide.root").stat().st_size > 14 << 20
+    list(output_chunks(url, "root", "taus", ["small"]))  # imports and the client made first
+    tracemalloc.start()
+    try:
+        chunks = list(output_chunks(url, "root", "taus", ["small"]))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(np.concatenate([chunk["small"] for chunk in chunks]), small)
+    # read whole, the file's bytes and their copies held 29 MB
+    assert peak < 12 << 20, f"{peak / 2**20:.1f} MB held to read a 2 MB branch"
+    # Parquet outputs go through the same ranged file, into pyarrow
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"big": np.zeros(1000), "small": small[:1000]}), wsgidav.root / "x.pq")
+    (chunk,) = output_chunks(f"{wsgidav.url}/x.pq", "parquet", "taus", ["small"])
+    assert np.array_equal(chunk["small"], small[:1000])
+
+
 def test_https_and_davs_urls_are_the_same_webdav_door() -> None:
     from balanced_batches.io.stores import store_for
     from balanced_batches.io.webdav import WebDAVStore, _base_and_path

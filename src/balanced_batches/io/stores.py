@@ -493,13 +493,59 @@ def _store(scheme: str, config: RemoteSettings) -> Store:
     return _store_class(scheme)(scheme, config)
 
 
-def readable(path: str) -> str | io.BytesIO:
+def readable(path: str, whole: bool = True) -> str | io.BufferedIOBase:
     """What uproot and pyarrow can open for a path or URL: the same, or, for stores they have
-    no reader of (WebDAV), the file's bytes (outputs that `check` and `report` read whole)."""
+    no reader of (WebDAV), a file object. `whole`: the file's bytes, read in one request (for
+    `check`, which reads every row anyway); else a file read by byte ranges, as the reader
+    asks for them (`report`, which reads a few branches: only their baskets travel, and only
+    a buffer of them is held)."""
     if is_url(path) and urlsplit(path).scheme in WEBDAV_SCHEMES:
         store = store_for(path)
+        if not whole:
+            size = int(retrying(lambda: store.info(path), path, "stat the file")["size"])
+            return io.BufferedReader(RangedFile(path, size), RANGED_BUFFER_BYTES)
         return io.BytesIO(retrying(lambda: store.read(path), path, "read"))
     return path
+
+
+RANGED_BUFFER_BYTES = 1 << 20  # what one ranged request of a `RangedFile` reads ahead
+
+
+class RangedFile(io.RawIOBase):
+    """A remote file of known size read by byte ranges (`Store.read_ranges`), each read of the
+    reader one ranged request, retried as every remote read is."""
+
+    def __init__(self, url: str, size: int) -> None:
+        super().__init__()
+        self.url, self.size, self._position = url, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        self._position = max(base + offset, 0)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        stop = min(self._position + len(buffer), self.size)
+        if stop <= self._position:
+            return 0
+        start, store = self._position, store_for(self.url)
+        (data,) = retrying(lambda: store.read_ranges(self.url, [start], [stop]), self.url)
+        if len(data) != stop - start:
+            raise InputFileError(
+                f"{self.url}: asked bytes {start}-{stop - 1}, the server sent {len(data)}"
+            )
+        memoryview(buffer).cast("B")[: len(data)] = data
+        self._position = stop
+        return len(data)
 
 
 def open_options(path: str) -> dict[str, Any]:

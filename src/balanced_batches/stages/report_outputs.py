@@ -102,7 +102,7 @@ def _read_chunks(
     path: Path | str, file_format: str, tree: str, branches: list[str]
 ) -> Iterator[dict[str, np.ndarray]]:
     location = str(path)
-    source = readable(location)
+    source = readable(location, whole=False)
     if file_format == "parquet":
         import fsspec
         import pyarrow.parquet as pq
