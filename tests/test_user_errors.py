@@ -107,23 +107,26 @@ def test_an_unreachable_scheduler_is_one_line_naming_it(counted_copy: Path) -> N
 # -- selection expressions ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("on_bad_file", ["fail", "skip"])
+@pytest.mark.parametrize(("on_bad_file", "workers"), [("fail", 1), ("skip", 1), ("fail", 2)])
 def test_an_expression_naming_a_missing_branch_is_a_configuration_error(
-    tmp_path: Path, dataset: Dataset, on_bad_file: str
+    tmp_path: Path, dataset: Dataset, on_bad_file: str, workers: int
 ) -> None:
+    """With 2 workers, files are counted while the selection's probe runs."""
     config = project_yaml(tmp_path / "project.yaml", 'regions: {pt: "nosuchbranch * 2"}')
     workdir = tmp_path / "work"
     args = [*count_args(workdir, dataset.file_list), "--config", config]
+    args[args.index("--workers") + 1] = workers
     line = cli_error(*args, "--on-bad-file", on_bad_file)
     assert line.startswith("error: regions.pt: expression 'nosuchbranch * 2' reads branch"), line
     assert "nosuchbranch" in line and "lacks" in line, line
-    # no input file is blamed for it
-    if (workdir / "catalog.sqlite").exists():
-        catalog = Catalog.open(workdir)
-        try:
-            assert all(record.status != "bad" for record in catalog.files())
-        finally:
-            catalog.close()
+    # no input file is blamed for it, nor counted: the counts that came before the probe's
+    # answer were held, and dropped with it
+    catalog = Catalog.open(workdir)
+    try:
+        records = catalog.files()
+        assert records and all(record.status not in ("bad", "counted") for record in records)
+    finally:
+        catalog.close()
     assert not (workdir / "counts.json").exists()
 
 

@@ -6,8 +6,10 @@ import hashlib
 import itertools
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from ..catalog import Catalog
 from ..config import ProjectConfig
@@ -18,7 +20,7 @@ from ..io.files import write_json
 from ..io.trees import file_stat
 from ..regions import Selection, build_selection
 from ..rows import layout_to_json
-from .count_units import CountTask, ProbeTask, TreeProbe, count_files, probe_tree
+from .count_units import CountResult, CountTask, Probed, ProbeTask, TreeProbe, count_or_probe
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +95,9 @@ def count_inputs(
     if (tasks or removed) and catalog.get_meta("plan") is not None:
         log.warning("counts change: the stored plan is dropped, run 'plan' again")
         catalog.delete_meta("plan")
+    counted: Iterator[list[CountResult]] = iter(())
     if tasks:
-        probe = _check_selection(engine, tasks, selection)
+        probe, counted = _check_selection(engine, tasks, selection)
         stored = catalog.get_meta("layout")
         if probe is not None and probe.layout is not None and "types" not in (stored or {}):
             # the plan's jobs are then built whole at once: write units need the layout, and
@@ -103,7 +106,7 @@ def count_inputs(
             catalog.set_meta("layout", layout_to_json(probe.layout))
     catalog.set_meta("selection", fingerprint)
     failed: list[str] = []
-    results = itertools.chain.from_iterable(engine.map(count_files, _groups(tasks)))
+    results = itertools.chain.from_iterable(counted)
     for result in reporter.track(results, len(tasks), "counting files"):
         if result.error is not None:
             catalog.record_bad_file(result.file_id, result.error)
@@ -131,15 +134,26 @@ def count_inputs(
 
 def _check_selection(
     engine: Engine, tasks: list[CountTask], selection: Selection
-) -> TreeProbe | None:
-    """Checks the selection against the first readable input tree before counting, so that
-    an expression naming a branch no file has is one configuration error, not a reason to
-    call every input file bad."""
+) -> tuple[TreeProbe | None, Iterator[list[CountResult]]]:
+    """Checks the selection against the first readable input tree, so that an expression naming
+    a branch no file has is one configuration error, not a reason to call every input file
+    bad. The probe runs beside the counting; the counts that come before it are held until the
+    selection passed (none is recorded if it fails). Returns the probe and every count."""
     probe_task = ProbeTask(tuple(task.path for task in tasks), tasks[0].tree, selection)
-    probe = next(iter(engine.map(probe_tree, [probe_task])))
+    work: list[ProbeTask | list[CountTask]] = [probe_task, *_groups(tasks)]
+    results = engine.map(count_or_probe, work)
+    early: list[list[CountResult]] = []
+    for result in results:
+        if isinstance(result, Probed):
+            probe = result.probe
+            break
+        early.append(result)
+    else:
+        raise RuntimeError("the engine returned no answer of the selection's probe")
     if probe is not None:
         selection.check_against(probe.branches, probe.sample, f"{probe.path}'s tree")
-    return probe
+    rest = cast(Iterator[list[CountResult]], results)  # the one probe has come
+    return probe, itertools.chain(early, rest)
 
 
 def write_counts_json(catalog: Catalog, selection: Selection, path: Path) -> None:

@@ -151,6 +151,22 @@ def probe_tree(task: ProbeTask) -> TreeProbe | None:
     return None
 
 
+@dataclass(frozen=True)
+class Probed:
+    """What `probe_tree` found, as one of `count_or_probe`'s results."""
+
+    probe: TreeProbe | None
+
+
+def count_or_probe(work: ProbeTask | list[CountTask]) -> Probed | list[CountResult]:
+    """`probe_tree` or `count_files`: the probe goes out with the files to count, to the first
+    free worker, instead of alone before them (one tree's metadata on one worker, while the
+    others waited: ~0.3 s of a 3 s `count`)."""
+    if isinstance(work, ProbeTask):
+        return Probed(probe_tree(work))
+    return count_files(work)
+
+
 def count_files(tasks: list[CountTask]) -> list[CountResult]:
     """Counts a few files in one unit of work (per-task overheads dwarf a small file's count);
     their metadata's short-lived objects are collected once, at the end."""
