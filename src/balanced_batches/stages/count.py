@@ -97,7 +97,7 @@ def count_inputs(
         catalog.delete_meta("plan")
     counted: Iterator[list[CountResult]] = iter(())
     if tasks:
-        probe, counted = _check_selection(engine, tasks, selection)
+        probe, counted = _probe_beside_counting(engine, tasks, selection)
         stored = catalog.get_meta("layout")
         if probe is not None and probe.layout is not None and "types" not in (stored or {}):
             # the plan's jobs are then built whole at once: write units need the layout, and
@@ -132,13 +132,14 @@ def count_inputs(
     return CountOutcome(len(tasks) - len(failed), unchanged, failed, unmatched)
 
 
-def _check_selection(
+def _probe_beside_counting(
     engine: Engine, tasks: list[CountTask], selection: Selection
 ) -> tuple[TreeProbe | None, Iterator[list[CountResult]]]:
-    """Checks the selection against the first readable input tree, so that an expression naming
-    a branch no file has is one configuration error, not a reason to call every input file
-    bad. The probe runs beside the counting; the counts that come before it are held until the
-    selection passed (none is recorded if it fails). Returns the probe and every count."""
+    """Counts the files, and checks the selection against the first readable input tree (the
+    probe), so that an expression naming a branch no file has is one configuration error, not
+    a reason to call every input file bad. The probe runs beside the counting; the counts that
+    come before it are held until the selection passed (none is recorded if it fails). Returns
+    the probe and every count."""
     probe_task = ProbeTask(tuple(task.path for task in tasks), tasks[0].tree, selection)
     work: list[ProbeTask | list[CountTask]] = [probe_task, *_groups(tasks)]
     results = engine.map(count_or_probe, work)
