@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeGuard
@@ -29,10 +29,15 @@ def is_url(path: str) -> bool:
 
 def adler32_of(path: Path) -> str:
     """adler32 of a file as 8 hex digits (the checksum XRootD reports)."""
-    value = 1
     with path.open("rb") as handle:
-        while chunk := handle.read(1 << 22):
-            value = zlib.adler32(chunk, value)
+        return adler32_of_chunks(iter(lambda: handle.read(1 << 22), b""))
+
+
+def adler32_of_chunks(chunks: Iterable[bytes]) -> str:
+    """adler32 of the bytes `chunks` hold one after another, as 8 hex digits."""
+    value = 1
+    for chunk in chunks:
+        value = zlib.adler32(chunk, value)
     return f"{value & 0xFFFFFFFF:08x}"
 
 

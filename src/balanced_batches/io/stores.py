@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import time
-import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import BalancedBatchesError, ConfigError, InputFileError
-from .files import is_url
+from .files import adler32_of_chunks, is_url
 
 log = logging.getLogger(__name__)
 
@@ -280,11 +279,9 @@ class FsspecStore(Store):
     def checksum(self, url: str) -> str:
         """adler32 of the bytes read back."""
         fs, path = self.filesystem(url)
-        value = 1
-        with fs.open(path, "rb", block_size=self.config.chunk_bytes) as handle:
-            while chunk := handle.read(self.config.chunk_bytes):
-                value = zlib.adler32(chunk, value)
-        return f"{value & 0xFFFFFFFF:08x}"
+        block = self.config.chunk_bytes
+        with fs.open(path, "rb", block_size=block) as handle:
+            return adler32_of_chunks(iter(lambda: handle.read(block), b""))
 
     def upload(self, local: Path, url: str) -> None:
         """Streams the file in blocks through `fs.open(path, 'wb')` (`put` is not everywhere)."""

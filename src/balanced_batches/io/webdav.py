@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import functools
 import os
-import zlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .files import adler32_of_chunks
 from .stores import RemoteSettings, Store
 
 SCHEMES = {"davs": "https", "dav": "http", "https": "https", "http": "http"}
@@ -153,11 +153,8 @@ class WebDAVStore(Store):
         """adler32 of the file's bytes as they come (`GET`, streamed): an output of any size
         costs a chunk of memory, not its size."""
         client, path = self._client(url)
-        value = 1
         with client.http.stream("GET", client.join_url(path)) as response:
-            for chunk in _checked(response, url).iter_bytes(READ_BACK_CHUNK):
-                value = zlib.adler32(chunk, value)
-        return f"{value & 0xFFFFFFFF:08x}"
+            return adler32_of_chunks(_checked(response, url).iter_bytes(READ_BACK_CHUNK))
 
     def upload(self, local: Path, url: str) -> None:
         """`PUT` of the file, streamed."""
