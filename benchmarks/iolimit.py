@@ -148,18 +148,16 @@ def _write_file(task: WriteTask) -> tuple[int, float, int, int]:
         layout = _grouped(rows, layout)
         branches = _branches(rows, layout, with_provenance=True)
     counters = {group.outer: group.counter for group in layout.groups}
-    path = Path(task.directory) / f"limit{task.index}.root"
-    start = time.perf_counter()
-    with uproot.recreate(path, compression=root_compression(task.compression)) as output:
+
+    def write(output: Any) -> None:
         output.mktree(
             task.tree,
             {name: branch_type(values) for name, values in branches.items()},
             counter_name=lambda outer: counters.get(outer, "n" + outer),
         )
         output[task.tree].extend(branches)
-    seconds = time.perf_counter() - start
-    size = path.stat().st_size
-    path.unlink()
+
+    seconds, size = _timed_write(task, f"limit{task.index}.root", write)
     return os.getpid(), seconds, len(next(iter(branches.values()))), size
 
 
@@ -171,17 +169,26 @@ def _rewrite_file(task: WriteTask) -> tuple[int, float, int, int]:
     types = ttree_writer.branch_types(tree)
     rows = tree.arrays(library="ak")
     branches = {branch.name: rows[branch.name] for branch in types}
-    path = Path(task.directory) / f"rewrite{task.index}.root"
+
+    def write(output: Any) -> None:
+        with ttree_writer.mktree(output, task.tree, types) as writer:
+            writer.extend(branches)
+
+    seconds, size = _timed_write(task, f"rewrite{task.index}.root", write)
+    return os.getpid(), seconds, len(rows), size
+
+
+def _timed_write(task: WriteTask, name: str, write: Callable[[Any], None]) -> tuple[float, int]:
+    """(seconds, bytes) of `recreate` + `write(file)` + close of file `name` in the task's
+    directory, at the task's compression; the file is deleted after."""
+    path = Path(task.directory) / name
     start = time.perf_counter()
-    with (
-        uproot.recreate(path, compression=root_compression(task.compression)) as output,
-        ttree_writer.mktree(output, task.tree, types) as writer,
-    ):
-        writer.extend(branches)
+    with uproot.recreate(path, compression=root_compression(task.compression)) as output:
+        write(output)
     seconds = time.perf_counter() - start
     size = path.stat().st_size
     path.unlink()
-    return os.getpid(), seconds, len(rows), size
+    return seconds, size
 
 
 def _warm(_: int) -> int:
