@@ -15,10 +15,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -27,6 +29,8 @@ from conftest import Production, cli, project_yaml, reference_plan_args
 from faults_util import copy_workdir, output_digests, run_exported_jobs
 from services import unavailable
 from xrootd_server import free_port, http_plugin_installed, missing_requirement, running_server
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -136,13 +140,21 @@ def test_batch_jobs_in_sandboxes_with_everything_on_a_webdav_server(
         assert adler32(path) == adler32(reference.outdir / path.name)
 
 
+def with_peak_memory(work: Callable[[], T]) -> tuple[T, int]:
+    """What `work()` returns, and the most bytes Python held for it at once (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        result = work()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_server_without_checksums_has_files_read_back_a_chunk_at_a_time(
     wsgidav: DavServer,
 ) -> None:
     """wsgidav answers no `Want-Digest`: the adler32 is that of the bytes read back, and
     reading back a 32 MB file holds a few chunks in memory, not the file."""
-    import tracemalloc
-
     from balanced_batches.io.stores import store_for
 
     content = np.random.default_rng(7).integers(0, 256, 32 << 20, dtype=np.uint8).tobytes()
@@ -150,12 +162,7 @@ def test_a_server_without_checksums_has_files_read_back_a_chunk_at_a_time(
     url = f"{wsgidav.url}/big.bin"
     store = store_for(url)
     store.info(url)  # the client and its connection made before measuring
-    tracemalloc.start()
-    try:
-        checksum = store.checksum(url)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    checksum, peak = with_peak_memory(lambda: store.checksum(url))
     assert checksum == f"{zlib.adler32(content) & 0xFFFFFFFF:08x}"
     assert peak < 8 << 20, f"{peak / 2**20:.1f} MB held while reading back 32 MB"
 
@@ -163,8 +170,6 @@ def test_a_server_without_checksums_has_files_read_back_a_chunk_at_a_time(
 def test_report_reads_the_branches_it_needs_by_byte_ranges(wsgidav: DavServer) -> None:
     """`report` reads an output on a WebDAV server by byte ranges: the branch it asks for is
     read right, without the file's 14 MB of other branches in memory."""
-    import tracemalloc
-
     import uproot
 
     from balanced_batches.stages.report_outputs import output_chunks
@@ -177,12 +182,7 @@ def test_report_reads_the_branches_it_needs_by_byte_ranges(wsgidav: DavServer) -
     url = f"{wsgidav.url}/wide.root"
     assert (wsgidav.root / "wide.root").stat().st_size > 14 << 20
     list(output_chunks(url, "root", "taus", ["small"]))  # imports and the client made first
-    tracemalloc.start()
-    try:
-        chunks = list(output_chunks(url, "root", "taus", ["small"]))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    chunks, peak = with_peak_memory(lambda: list(output_chunks(url, "root", "taus", ["small"])))
     assert np.array_equal(np.concatenate([chunk["small"] for chunk in chunks]), small)
     # read whole, the file's bytes and their copies held 29 MB
     assert peak < 12 << 20, f"{peak / 2**20:.1f} MB held to read a 2 MB branch"
