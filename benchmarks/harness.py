@@ -14,10 +14,12 @@ run side by side, so the ratios of one repetition share the machine's state; med
 repetitions are reported. Results: ``<out>/results/<size>.json`` and a Markdown summary on
 stdout (also ``<out>/results/<size>.md``); with ``--vector-branches`` the dataset is generated
 with jagged branches as ``std::vector<T>`` (cached apart) and the results are
-``<size>-vector.json``. The I/O limit's write then writes the same rows with uproot's counted
-arrays (uproot cannot write ``std::vector``), ``x_*`` branches sharing a counter ``nx``; and
-``io_rewrite`` writes them again in the outputs' own format (``std::vector<T>``, through
-``io.ttree_writer``): ``io_limit_format`` = read + rewrite is the limit for those outputs.
+``<size>-vector.json``. The I/O limit's write (``io_write``) writes the rows with uproot's
+``mktree`` + ``extend``: counted arrays, also for ``std::vector`` inputs (uproot cannot write
+``std::vector``), ``x_*`` branches sharing a counter ``nx``. ``io_rewrite`` writes `run`'s
+outputs again in their own format through ``io.ttree_writer``, the writer `run` uses, which
+is faster than uproot's for counted arrays too: ``io_limit_format`` = read + rewrite is the
+limit with the same writer and format as `run`.
 """
 
 from __future__ import annotations
@@ -116,11 +118,8 @@ def repetition(
     stages: set[str],
     workers: int,
     branches: list[str],
-    vector_outputs: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """One side-by-side repetition of every selected stage, in a fresh working directory;
-    `vector_outputs`: the outputs hold std::vector branches, so the limit is also measured
-    writing them in that format."""
+    """One side-by-side repetition of every selected stage, in a fresh working directory."""
     base = root / f"rep{index}"
     shutil.rmtree(base, ignore_errors=True)
     work, output, limit = base / "work", base / "batches", base / "iolimit"
@@ -152,7 +151,7 @@ def repetition(
         records["io_limit"] = {
             "wall_s": records["io_read"]["seconds"] + records["io_write"]["seconds"],
         }
-        if vector_outputs and outputs:
+        if outputs:
             records["io_rewrite"] = io_stage(
                 "rewrite",
                 facts.read_paths,
@@ -324,9 +323,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results["plan_facts"] = probe
     if args.stages & {"count", "plan", "run", "io"}:
         branches = selection_branches()
-        vector = args.vector_branches
         reps = [
-            repetition(i, root, dataset, settings, args.stages, args.workers, branches, vector)
+            repetition(i, root, dataset, settings, args.stages, args.workers, branches)
             for i in range(args.repeat)
         ]
         results["repetitions"] = reps

@@ -14,8 +14,9 @@ compression ratio. Without it they are taken from the input files in list order 
 shuffled. Getting the rows is not timed; only ``recreate`` + ``mktree`` + ``extend`` + close is.
 ``rewrite``: ``run``'s output files (``--outputs``) written again in their own format, every
 branch with its type (``std::vector<T>`` stays ``std::vector<T>``), through ``io.ttree_writer``,
-the one writer of that format here, at the same compression, one ``extend`` per file: the write
-any tool must do for those outputs, so the limit for ``std::vector`` outputs. Its processes
+the writer ``run`` uses, at the same compression, one ``extend`` per file: the write any tool
+must do for those outputs (uproot writes no ``std::vector``, and its counted arrays take more CPU
+than ``io.ttree_writer``'s for the same bytes), so the limit in the outputs' format. Its processes
 compress in one thread each (``OMP_NUM_THREADS=1``), as ``run``'s workers, one per core, do.
 
 Times are measured inside the worker processes, after the process pool has started, and
@@ -44,7 +45,7 @@ import uproot
 from balanced_batches.io import ttree_writer
 from balanced_batches.io.trees import branch_layout, local_reading
 from balanced_batches.rows import BranchGroup, BranchLayout
-from balanced_batches.writers import branch_type, root_compression
+from balanced_batches.writers import root_compression
 
 PROVENANCE_TYPES = {
     "bb_process_key": np.int32,
@@ -133,6 +134,17 @@ def _branches(rows: ak.Array, layout: BranchLayout, with_provenance: bool) -> di
         if with_provenance:
             branches[name] = np.arange(len(rows), dtype=dtype)
     return branches
+
+
+def branch_type(values: ak.Array | np.ndarray) -> object:
+    """The type `mktree` takes for a branch's values: a dtype (with the shape of a row for a
+    fixed-size array per row, `x[3]/F`), or the list type of a jagged one."""
+    if isinstance(values, np.ndarray):
+        return values.dtype if values.ndim == 1 else np.dtype((values.dtype, values.shape[1:]))
+    content = values.type.content
+    if isinstance(content, ak.types.NumpyType):
+        return np.dtype(content.primitive)
+    return content
 
 
 def _write_file(task: WriteTask) -> tuple[int, float, int, int]:

@@ -33,9 +33,8 @@ HOT_SPOTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("write units: write_units._write_outputs", (("balanced_batches/", "_write_outputs"),)),
     ("  shards.gather (rows from the parts)", (("balanced_batches/", "gather"),)),
     ("  writers.write_ttree", (("balanced_batches/", "write_ttree"),)),
-    ("    rows.to_arrays (branches for the writer)", (("balanced_batches/", "to_arrays"),)),
-    ("    uproot mktree", (("uproot/writing/writable.py", "mktree"),)),
-    ("    uproot extend", (("uproot/writing/writable.py", "extend"),)),
+    ("    io.ttree_writer.mktree (the tree's metadata)", (("io/ttree_writer.py", "mktree"),)),
+    ("    io.ttree_writer extend", (("io/ttree_writer.py", "extend"),)),
     (
         "    compression (zstd)",
         (("~", "<built-in method zstd.compress>"), ("uproot/compression.py", "compress")),

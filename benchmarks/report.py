@@ -14,7 +14,7 @@ STAGE_LABELS = {
     "io_read": "I/O: read all branches (run's files)",
     "io_write": "I/O: write run's rows once",
     "io_limit": "I/O limit = read all + write",
-    "io_rewrite": "I/O: write run's rows once in their own format (std::vector)",
+    "io_rewrite": "I/O: write run's rows once in their own format (io.ttree_writer)",
     "io_limit_format": "I/O limit, outputs' format = read all + write in it",
     "cli_startup": "baseline: start Python, import the library",
     "engine_startup": "baseline: local engine start + stop",
@@ -75,8 +75,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("plan 10^5 batches x 300 files x 3,000 regions", plan and plan["plan_s"], 10.0, "s"),
         ("catalog of that plan", plan and plan["catalog_mb"], 200.0, "MB"),
     ]
-    if "run_vs_io_limit_format" in ratios:  # std::vector outputs only
-        name = "run / I/O limit in the outputs' format (std::vector)"
+    if "run_vs_io_limit_format" in ratios:  # ROOT outputs, rewritten by the harness
+        name = "run / I/O limit in the outputs' format, run's writer (io.ttree_writer)"
         checks.insert(1, (name, ratios["run_vs_io_limit_format"], 1.5, "x"))
     return [
         {

@@ -16,9 +16,9 @@ import numpy as np
 import uproot
 
 from .io.files import atomic_path
-from .rows import BranchLayout, RowBlock, column_arrays, to_arrays
+from .rows import BranchLayout, RowBlock, column_arrays
 
-if TYPE_CHECKING:  # uproot's own writer serves the inputs whose branches it can write back
+if TYPE_CHECKING:  # imported where used: the CLI's start does not pay for it
     from .io.ttree_writer import BranchData, BranchType
 
 EXTENSIONS = {"root": ".root", "rntuple": ".root", "parquet": ".parquet"}
@@ -49,45 +49,15 @@ def root_compression(spec: str) -> uproot.compression.Compression | None:
 def write_ttree(
     path: Path, rows: RowBlock, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
 ) -> None:
-    """A TTree whose branches have the input's on-disk types: `std::vector<T>` branches stay
-    vectors spelled as the input spells them (what C++ binding `std::vector<T>*` reads),
-    counted arrays stay counted arrays with their counters (`x_pt[nx]`), fixed-size arrays
-    keep their shape (`x[3]/F`, `y[2][2]/I`), scalars keep their leaf types."""
-    if layout.vectors or not _uproot_keeps_counters(layout):
-        _write_ttree_own(path, rows, layout, extra, spec)
-        return
-    branches = to_arrays(rows, layout) | {name: rows.column(name) for name in extra}
-    counters = {group.outer: group.counter for group in layout.groups}
-    types = {name: branch_type(values) for name, values in branches.items()}
-    with (
-        atomic_path(path) as temporary,
-        _reproducible_root_file(temporary, spec) as output,
-    ):
-        output.mktree(spec.tree, types, counter_name=lambda outer: counters.get(outer, "n" + outer))
-        for start in range(0, max(rows.length, 1), WRITE_CHUNK_ROWS):
-            chunk = {
-                name: values[start : start + WRITE_CHUNK_ROWS] for name, values in branches.items()
-            }
-            output[spec.tree].extend(chunk)
-        output[PROVENANCE_OBJECT] = spec.provenance
-
-
-def _uproot_keeps_counters(layout: BranchLayout) -> bool:
-    """Whether uproot's writer gives the counted arrays their input counters: it writes int32
-    counters only, and a counter only for a group (members `<outer>_*` of one record)."""
-    return not any(layout.counter_of(name) for name in layout.singles) and all(
-        layout.counter_dtype(group.counter) == np.int32 for group in layout.groups
-    )
-
-
-def _write_ttree_own(
-    path: Path, rows: RowBlock, layout: BranchLayout, extra: tuple[str, ...], spec: OutputSpec
-) -> None:
-    """`write_ttree` for what uproot cannot write: `std::vector<T>` branches, and counters
-    that are not int32 or count arrays of other names (`nJets` of `jet_pt`). Every branch
-    goes through `io.ttree_writer`, counted arrays with their input counters. The rows' numpy
-    buffers go in as they are, flat columns sliced per `extend` and jagged ones as
-    `(offsets, content)` with their offsets sliced: no awkward arrays in between."""
+    """A TTree whose branches have the input's on-disk types, written by `io.ttree_writer`:
+    `std::vector<T>` branches stay vectors spelled as the input spells them (what C++ binding
+    `std::vector<T>*` reads), counted arrays stay counted arrays with their input counters
+    (`x_pt[nx]`, whatever the counter's integer type), fixed-size arrays keep their shape
+    (`x[3]/F`, `y[2][2]/I`), scalars keep their leaf types. The rows' numpy buffers go in as they
+    are, flat columns sliced per `extend` and jagged ones as `(offsets, content)` with their
+    offsets sliced: no awkward arrays in between. uproot's own `mktree` writes counted arrays
+    too, but only with int32 counters of records, and took 1.05-1.10x the CPU time for the same
+    bytes (BENCHMARKS.md)."""
     from .io.ttree_writer import BranchType, mktree
 
     jagged = {
@@ -136,17 +106,6 @@ def _flat_branch(name: str, values: np.ndarray) -> BranchType:
     if values.ndim == 1:
         return BranchType(name, "scalar", values.dtype)
     return BranchType(name, "fixed", values.dtype, shape=values.shape[1:])
-
-
-def branch_type(values: ak.Array | np.ndarray) -> object:
-    """The type `mktree` takes for a branch's values: a dtype (with the shape of a row for a
-    fixed-size array per row, `x[3]/F`), or the list type of a jagged one."""
-    if isinstance(values, np.ndarray):
-        return values.dtype if values.ndim == 1 else np.dtype((values.dtype, values.shape[1:]))
-    content = values.type.content
-    if isinstance(content, ak.types.NumpyType):
-        return np.dtype(content.primitive)
-    return content
 
 
 def write_rntuple(
