@@ -4,7 +4,8 @@
 # OLD_COMMIT's src/ is checked out into a temporary worktree and put first on PYTHONPATH;
 # the other arm is this checkout. Each repetition counts, plans and runs in a fresh working
 # directory per arm (2 workers), prints the wall seconds of each command, and the output files
-# of both arms are compared byte for byte. Needs the medium dataset of benchmarks.harness
+# of both arms are compared byte for byte. The arm that goes first alternates (old first in odd
+# repetitions, new first in even ones). Needs the medium dataset of benchmarks.harness
 # (bench-data/datasets/sall-f2-e4000-seed1-zstd), or the dataset directory in BB_AB_DATA (e.g.
 # its std::vector twin, sall-f2-e4000-seed1-zstd-vector), planned with the options in BB_AB_PLAN
 # (default: --pileup PU200 --events-per-batch-type 15 --batches 10).
@@ -21,7 +22,8 @@ trap 'git -C "$ROOT" worktree remove --force "$WORK/old-src" >/dev/null 2>&1; rm
 git -C "$ROOT" worktree add --detach "$WORK/old-src" "$OLD" >/dev/null 2>&1
 seconds() { local start=$1; echo "$(date +%s.%N) - $start" | bc; }
 for rep in $(seq 1 "$REPEATS"); do
-  for arm in old new; do
+  arms="old new"; [ $((rep % 2)) -eq 0 ] && arms="new old"
+  for arm in $arms; do
     if [ "$arm" = old ]; then export PYTHONPATH=$WORK/old-src/src; else unset PYTHONPATH; fi
     W=$WORK/$arm-$rep
     start=$(date +%s.%N)

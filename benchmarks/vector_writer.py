@@ -1,4 +1,4 @@
-"""The std::vector TTree writer (`io.ttree_writer`) against uproot's counted arrays, alternated.
+"""The TTree writer (`io.ttree_writer`), std::vector and counted, against uproot's, alternated.
 
     .venv/bin/python -m benchmarks.vector_writer                       # bigfiles, 60,000 rows
     .venv/bin/python -m benchmarks.vector_writer --size medium --rows 25590 --pairs 9
@@ -6,17 +6,19 @@
     .venv/bin/python -m benchmarks.vector_writer --profile --compressions zstd:1,zstd:3,lz4:4
     .venv/bin/python -m benchmarks.vector_writer --commit HEAD         # src/ of a commit
 
-The same rows are written two ways, each through `writers.write_ttree`, as a write unit of
-`run` calls it (temporary name, fsync, rename; the plan's compression, `zstd:5` by default;
-`WRITE_CHUNK_ROWS` rows per `extend`):
+The same rows are written three ways, each as a write unit of `run` writes a file (temporary
+name, fsync, rename; the plan's compression, `zstd:5` by default; `WRITE_CHUNK_ROWS` rows per
+`extend`):
 
 - **vector**: the rows as a `std::vector<T>` input gives them (every jagged branch its own
-  collection, `BranchLayout.vectors` naming them all), so `write_ttree` hands them to
-  `io.ttree_writer` (`writers._write_ttree_own`): every jagged branch a
-  `std::vector<T>` branch, no counters;
+  collection, `BranchLayout.vectors` naming them all), through `writers.write_ttree`, i.e.
+  `io.ttree_writer`: every jagged branch a `std::vector<T>` branch, no counters;
 - **counted**: the rows as a counted-array input gives them (the members of `pfCand_*`,
-  `ele_*`, `muon_*` share one counter each), written by uproot's `mktree` + `extend`:
-  what `write_ttree` does when the layout has no vectors.
+  `ele_*`, `muon_*` share one counter each), through `writers.write_ttree` too: counted arrays
+  written by `io.ttree_writer`, what `run` writes for counted-array inputs;
+- **uproot**: the same counted rows written by uproot's `mktree` + `extend` (`write_with_uproot`,
+  what `write_ttree` did for counted-array inputs until `io.ttree_writer` replaced it): the
+  writer the `std::vector` writer is measured against.
 
 Rows: the first `--rows` entries of the dataset of `--size` (counted arrays; made by
 `datasets.ensure_dataset` if missing), read in list order, every branch, then shuffled
@@ -24,22 +26,22 @@ Rows: the first `--rows` entries of the dataset of `--size` (counted arrays; mad
 columns of the outputs. Both arms get the same values; the vector arm's collections share
 the offsets array of their group.
 
-Order: one untimed warm-up write of each arm, after which both files are read back with
-uproot and compared branch by branch with the rows (every value); then `--pairs` pairs, the
-arm that goes first alternating from pair to pair (vector, counted / counted, vector / ...).
-Each write is timed in this process: wall (`perf_counter`) and CPU (`process_time`) of the
-`write_ttree` call. Reported: medians per arm, vector/counted per pair (median, min-max and
-a 95 % bootstrap interval of the median), MB/s of uncompressed payload (the rows' values:
-flat columns and jagged contents, the same bytes in both arms), the output sizes and the
-trees' uncompressed serialised bytes (fTotBytes: values plus ROOT's framing, the 10-byte
-header of each vector entry or the counters). Results:
+Order: one untimed warm-up write of each arm, after which the files are read back with
+uproot and compared branch by branch with the rows (every value); then `--pairs` rounds, the
+arm that goes first rotating from round to round (vector, counted, uproot / counted, uproot,
+vector / ...). Each write is timed in this process: wall (`perf_counter`) and CPU
+(`process_time`) of the write. Reported: medians per arm, vector/uproot and counted/uproot per
+round (median, min-max and a 95 % bootstrap interval of the median), MB/s of uncompressed
+payload (the rows' values: flat columns and jagged contents, the same bytes in every arm), the
+output sizes and the trees' uncompressed serialised bytes (fTotBytes: values plus ROOT's
+framing, the 10-byte header of each vector entry or the counters). Results:
 ``<out>/results/vector_writer-<size>-<rows>.json`` and a Markdown table on stdout.
 
-`--profile`: afterwards, the jagged branches' basket payloads as each arm hands them to the
-compressor (vector: every entry framed by a 10-byte header), framed and compressed alone
-(`compression_costs`, no profiler; `--compressions` adds other settings), then one write of
-each arm under cProfile (CPU time); the functions with the most time of their own and below
-them are printed and kept in the JSON.
+`--profile`: afterwards, the jagged branches' basket payloads as each layout hands them to the
+compressor (vector: every entry framed by a 10-byte header; counted: the bare values, whichever
+writer), framed and compressed alone (`compression_costs`, no profiler; `--compressions` adds
+other settings), then one write of each arm under cProfile (CPU time); the functions with the
+most time of their own and below them are printed and kept in the JSON.
 
 With `--commit REV`, `src/` of that commit is exported (`executor_engine.export_src`) and the
 benchmark runs again in a subprocess with it first on PYTHONPATH: a working tree being edited
@@ -66,8 +68,11 @@ import numpy as np
 
 from .datasets import SIZES, ensure_dataset, input_paths
 from .executor_engine import REPOSITORY, _working_tree_commit, bootstrap_interval, export_src
+from .iolimit import branch_type
 
-ARMS = ("vector", "counted")
+ARMS = ("vector", "counted", "uproot")
+LAYOUTS = ("vector", "counted")  # how the jagged baskets' payloads differ (`jagged_baskets`)
+RATIOS = (("vector", "uproot"), ("counted", "uproot"))  # numerator, denominator, per round
 MB = 2.0**20
 PROVENANCE_DTYPES = {  # as the outputs hold them (stages.units.PROVENANCE)
     "bb_process_key": np.int32,
@@ -131,8 +136,34 @@ def payload_bytes(block: Any) -> int:
     return int(flat + jagged)
 
 
+def write_with_uproot(
+    path: Path, rows: Any, layout: Any, extra: tuple[str, ...], spec: Any
+) -> None:
+    """Counted-array rows written as `writers.write_ttree` wrote them with uproot's `mktree` +
+    `extend` (awkward arrays of the groups' records, `WRITE_CHUNK_ROWS` rows per `extend`)."""
+    from balanced_batches.io.files import atomic_path
+    from balanced_batches.rows import to_arrays
+    from balanced_batches.writers import (
+        PROVENANCE_OBJECT,
+        WRITE_CHUNK_ROWS,
+        _reproducible_root_file,
+    )
+
+    branches = to_arrays(rows, layout) | {name: rows.column(name) for name in extra}
+    counters = {group.outer: group.counter for group in layout.groups}
+    types = {name: branch_type(values) for name, values in branches.items()}
+    with atomic_path(path) as temporary, _reproducible_root_file(temporary, spec) as output:
+        output.mktree(spec.tree, types, counter_name=lambda outer: counters.get(outer, "n" + outer))
+        for start in range(0, max(rows.length, 1), WRITE_CHUNK_ROWS):
+            chunk = {
+                name: values[start : start + WRITE_CHUNK_ROWS] for name, values in branches.items()
+            }
+            output[spec.tree].extend(chunk)
+        output[PROVENANCE_OBJECT] = spec.provenance
+
+
 class Arms:
-    """The two ways to write the rows, each a call of `writers.write_ttree`."""
+    """The three ways to write the rows."""
 
     def __init__(self, block: Any, layout: Any, compression: str, directory: Path) -> None:
         from balanced_batches.writers import OutputSpec
@@ -141,33 +172,38 @@ class Arms:
         self.spec = OutputSpec("root", compression, "taus", "{}", "vector-writer-benchmark")
         self.extra = tuple(PROVENANCE_DTYPES)
         vector_block, vector_layout = as_vector_input(block, layout)
-        self.inputs = {"vector": (vector_block, vector_layout), "counted": (block, layout)}
+        self.inputs = {
+            "vector": (vector_block, vector_layout),
+            "counted": (block, layout),
+            "uproot": (block, layout),
+        }
 
     def path(self, arm: str) -> Path:
         """Where `arm` writes."""
         return self.directory / f"{arm}.root"
 
-    def write(self, arm: str) -> dict[str, float]:
-        """One write of `arm`: wall and CPU seconds of `write_ttree`, the file's size."""
+    def _call(self, arm: str) -> None:
         from balanced_batches.writers import write_ttree
 
         rows, layout = self.inputs[arm]
+        write = write_with_uproot if arm == "uproot" else write_ttree
+        write(self.path(arm), rows, layout, self.extra, self.spec)
+
+    def write(self, arm: str) -> dict[str, float]:
+        """One write of `arm`: wall and CPU seconds, the file's size."""
         path = self.path(arm)
         path.unlink(missing_ok=True)
         wall, cpu = time.perf_counter(), time.process_time()
-        write_ttree(path, rows, layout, self.extra, self.spec)
+        self._call(arm)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         return {"wall_s": wall, "cpu_s": cpu, "bytes": path.stat().st_size}
 
     def profile(self, arm: str, top: int) -> dict[str, Any]:
         """One write of `arm` under cProfile: the top functions by own and cumulative time."""
-        from balanced_batches.writers import write_ttree
-
-        rows, layout = self.inputs[arm]
         self.path(arm).unlink(missing_ok=True)
         profiler = cProfile.Profile(time.process_time)  # CPU time: steadier on a shared machine
         profiler.enable()
-        write_ttree(self.path(arm), rows, layout, self.extra, self.spec)
+        self._call(arm)
         profiler.disable()
         stats = pstats.Stats(profiler)
         total = stats.total_tt  # type: ignore[attr-defined]
@@ -212,7 +248,7 @@ def compression_costs(block: Any, compression: str) -> dict[str, Any]:
     compressor = root_compression(compression)
     baskets = jagged_baskets(block)
     result: dict[str, Any] = {"framing_s": baskets["framing_s"]}
-    for arm in ARMS:
+    for arm in LAYOUTS:
         data = baskets["payloads"][arm]
         best, compressed = float("inf"), 0
         for _ in range(3):
@@ -242,7 +278,7 @@ def tree_facts(path: Path) -> dict[str, int]:
 
 
 def read_back_equal(arms: Arms, block: Any) -> dict[str, Any]:
-    """Both files read back with uproot hold the rows, every branch, every value."""
+    """Every arm's file read back with uproot holds the rows, every branch, every value."""
     import awkward as ak
     import uproot
 
@@ -266,61 +302,68 @@ def read_back_equal(arms: Arms, block: Any) -> dict[str, Any]:
 
 
 def summarise(records: list[dict[str, Any]], payload: int) -> dict[str, Any]:
-    """Medians per arm, vector/counted per pair, MB/s of payload."""
+    """Medians per arm, `RATIOS` per round, MB/s of payload."""
     summary: dict[str, Any] = {}
     for key in ("wall_s", "cpu_s"):
         per_arm = {arm: [r[arm][key] for r in records] for arm in ARMS}
-        ratios = [r["vector"][key] / r["counted"][key] for r in records]
-        low, high = bootstrap_interval(ratios)
         summary[key] = {
             **{arm: [round(v, 4) for v in values] for arm, values in per_arm.items()},
             **{f"median_{arm}": statistics.median(values) for arm, values in per_arm.items()},
-            "ratios": [round(v, 4) for v in ratios],
-            "median_ratio": statistics.median(ratios),
-            "ratio_min": min(ratios),
-            "ratio_max": max(ratios),
-            "ratio_interval_95": (low, high),
-            "pairs_vector_faster": sum(v < 1 for v in ratios),
         }
+        for top, bottom in RATIOS:
+            ratios = [r[top][key] / r[bottom][key] for r in records]
+            low, high = bootstrap_interval(ratios)
+            summary[key][f"{top}/{bottom}"] = {
+                "ratios": [round(v, 4) for v in ratios],
+                "median": statistics.median(ratios),
+                "min": min(ratios),
+                "max": max(ratios),
+                "interval_95": (low, high),
+                "rounds_faster": sum(v < 1 for v in ratios),
+            }
     for arm in ARMS:
         summary[f"payload_mb_per_s_{arm}"] = payload / MB / summary["wall_s"][f"median_{arm}"]
     return summary
 
 
 def table(results: dict[str, Any]) -> str:
-    """Markdown: the per-arm medians and the per-pair ratios."""
+    """Markdown: the per-arm medians, then the per-round ratios."""
     s, sizes = results["summary"], results["outputs"]
     lines = [
         f"{results['rows']:,} rows of `{results['dataset']}` ({results['payload_mb']:.1f} MB of "
-        f"values), `{results['compression']}`, {results['pairs']} pairs, src {results['commit']}, "
-        f"load {results['load_start'][0]:.2f} → {results['load_end'][0]:.2f}",
+        f"values), `{results['compression']}`, {results['pairs']} rounds, src "
+        f"{results['commit']}, load {results['load_start'][0]:.2f} → {results['load_end'][0]:.2f}",
         "",
-        "| | vector (io.ttree_writer) | counted (uproot) | vector/counted per pair: median "
-        "(min-max) [95 %] | vector faster |",
-        "|---|---|---|---|---|",
+        "| | vector (io.ttree_writer) | counted (io.ttree_writer) | counted (uproot) |",
+        "|---|---|---|---|",
     ]
-    for key, label in (("wall_s", "wall s"), ("cpu_s", "CPU s")):
-        e = s[key]
-        low, high = e["ratio_interval_95"]
+    for key, label in (("wall_s", "wall s, median"), ("cpu_s", "CPU s, median")):
         lines.append(
-            f"| {label} | **{e['median_vector']:.3f}** | **{e['median_counted']:.3f}** | "
-            f"**{e['median_ratio']:.3f}** ({e['ratio_min']:.3f}-{e['ratio_max']:.3f}) "
-            f"[{low:.3f}, {high:.3f}] | {e['pairs_vector_faster']}/{results['pairs']} |"
+            f"| {label} | " + " | ".join(f"{s[key][f'median_{a}']:.3f}" for a in ARMS) + " |"
         )
     lines.append(
-        f"| payload MB/s (wall) | {s['payload_mb_per_s_vector']:.1f} | "
-        f"{s['payload_mb_per_s_counted']:.1f} | | |"
+        "| payload MB/s (wall) | "
+        + " | ".join(f"{s[f'payload_mb_per_s_{a}']:.1f}" for a in ARMS)
+        + " |"
     )
     lines.append(
         "| output MB (uncompressed fTotBytes MB) | "
         + " | ".join(
             f"{sizes[arm]['bytes'] / MB:.1f} ({sizes[arm]['tot_bytes'] / MB:.1f})" for arm in ARMS
         )
-        + " | | |"
+        + " |"
     )
-    lines.append(
-        f"| branches | {sizes['vector']['branches']} | {sizes['counted']['branches']} | | |"
-    )
+    lines.append("| branches | " + " | ".join(str(sizes[a]["branches"]) for a in ARMS) + " |")
+    lines += ["", "| per round | median (min-max) [95 %] | faster |", "|---|---|---|"]
+    for key, label in (("wall_s", "wall"), ("cpu_s", "CPU")):
+        for top, bottom in RATIOS:
+            e = s[key][f"{top}/{bottom}"]
+            low, high = e["interval_95"]
+            lines.append(
+                f"| {top}/{bottom}, {label} | **{e['median']:.3f}** ({e['min']:.3f}-"
+                f"{e['max']:.3f}) [{low:.3f}, {high:.3f}] | {e['rounds_faster']}/"
+                f"{results['pairs']} |"
+            )
     return "\n".join(lines)
 
 
@@ -333,7 +376,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--size", default="bigfiles", choices=tuple(SIZES))
     parser.add_argument("--rows", type=int, default=60_000, help="entries written per file")
-    parser.add_argument("--pairs", type=int, default=9, help="alternated pairs (>= 3)")
+    parser.add_argument("--pairs", type=int, default=9, help="rounds of the 3 arms (>= 3)")
     parser.add_argument("--compression", default="zstd:5", help="the plan's default: zstd:5")
     parser.add_argument("--seed", type=int, default=1, help="the rows' shuffle")
     parser.add_argument("--workers", type=int, default=2, help="to generate a missing dataset")
@@ -382,15 +425,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     checked = read_back_equal(arms, block)
     records: list[dict[str, Any]] = []
     for index in range(args.pairs):
-        order = ARMS if index % 2 == 0 else ARMS[::-1]
+        order = ARMS[index % len(ARMS) :] + ARMS[: index % len(ARMS)]
         record: dict[str, Any] = {"pair": index, "first": order[0]}
         for arm in order:
             record[arm] = arms.write(arm)
         records.append(record)
         print(
-            f"pair {index}: vector {record['vector']['wall_s']:.3f} s "
-            f"(CPU {record['vector']['cpu_s']:.3f}), counted {record['counted']['wall_s']:.3f} s "
-            f"(CPU {record['counted']['cpu_s']:.3f}), load {os.getloadavg()[0]:.2f}",
+            f"round {index}: "
+            + ", ".join(
+                f"{arm} {record[arm]['wall_s']:.3f} s (CPU {record[arm]['cpu_s']:.3f})"
+                for arm in ARMS
+            )
+            + f", load {os.getloadavg()[0]:.2f}",
             file=sys.stderr,
             flush=True,
         )
@@ -424,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
             + "; ".join(
                 f"{arm} {costs[arm]['bytes'] / MB:.1f} MB -> "
                 f"{costs[arm]['compressed_bytes'] / MB:.1f} MB in {costs[arm]['compress_s']:.3f} s"
-                for arm in ARMS
+                for arm in LAYOUTS
             )
         )
         others = [c for c in args.compressions.split(",") if c and c != args.compression]
@@ -435,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
                 + "; ".join(
                     f"{arm} {other[arm]['compress_s']:.3f} s -> "
                     f"{other[arm]['compressed_bytes'] / MB:.1f} MB"
-                    for arm in ARMS
+                    for arm in LAYOUTS
                 )
             )
         results["profile"] = {arm: arms.profile(arm, args.top) for arm in ARMS}
