@@ -3,7 +3,8 @@
 #   benchmarks/ab_commits.sh OLD_COMMIT [REPEATS]
 # OLD_COMMIT's src/ is checked out into a temporary worktree and put first on PYTHONPATH;
 # the other arm is this checkout. Each repetition counts, plans and runs in a fresh working
-# directory per arm (2 workers), prints the wall seconds of each command, and the output files
+# directory per arm (2 workers), prints the wall seconds of each command and the CPU seconds of
+# run (/usr/bin/time: user + system of it and its worker processes), and the output files
 # of both arms are compared byte for byte. The arm that goes first alternates (old first in odd
 # repetitions, new first in even ones). Needs the medium dataset of benchmarks.harness
 # (bench-data/datasets/sall-f2-e4000-seed1-zstd), or the dataset directory in BB_AB_DATA (e.g.
@@ -33,9 +34,10 @@ for rep in $(seq 1 "$REPEATS"); do
     count=$(seconds "$start"); start=$(date +%s.%N)
     "$BB" plan --workdir "$W" $PLAN --output-directory "$W/out" --seed 1 >/dev/null 2>&1
     plan=$(seconds "$start"); start=$(date +%s.%N)
-    "$BB" run --workdir "$W" --workers 2 >/dev/null 2>&1
+    /usr/bin/time -f "%U %S" -o "$WORK/time" "$BB" run --workdir "$W" --workers 2 >/dev/null 2>&1
     run=$(seconds "$start")
-    echo "$arm rep$rep count $count plan $plan run $run"
+    cpu=$(awk '{print $1 + $2}' "$WORK/time")  # user + system, worker processes included
+    echo "$arm rep$rep count $count plan $plan run $run run_cpu $cpu"
   done
   if cmp -s <(cd "$WORK/old-$rep/out" && sha256sum batch*.root) \
             <(cd "$WORK/new-$rep/out" && sha256sum batch*.root); then
