@@ -56,8 +56,9 @@ def write_ttree(
     (`x[3]/F`, `y[2][2]/I`), scalars keep their leaf types. The rows' numpy buffers go in as they
     are, flat columns sliced per `extend` and jagged ones as `(offsets, content)` with their
     offsets sliced: no awkward arrays in between. uproot's own `mktree` writes counted arrays
-    too, but only with int32 counters of records, and took 1.05-1.10x the CPU time for the same
-    bytes (BENCHMARKS.md)."""
+    too, but only with int32 counters of records and through awkward arrays: it took as much
+    CPU time or more for the same branches, and `run` took 0.90x as long without it
+    (BENCHMARKS.md)."""
     from .io.ttree_writer import BranchType, mktree
 
     jagged = {
