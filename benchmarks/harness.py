@@ -351,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     directory = out / "results"
     directory.mkdir(parents=True, exist_ok=True)
     name = args.size + ("-vector" if args.vector_branches else "")
+    if not set(DEFAULT_STAGES.split(",")) <= args.stages:  # leaves a full run's results alone
+        name += "-" + "-".join(sorted(args.stages) or ["none"])
     (directory / f"{name}.json").write_text(json.dumps(results, indent=2))
     text = markdown(results)
     (directory / f"{name}.md").write_text(text)

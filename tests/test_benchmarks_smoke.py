@@ -73,3 +73,6 @@ def test_harness_tiny_vector_outputs_get_a_limit_in_their_format(tmp_path: Path)
     targets = {t["target"]: t for t in results["targets"]}
     name = "run / I/O limit in the outputs' format, run's writer (io.ttree_writer)"
     assert _positive(targets[name]["measured"])
+    # a run of some stages only does not overwrite the results of a full one
+    results_directory = tmp_path / "bench" / "results"
+    assert sorted(p.name for p in results_directory.glob("*.json")) == ["tiny-vector-io-run.json"]
