@@ -192,9 +192,9 @@ def test_run_killed_again_and_again_while_resuming_ends_with_identical_outputs(
 KILL_POINTS: dict[str, Callable[[Path], KillPoint]] = {
     # a read unit has sent its third intermediate part (the write units' inputs are partial)
     "reading-after-3rd-part": lambda outdir: KillPoint("balanced_batches.shards:write_part", nth=3),
-    # uproot has written the rows of the first output into its temporary file, not closed it
+    # the rows of the first output are in its temporary file, which is not closed yet
     "inside-the-1st-output": lambda outdir: KillPoint(
-        "uproot.writing.writable:WritableTree.extend", nth=1
+        "balanced_batches.io.ttree_writer:TreeWriter.extend", nth=1
     ),
     # batch1.root has just been renamed to its final name; its unit is not yet recorded
     "output-renamed-not-recorded": lambda outdir: KillPoint(
@@ -215,7 +215,7 @@ def test_run_killed_at_a_chosen_step_resumes_to_byte_identical_outputs(
     kill = point(outdir)
     outcome = run_killed_at(kill, run_args(planned))
     assert outcome.killed, f"the kill point was never reached:\n{outcome.stderr}"
-    if kill.target.endswith("WritableTree.extend"):
+    if kill.target.endswith("TreeWriter.extend"):
         # the partial file exists, only under a temporary name
         assert output_digests(outdir) == {}
         partial = [p for p in planned.rglob("batch0.root") if p != outdir / "batch0.root"]
