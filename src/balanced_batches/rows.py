@@ -365,8 +365,10 @@ def _list(array: ak.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def to_arrays(block: RowBlock, layout: BranchLayout) -> dict[str, ak.Array | np.ndarray]:
-    """Branches as a TTree writer wants them: scalars as numpy, a counted group as one list
-    of records (`outer` with fields `inner`), a lone jagged branch as a list array."""
+    """Branches as uproot's `mktree` + `extend` want them: scalars as numpy, a counted group as
+    one list of records (`outer` with fields `inner`, sharing one counter), a lone jagged branch
+    as a list array. (The outputs are written by `io.ttree_writer`, which takes the numpy
+    buffers themselves; this is for writing rows with uproot.)"""
     import awkward as ak
 
     arrays: dict[str, ak.Array | np.ndarray] = {name: block.flat[name] for name in layout.scalars}
