@@ -177,6 +177,27 @@ def test_threads_write_the_bytes_of_one_thread(
             assert datime == uproot._util.datetime_to_code(STAMP)
 
 
+def test_the_compression_pool_follows_the_threads_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process told another number of threads between writes (a library user setting
+    OMP_NUM_THREADS) compresses on that many, not on the first pool's."""
+    monkeypatch.setattr(_baskets, "_pool", None)  # restored after: other tests keep theirs
+    monkeypatch.setattr(_baskets, "_pool_threads", 0)
+    pools = [_baskets._compression_pool(threads) for threads in (3, 3, 2, 1)]
+    try:
+        assert pools[0] is not None and pools[1] is pools[0]
+        assert pools[0]._max_workers == 3
+        assert pools[2] is not None and pools[2] is not pools[0]
+        assert pools[2]._max_workers == 2
+        assert pools[2].submit(sum, (1, 2)).result() == 3
+        assert pools[3] is None  # one thread: the calling thread compresses
+    finally:
+        for pool in pools:
+            if pool is not None:
+                pool.shutdown()
+
+
 @pytest.mark.parametrize(
     ("told", "threads"),
     [("1", 1), ("2", 2), ("64", _baskets.MAX_COMPRESSION_THREADS), ("2,1", 2)]

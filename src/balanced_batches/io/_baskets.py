@@ -31,6 +31,7 @@ import uproot.writing._cascadetree as cascadetree
 MAX_COMPRESSION_THREADS = 4
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = 0  # the process that made _pool: a forked child inherits the object, not its threads
+_pool_threads = 0  # how many threads _pool has
 
 
 class Basket(NamedTuple):
@@ -159,12 +160,15 @@ def compression_threads() -> int:
 
 
 def _compression_pool(threads: int) -> ThreadPoolExecutor | None:
-    """This process's compression threads (`threads` of them when first used), started on first
-    use; None for one thread (the calling thread compresses)."""
-    global _pool, _pool_pid
+    """This process's `threads` compression threads, started on first use and again when the
+    number asked for changes (`OMP_NUM_THREADS` set anew between writes); None for one thread
+    (the calling thread compresses)."""
+    global _pool, _pool_pid, _pool_threads
     if threads < 2:
         return None
-    if _pool is None or _pool_pid != os.getpid():
+    if _pool is None or _pool_pid != os.getpid() or _pool_threads != threads:
+        if _pool is not None and _pool_pid == os.getpid():
+            _pool.shutdown(wait=False)  # its last baskets still finish: writers wait on them
         _pool = ThreadPoolExecutor(threads, thread_name_prefix="basket-compression")
-        _pool_pid = os.getpid()
+        _pool_pid, _pool_threads = os.getpid(), threads
     return _pool
