@@ -147,6 +147,17 @@ def branch_type(values: ak.Array | np.ndarray) -> object:
     return content
 
 
+def uproot_mktree(output: Any, tree: str, branches: dict[str, Any], layout: BranchLayout) -> None:
+    """uproot's `mktree` for `branches` as `_branches` or `rows.to_arrays` give them, every
+    counted group's counter named as in `layout` (else `n<outer>`, uproot's own choice)."""
+    counters = {group.outer: group.counter for group in layout.groups}
+    output.mktree(
+        tree,
+        {name: branch_type(values) for name, values in branches.items()},
+        counter_name=lambda outer: counters.get(outer, "n" + outer),
+    )
+
+
 def _write_file(task: WriteTask) -> tuple[int, float, int, int]:
     """(pid, seconds, rows, bytes) to write one output file; reading its rows is not timed."""
     if task.output is not None:
@@ -159,14 +170,9 @@ def _write_file(task: WriteTask) -> tuple[int, float, int, int]:
         layout = branch_layout(uproot.open(task.paths[0])[task.tree])
         layout = _grouped(rows, layout)
         branches = _branches(rows, layout, with_provenance=True)
-    counters = {group.outer: group.counter for group in layout.groups}
 
     def write(output: Any) -> None:
-        output.mktree(
-            task.tree,
-            {name: branch_type(values) for name, values in branches.items()},
-            counter_name=lambda outer: counters.get(outer, "n" + outer),
-        )
+        uproot_mktree(output, task.tree, branches, layout)
         output[task.tree].extend(branches)
 
     seconds, size = _timed_write(task, f"limit{task.index}.root", write)

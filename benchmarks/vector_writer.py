@@ -68,7 +68,7 @@ import numpy as np
 
 from .datasets import SIZES, ensure_dataset, input_paths
 from .executor_engine import REPOSITORY, _working_tree_commit, bootstrap_interval, export_src
-from .iolimit import branch_type
+from .iolimit import uproot_mktree
 
 ARMS = ("vector", "counted", "uproot")
 LAYOUTS = ("vector", "counted")  # how the jagged baskets' payloads differ (`jagged_baskets`)
@@ -150,10 +150,8 @@ def write_with_uproot(
     )
 
     branches = to_arrays(rows, layout) | {name: rows.column(name) for name in extra}
-    counters = {group.outer: group.counter for group in layout.groups}
-    types = {name: branch_type(values) for name, values in branches.items()}
     with atomic_path(path) as temporary, _reproducible_root_file(temporary, spec) as output:
-        output.mktree(spec.tree, types, counter_name=lambda outer: counters.get(outer, "n" + outer))
+        uproot_mktree(output, spec.tree, branches, layout)
         for start in range(0, max(rows.length, 1), WRITE_CHUNK_ROWS):
             chunk = {
                 name: values[start : start + WRITE_CHUNK_ROWS] for name, values in branches.items()
