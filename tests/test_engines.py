@@ -182,7 +182,8 @@ from balanced_batches.engines import make_engine
 def environment(_):
     import os
     return {key: os.environ.get(key) for key in ("BB_TEST_SETTING", "OMP_NUM_THREADS",
-                                                 "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")}
+                                                 "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_",
+                                                 "MALLOC_MMAP_THRESHOLD_")}
 
 if __name__ == "__main__":
     for setting in ("first", "second"):
@@ -196,9 +197,9 @@ if __name__ == "__main__":
 def test_local_workers_start_with_the_workers_environment_as_it_is_when_the_engine_starts(
     tmp_path: Path,
 ) -> None:
-    """One thread per numerical library, no MALLOC_TRIM_THRESHOLD_ (`worker_server`), and this
-    process's settings as they are when each engine starts: a setting changed between two
-    engines reaches the second one's workers."""
+    """One thread per numerical library, glibc's heap thresholds set together
+    (`worker_server`), and this process's settings as they are when each engine starts: a
+    setting changed between two engines reaches the second one's workers."""
     script = tmp_path / "forked_workers.py"
     script.write_text(FORKED_WORKERS)
     finished = subprocess.run(
@@ -209,7 +210,8 @@ def test_local_workers_start_with_the_workers_environment_as_it_is_when_the_engi
         for environ in json.loads(line):
             assert environ["BB_TEST_SETTING"] == setting
             assert environ["OMP_NUM_THREADS"] == environ["OPENBLAS_NUM_THREADS"] == "1"
-            assert environ["MALLOC_TRIM_THRESHOLD_"] is None
+            assert environ["MALLOC_MMAP_THRESHOLD_"] == str(32 * 2**20)
+            assert environ["MALLOC_TRIM_THRESHOLD_"] == str(256 * 2**20)
 
 
 def test_workers_started_ahead_serve_the_engine_and_nothing_is_left_running() -> None:

@@ -26,14 +26,15 @@ from balanced_batches.rows import (
     layout_from_json,
     layout_to_json,
     select_branches,
+    take_from,
     to_arrays,
 )
 from balanced_batches.shards import (
     ROW_COLUMN,
     Part,
+    Pieces,
     all_parts,
     complete_parts,
-    gather,
     is_complete,
     part_path,
     parts_of_read_unit,
@@ -151,6 +152,28 @@ def test_concatenate_matches_awkward(a: RowBlock, b: RowBlock, c: RowBlock) -> N
     assert concatenate([a]) is a
 
 
+@given(sources=st.lists(blocks(), min_size=1, max_size=4), data=st.data())
+@SETTINGS
+def test_take_from_equals_a_take_from_the_concatenation(
+    sources: list[RowBlock], data: st.DataObject
+) -> None:
+    """Rows of several blocks in any order, with repeats, copied once: what concatenating
+    the blocks and taking the same rows gives, packed; equal-sized std::vector collections
+    share their result's offsets."""
+    joined = concatenate(sources)
+    index = np.array(data.draw(indices(joined.length)), dtype=np.int64)
+    starts = np.cumsum([0] + [block.length for block in sources])
+    which = np.searchsorted(starts, index, side="right") - 1
+    taken = take_from(sources, which, index - starts[which] if len(index) else index)
+    assert taken.length == len(index)
+    assert_equal(taken, reference(joined.take(index)))
+    for collection in taken.jagged.values():
+        assert all(len(c) == collection.offsets[-1] for c in collection.contents.values())
+    if all(np.array_equal(*(b.jagged[name].offsets for name in JAGGED)) for b in sources):
+        first, second = (taken.jagged[name].offsets for name in JAGGED)
+        assert first is second
+
+
 def uproot_like(full: dict[str, ak.Array], start: int, stop: int, carry: bool) -> dict:
     """Arrays as uproot gives them for entries [start, stop): views into whole baskets."""
     if carry:  # a ListArray (starts/stops), as a fancy index leaves it
@@ -252,9 +275,12 @@ def test_parts_round_trip(first: RowBlock, second: RowBlock, data: st.DataObject
             expected = concatenate(
                 [sources[parts.index(part)][0].take(rows) for part, rows in pieces]
             )
-            gathered = gather(pieces)
+            gathered = Pieces(pieces)
             assert gathered.length == expected.length
-            assert_equal(gathered, reference(expected))
+            for name in FLAT:  # a flat column of every piece's rows, pieces in order
+                assert np.array_equal(gathered.column(name), expected.flat[name])
+            order = np.array(data.draw(indices(expected.length)), dtype=np.int64)
+            assert_equal(gathered.take(order), reference(expected.take(order)))
 
 
 def test_incomplete_parts_are_rejected_and_removed(tmp_path: Path) -> None:
@@ -296,8 +322,10 @@ def test_incomplete_parts_are_rejected_and_removed(tmp_path: Path) -> None:
     assert len(all_parts(tmp_path)) == 6
     with Part(part_path(tmp_path, 3, 1)) as part:
         assert part.unit_range(0) == (0, 3) and part.column("x", 1, 3).tolist() == [1, 2]
-        assert gather([(part, np.arange(3))]).jagged["j"].offsets.tolist() == [0, 1, 1, 3]
-        assert gather([(part, np.array([0, 2]))]).jagged["j"].offsets.tolist() == [0, 1, 3]
+        every = Pieces([(part, np.arange(3))]).take(np.arange(3))
+        assert every.jagged["j"].offsets.tolist() == [0, 1, 1, 3]
+        some = Pieces([(part, np.array([0, 2]))]).take(np.array([1, 0]))
+        assert some.jagged["j"].offsets.tolist() == [0, 2, 3]
 
 
 TYPES = {

@@ -131,6 +131,10 @@ class RemotePart(RoutedPart):
         ask = [(self._uses[n], np.array([start]), np.array([stop])) for n in names]
         return dict(zip(names, self._items(ask), strict=True))
 
+    def source(self, rows: np.ndarray) -> tuple[RowBlock, np.ndarray]:
+        """Rows `rows` (ascending, distinct), fetched (`take`), each at its own place."""
+        return self.take(rows), np.arange(len(rows), dtype=np.int64)
+
     def take(self, rows: np.ndarray) -> RowBlock:
         """Rows `rows` (ascending, distinct) of the part: flat columns in one round, jagged
         ones in two (offsets, then items)."""

@@ -291,10 +291,90 @@ def _take_items(offsets: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.
     counts = offsets[1:][index] - starts
     new_offsets = np.zeros(len(index) + 1, dtype=np.int64)
     np.cumsum(counts, out=new_offsets[1:])
-    # item k of the result sits at starts[row] + (k - new_offsets[row])
-    items = np.arange(new_offsets[-1], dtype=np.int64)
-    items += np.repeat(starts - new_offsets[:-1], counts)
-    return new_offsets, items
+    return new_offsets, _item_positions(starts, counts)
+
+
+def take_from(blocks: Sequence[RowBlock], which: np.ndarray, rows: np.ndarray) -> RowBlock:
+    """Row i is row `rows[i]` of `blocks[which[i]]`: rows of several blocks (same columns), in
+    any order, copied once into new buffers. Concatenating the blocks and taking from that
+    would copy every row twice, the second time into fresh memory."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(blocks) == 1:
+        return blocks[0].take(rows)
+    which = np.asarray(which, dtype=np.int64)
+    by_block = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[by_block], np.arange(len(blocks) + 1))
+    # per block: the result's rows it gives (`slots`) and its own row numbers (`picks`)
+    slots = [by_block[bounds[b] : bounds[b + 1]] for b in range(len(blocks))]
+    sources = [(b, slot, rows[slot]) for b, slot in enumerate(slots) if len(slot)]
+    length = len(rows)
+    flat = {}
+    for name, values in blocks[0].flat.items() if blocks else ():
+        out = np.empty((length, *values.shape[1:]), dtype=values.dtype)
+        for b, slot, pick in sources:
+            out[slot] = blocks[b].flat[name][pick]
+        flat[name] = out
+    jagged = {}
+    done: list[tuple[np.ndarray, np.ndarray, _Scatter]] = []
+    for name, collection in blocks[0].jagged.items() if blocks else ():
+        scatter = _scatter_once(
+            [blocks[b].jagged[name].offsets for b in range(len(blocks))], sources, length, done
+        )
+        contents = {}
+        for column, content in collection.contents.items():
+            out = np.empty(scatter.offsets[-1], dtype=content.dtype)
+            for b, into, taken in scatter.items:
+                out[into] = blocks[b].jagged[name].contents[column][taken]
+            contents[column] = out
+        jagged[name] = Jagged(scatter.offsets, contents)
+    return RowBlock(length, flat, jagged)
+
+
+@dataclass(frozen=True)
+class _Scatter:
+    """Where the items of a jagged collection go: the result's offsets, and per block
+    (block, item positions in the result, item positions in the block)."""
+
+    offsets: np.ndarray
+    items: list[tuple[int, np.ndarray, np.ndarray]]
+
+
+def _scatter_once(
+    offsets: Sequence[np.ndarray],
+    sources: Sequence[tuple[int, np.ndarray, np.ndarray]],
+    length: int,
+    done: list[tuple[np.ndarray, np.ndarray, _Scatter]],
+) -> _Scatter:
+    """The scatter of a collection whose blocks have `offsets`, or the one in `done` of a
+    collection whose picked rows start and end at the same items (std::vector branches are
+    collections of their own, but most share their sizes with others)."""
+    starts = np.empty(length, dtype=np.int64)
+    counts = np.empty(length, dtype=np.int64)
+    for b, slot, pick in sources:
+        starts[slot] = offsets[b][pick]
+        counts[slot] = offsets[b][pick + 1] - starts[slot]
+    for known_starts, known_counts, scatter in done:
+        if np.array_equal(known_starts, starts) and np.array_equal(known_counts, counts):
+            return scatter
+    new_offsets = np.zeros(length + 1, dtype=np.int64)
+    np.cumsum(counts, out=new_offsets[1:])
+    items = []
+    for b, slot, _ in sources:
+        block_counts = counts[slot]
+        into = _item_positions(new_offsets[slot], block_counts)
+        items.append((b, into, _item_positions(starts[slot], block_counts)))
+    scatter = _Scatter(new_offsets, items)
+    done.append((starts, counts, scatter))
+    return scatter
+
+
+def _item_positions(first: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Every item position of runs that start at `first` and hold `counts` items, in order:
+    item k of run r, the result's item `ends[r] - counts[r] + k`, sits at `first[r] + k`."""
+    ends = np.cumsum(counts)
+    positions = np.arange(ends[-1] if len(ends) else 0, dtype=np.int64)
+    positions += np.repeat(first - (ends - counts), counts)
+    return positions
 
 
 def concatenate(blocks: Sequence[RowBlock]) -> RowBlock:

@@ -28,6 +28,7 @@ import mmap
 import os
 import shutil
 import struct
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ import numpy as np
 from .config import ProjectConfig
 from .errors import BalancedBatchesError
 from .io.files import atomic_path, is_url, remove_temporaries
-from .rows import Jagged, RowBlock, concatenate
+from .rows import Jagged, RowBlock, take_from
 
 PART_SUFFIX = ".rows"
 MAGIC = b"BBROWS03"  # 03: rows once, with a table of their uses (row, position)
@@ -238,8 +239,9 @@ class PartLayout:
         )
 
 
-class RoutedPart:
-    """What every part says of the write units: where each one's uses start."""
+class RoutedPart(ABC):
+    """What every part says of the write units (where each one's uses start), and how its
+    rows are taken."""
 
     unit_starts: np.ndarray  # first use of every write unit, then the number of uses
 
@@ -251,6 +253,15 @@ class RoutedPart:
     def unit_range(self, unit: int) -> tuple[int, int]:
         """[start, stop) of the uses of a write unit."""
         return int(self.unit_starts[unit]), int(self.unit_starts[unit + 1])
+
+    @abstractmethod
+    def source(self, rows: np.ndarray) -> tuple[RowBlock, np.ndarray]:
+        """Rows `rows` (ascending, distinct) of the part as a block to take them from, and
+        where each one is in it."""
+
+    def release(self) -> None:
+        """Lets go of what `source` holds once its rows are taken."""
+        return None  # a part whose `source` fetched the rows holds nothing of them
 
 
 class Part(RoutedPart):
@@ -326,13 +337,16 @@ class Part(RoutedPart):
             self._rows = RowBlock(self.length, flat, jagged)
         return self._rows
 
-    def take(self, rows: np.ndarray) -> RowBlock:
-        """Rows `rows` of the part, from a map of it (`rows`): a write unit's rows are
-        scattered over the parts when candidates are reused, and reading them in ranges
-        would either copy the rows between them too or cost one read per row and column."""
-        taken = self.rows().take(rows)
+    def source(self, rows: np.ndarray) -> tuple[RowBlock, np.ndarray]:
+        """Every row of the part over a map of it (`rows`), and `rows`: nothing is copied
+        until the rows are taken. A write unit's rows are scattered over the parts when
+        candidates are reused, and reading them in ranges would either copy the rows between
+        them too or cost one read per row and column."""
+        return self.rows(), np.asarray(rows, dtype=np.int64)
+
+    def release(self) -> None:
+        """Drops the map's pages from this process (`unmap_pages`)."""
         self.unmap_pages()
-        return taken
 
     def __enter__(self) -> Part:
         return self
@@ -362,9 +376,37 @@ class Part(RoutedPart):
         return self._read(self._flat[name], start, stop)
 
 
-def gather(pieces: Sequence[tuple[Any, np.ndarray]]) -> RowBlock:
-    """The rows of every (part, row numbers ascending), one piece after another, in one
-    block (`Part.take`, or a remote part's)."""
-    if not pieces:
-        return RowBlock(0)
-    return concatenate([part.take(rows) for part, rows in pieces])
+class Pieces:
+    """The rows of every (part, row numbers ascending), numbered one piece after another
+    (a local part's over its map, a remote part's fetched): a flat column of them, and any of
+    them in any order, copied once (`take`)."""
+
+    def __init__(self, pieces: Sequence[tuple[RoutedPart, np.ndarray]]) -> None:
+        self._parts = [part for part, _ in pieces]
+        sources = [part.source(rows) for part, rows in pieces]
+        self._blocks = [block for block, _ in sources]
+        self._rows = [rows for _, rows in sources]
+        self._block_of = np.repeat(np.arange(len(sources)), [len(r) for r in self._rows])
+        self._row_in_block = np.concatenate(self._rows) if sources else np.empty(0, np.int64)
+
+    @property
+    def length(self) -> int:
+        """Rows of all pieces."""
+        return len(self._row_in_block)
+
+    def column(self, name: str) -> np.ndarray:
+        """A flat column of every row, one piece after another."""
+        if not self._blocks:
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate(
+            [block.flat[name][rows] for block, rows in zip(self._blocks, self._rows, strict=True)]
+        )
+
+    def take(self, index: np.ndarray) -> RowBlock:
+        """Rows `index` (any order, repeats allowed) in one new block; the parts then let go of
+        what they held for it."""
+        index = np.asarray(index, dtype=np.int64)
+        taken = take_from(self._blocks, self._block_of[index], self._row_in_block[index])
+        for part in self._parts:
+            part.release()
+        return taken

@@ -1,7 +1,8 @@
 """Write units: the rows of each output file, taken from every part, ordered, shuffled, written.
 
-Each part says which of its candidates every use needs (`shards`): a write unit reads the
-candidates its output files use once each, then expands them to their uses by index.
+Each part says which of its candidates every use needs (`shards`): a write unit takes the
+candidates of an output file from the parts straight into the file's shuffled order, one copy
+per use (`shards.Pieces`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ..errors import BalancedBatchesError, CatalogError
 from ..io.outputs import output_directory
 from ..io.stores import retry_may_help
 from ..scratch import Scratch, scratch_at
-from ..shards import ROW_COLUMN, gather
+from ..shards import ROW_COLUMN, Pieces
 from ..shuffle import output_shuffle
 from ..statistics import DatasetStatistics, block_statistics, merge_all
 from ..writers import WRITERS
@@ -87,7 +88,7 @@ def _write_files(
             rows.append(row + base)
             positions.append(table[POSITION_COLUMN][lo:hi])
             base += len(needed)
-        candidates = gather(pieces)
+        candidates = Pieces(pieces)
         row = np.concatenate(rows)
         batch, slot = np.divmod(np.concatenate(positions).astype(np.int64), task.slots)
         stream = candidates.column(STREAM_COLUMN)[row].astype(np.int64)
