@@ -158,14 +158,16 @@ def test_take_from_equals_a_take_from_the_concatenation(
     sources: list[RowBlock], data: st.DataObject
 ) -> None:
     """Rows of several blocks in any order, with repeats, copied once: what concatenating
-    the blocks and taking the same rows gives, packed; equal-sized std::vector collections
-    share their result's offsets."""
+    the blocks and taking the same rows gives, packed; each block giving rows is reported
+    done once; equal-sized std::vector collections share their result's offsets."""
     joined = concatenate(sources)
     index = np.array(data.draw(indices(joined.length)), dtype=np.int64)
     starts = np.cumsum([0] + [block.length for block in sources])
     which = np.searchsorted(starts, index, side="right") - 1
-    taken = take_from(sources, which, index - starts[which] if len(index) else index)
+    copied: list[int] = []
+    taken = take_from(sources, which, index - starts[which] if len(index) else index, copied.append)
     assert taken.length == len(index)
+    assert sorted(copied) == sorted(set(which.tolist()))  # once per block giving rows
     assert_equal(taken, reference(joined.take(index)))
     for collection in taken.jagged.values():
         assert all(len(c) == collection.offsets[-1] for c in collection.contents.values())

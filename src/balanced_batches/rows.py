@@ -10,7 +10,7 @@ index for a selection of rows is computed once per group and applied to every me
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -294,49 +294,78 @@ def _take_items(offsets: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.
     return new_offsets, _item_positions(starts, counts)
 
 
-def take_from(blocks: Sequence[RowBlock], which: np.ndarray, rows: np.ndarray) -> RowBlock:
+def take_from(
+    blocks: Sequence[RowBlock],
+    which: np.ndarray,
+    rows: np.ndarray,
+    copied: Callable[[int], None] | None = None,
+) -> RowBlock:
     """Row i is row `rows[i]` of `blocks[which[i]]`: rows of several blocks (same columns), in
     any order, copied once into new buffers. Concatenating the blocks and taking from that
-    would copy every row twice, the second time into fresh memory."""
+    would copy every row twice, the second time into fresh memory.
+
+    The rows are copied block after block, and `copied(b)` is called once block b's rows
+    are, for every block that gives rows: a block over a map of a file can then drop its
+    pages before the next one is read.
+    """
     rows = np.asarray(rows, dtype=np.int64)
     if len(blocks) == 1:
-        return blocks[0].take(rows)
+        taken = blocks[0].take(rows)
+        if copied is not None and len(rows):
+            copied(0)
+        return taken
     which = np.asarray(which, dtype=np.int64)
     by_block = np.argsort(which, kind="stable")
     bounds = np.searchsorted(which[by_block], np.arange(len(blocks) + 1))
-    # per block: the result's rows it gives (`slots`) and its own row numbers (`picks`)
-    slots = [by_block[bounds[b] : bounds[b + 1]] for b in range(len(blocks))]
-    sources = [(b, slot, rows[slot]) for b, slot in enumerate(slots) if len(slot)]
+    # per block: the result's rows it gives (`slot`) and its own row numbers (`pick`)
+    sources = [
+        (b, slot, rows[slot])
+        for b in range(len(blocks))
+        if len(slot := by_block[bounds[b] : bounds[b + 1]])
+    ]
     length = len(rows)
-    flat = {}
-    for name, values in blocks[0].flat.items() if blocks else ():
-        out = np.empty((length, *values.shape[1:]), dtype=values.dtype)
-        for b, slot, pick in sources:
-            out[slot] = blocks[b].flat[name][pick]
-        flat[name] = out
-    jagged = {}
+    first = blocks[0] if blocks else RowBlock(0)
+    flat = {
+        name: np.empty((length, *values.shape[1:]), dtype=values.dtype)
+        for name, values in first.flat.items()
+    }
+    # where the items go needs only the offsets: worked out before any content is read
     done: list[tuple[np.ndarray, np.ndarray, _Scatter]] = []
-    for name, collection in blocks[0].jagged.items() if blocks else ():
-        scatter = _scatter_once(
-            [blocks[b].jagged[name].offsets for b in range(len(blocks))], sources, length, done
+    scatters = {
+        name: _scatter_once([block.jagged[name].offsets for block in blocks], sources, length, done)
+        for name in first.jagged
+    }
+    jagged = {
+        name: Jagged(
+            scatters[name].offsets,
+            {
+                column: np.empty(scatters[name].offsets[-1], dtype=content.dtype)
+                for column, content in collection.contents.items()
+            },
         )
-        contents = {}
-        for column, content in collection.contents.items():
-            out = np.empty(scatter.offsets[-1], dtype=content.dtype)
-            for b, into, taken in scatter.items:
-                out[into] = blocks[b].jagged[name].contents[column][taken]
-            contents[column] = out
-        jagged[name] = Jagged(scatter.offsets, contents)
+        for name, collection in first.jagged.items()
+    }
+    for b, slot, pick in sources:
+        block = blocks[b]
+        for name, out in flat.items():
+            out[slot] = block.flat[name][pick]
+        for name, collection in jagged.items():
+            into, at = scatters[name].items[b]
+            contents = block.jagged[name].contents
+            for column, out in collection.contents.items():
+                out[into] = contents[column][at]
+        if copied is not None:
+            copied(b)
     return RowBlock(length, flat, jagged)
 
 
 @dataclass(frozen=True)
 class _Scatter:
-    """Where the items of a jagged collection go: the result's offsets, and per block
-    (block, item positions in the result, item positions in the block)."""
+    """Where the items of a jagged collection go: the result's offsets, and per block giving
+    rows, its items' positions in the result and in the block."""
 
     offsets: np.ndarray
-    items: list[tuple[int, np.ndarray, np.ndarray]]
+    items: dict[int, tuple[np.ndarray, np.ndarray]]
 
 
 def _scatter_once(
@@ -358,11 +387,11 @@ def _scatter_once(
             return scatter
     new_offsets = np.zeros(length + 1, dtype=np.int64)
     np.cumsum(counts, out=new_offsets[1:])
-    items = []
+    items = {}
     for b, slot, _ in sources:
         block_counts = counts[slot]
         into = _item_positions(new_offsets[slot], block_counts)
-        items.append((b, into, _item_positions(starts[slot], block_counts)))
+        items[b] = (into, _item_positions(starts[slot], block_counts))
     scatter = _Scatter(new_offsets, items)
     done.append((starts, counts, scatter))
     return scatter

@@ -403,10 +403,17 @@ class Pieces:
         )
 
     def take(self, index: np.ndarray) -> RowBlock:
-        """Rows `index` (any order, repeats allowed) in one new block; the parts then let go of
-        what they held for it."""
+        """Rows `index` (any order, repeats allowed) in one new block. Each part lets go of
+        what it held as soon as its rows are copied: a local part's pages of its map stay in
+        the page cache but leave this process, whose memory then holds the rows taken and
+        at most one part's pages (all of them would be most of the parts' size)."""
         index = np.asarray(index, dtype=np.int64)
-        taken = take_from(self._blocks, self._block_of[index], self._row_in_block[index])
-        for part in self._parts:
+        taken = take_from(
+            self._blocks,
+            self._block_of[index],
+            self._row_in_block[index],
+            copied=lambda b: self._parts[b].release(),
+        )
+        for part in self._parts:  # those that gave no row, after `column`
             part.release()
         return taken
