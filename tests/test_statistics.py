@@ -8,6 +8,8 @@ import functools
 import itertools
 import json
 import math
+import weakref
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -312,3 +314,46 @@ def test_a_sampled_sketch_has_exact_moments_and_close_quantiles() -> None:
     ranks = np.searchsorted(ordered, sampled.sketch.quantiles(qs))
     sigma = np.sqrt(len(values) * qs * (1 - qs) * len(values) / 16_384)
     assert np.all(np.abs(ranks - qs * (len(values) - 1)) <= 5 * sigma + sampled.sketch.rank_error)
+
+
+def test_many_partials_are_merged_a_few_at_a_time_within_their_bound() -> None:
+    """More partials than `fan_in` are read one at a time and merged in levels: no more
+    than fan_in - 1 of them per level are alive at once, counts and moments stay exact, and
+    every sketch keeps its rank-error bound."""
+    rng = np.random.default_rng(7)
+    rows = RowBlock(
+        3000, {"x": rng.normal(size=3000), "k": rng.integers(0, 50, 3000).astype(np.int32)}
+    )
+    types = rng.integers(0, len(TYPES), 3000)
+    alive: set[int] = set()
+    most_alive = 0
+
+    def one_at_a_time() -> Iterator[DatasetStatistics]:  # 300 partials, made when asked for
+        nonlocal most_alive
+        for start in range(0, 3000, 10):
+            part = block_statistics(
+                rows.take(np.arange(start, start + 10)),
+                types[start : start + 10],
+                TYPES,
+                sketch_size=16,
+            )
+            alive.add(start)
+            weakref.finalize(part, alive.discard, start)
+            most_alive = max(most_alive, len(alive))
+            yield part
+            del part
+
+    merged = merge_all(one_at_a_time(), fan_in=4)
+    assert most_alive <= 3 * 5  # fan_in - 1 per level, log4(300) < 5 levels
+    whole = block_statistics(rows, types, TYPES, sketch_size=16)
+    assert merged.rows == 3000 and merged.types == whole.types
+    for name, values in elements(rows).items():
+        got = merged.branches[name]
+        assert (got.count, got.minimum, got.maximum) == (3000, values.min(), values.max())
+        assert got.mean == pytest.approx(values.mean(), rel=1e-9)
+        assert got.m2 == pytest.approx(whole.branches[name].m2, rel=1e-9)
+        assert got.sketch.weights.sum() == 3000 and len(got.sketch.values) <= 16
+        assert_counts_within_rank_error(values.astype(np.float64), got.sketch)
+        assert_within_rank_error(values, got.sketch.quantiles(np.array(QS)), got.sketch.rank_error)
+    with pytest.raises(ValueError, match="fan_in"):
+        merge_all([], fan_in=1)

@@ -10,6 +10,7 @@ last (`run`, or the last batch job) publishes, and the merge does not depend on 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -58,17 +59,26 @@ def publish_statistics(spec: JobSpec) -> list[str]:
         wanted = [partial_name(name, unit) for unit in units_of_split(spec, split)]
         if not present.issuperset(wanted):
             continue  # another write job finishes later, and publishes
-        partials = []
-        for wanted_name in wanted:
-            partial = scratch.get_json(wanted_name)
-            if partial is None:
-                break
-            partials.append(DatasetStatistics.from_json(partial))
-        else:
-            merged = merge_all(partials)
-            record = statistics_json(merged) | ({"split": name} if name else {})
-            directory = output_directory(
-                split_directory(spec.config.output.directory, name), scratch.staging() / name
-            )
-            published.append(directory.write_json(STATISTICS_JSON, record))
+        try:
+            merged = merge_all(_read_partials(scratch, wanted))  # one at a time: see merge_all
+        except _PartialGone:
+            continue
+        record = statistics_json(merged) | ({"split": name} if name else {})
+        directory = output_directory(
+            split_directory(spec.config.output.directory, name), scratch.staging() / name
+        )
+        published.append(directory.write_json(STATISTICS_JSON, record))
     return published
+
+
+class _PartialGone(Exception):
+    """A partial listed a moment ago is gone: this job leaves the split unpublished, as when
+    one is missing from the list."""
+
+
+def _read_partials(scratch: Scratch, names: list[str]) -> Iterator[DatasetStatistics]:
+    for name in names:
+        partial = scratch.get_json(name)
+        if partial is None:
+            raise _PartialGone(name)
+        yield DatasetStatistics.from_json(partial)
