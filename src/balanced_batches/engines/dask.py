@@ -128,8 +128,9 @@ class DaskEngine:
             )
 
     def _start_local(self, workers: int, forked: bool) -> None:
-        # Dask's worker environment without MALLOC_TRIM_THRESHOLD_ (see
-        # `worker_server.WORKER_ENVIRONMENT`); None makes the nanny leave it unset
+        # Dask's worker environment without its MALLOC_TRIM_THRESHOLD_, which alone turns
+        # glibc's adaptive thresholds off (see `worker_server.WORKER_ENVIRONMENT`); None makes
+        # the nanny leave it unset. Workers forked from the server keep its heap settings.
         settings: dict[str, Any] = {
             "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None
         }
