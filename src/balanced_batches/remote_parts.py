@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import BalancedBatchesError
 from .io.stores import TransferError, retrying, store_for
-from .rows import Jagged, RowBlock
+from .rows import Jagged, RowBlock, item_positions
 from .shards import MAGIC, PREFIX, Buffer, PartLayout, RoutedPart, aligned
 
 PACK_SUFFIX = ".pack"
@@ -169,8 +169,7 @@ class RemotePart(RoutedPart):
             new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
             np.cumsum(counts, out=new_offsets[1:])
             where = _positions(item_start, lo, hi)  # each row's first item in the fetched run
-            index = np.arange(new_offsets[-1], dtype=np.int64)
-            index += np.repeat(where - new_offsets[:-1], counts)
+            index = item_positions(where, counts)
             columns = {column: next(items)[index] for column in self._jagged[name][1]}
             jagged[name] = Jagged(new_offsets, columns)
         return RowBlock(len(rows), flat, jagged)

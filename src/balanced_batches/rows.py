@@ -291,7 +291,7 @@ def _take_items(offsets: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.
     counts = offsets[1:][index] - starts
     new_offsets = np.zeros(len(index) + 1, dtype=np.int64)
     np.cumsum(counts, out=new_offsets[1:])
-    return new_offsets, _item_positions(starts, counts)
+    return new_offsets, item_positions(starts, counts)
 
 
 def take_from(
@@ -390,14 +390,14 @@ def _scatter_once(
     items = {}
     for b, slot, _ in sources:
         block_counts = counts[slot]
-        into = _item_positions(new_offsets[slot], block_counts)
-        items[b] = (into, _item_positions(starts[slot], block_counts))
+        into = item_positions(new_offsets[slot], block_counts)
+        items[b] = (into, item_positions(starts[slot], block_counts))
     scatter = _Scatter(new_offsets, items)
     done.append((starts, counts, scatter))
     return scatter
 
 
-def _item_positions(first: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def item_positions(first: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Every item position of runs that start at `first` and hold `counts` items, in order:
     item k of run r, the result's item `ends[r] - counts[r] + k`, sits at `first[r] + k`."""
     ends = np.cumsum(counts)
