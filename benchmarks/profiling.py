@@ -31,7 +31,7 @@ HOT_SPOTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("  rows.RowBlock.take (select and order rows)", (("balanced_batches/", "take"),)),
     ("  shards.write_part (intermediate parts)", (("balanced_batches/", "write_part"),)),
     ("write units: write_units._write_outputs", (("balanced_batches/", "_write_outputs"),)),
-    ("  shards.gather (rows from the parts)", (("balanced_batches/", "gather"),)),
+    ("  rows.take_from (rows from the parts, shuffled)", (("balanced_batches/", "take_from"),)),
     ("  writers.write_ttree", (("balanced_batches/", "write_ttree"),)),
     ("    io.ttree_writer.mktree (the tree's metadata)", (("io/ttree_writer.py", "mktree"),)),
     ("    io.ttree_writer extend", (("io/ttree_writer.py", "extend"),)),
